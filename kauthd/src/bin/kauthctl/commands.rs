@@ -1,0 +1,143 @@
+//! One function per command: build the request, check the answer, print.
+
+use std::io::BufRead;
+
+use kauth_proto::{Client, Request, Response, Secret};
+use serde_json::json;
+use zeroize::Zeroize;
+
+use crate::args::{Cli, Command, UserCommand};
+use crate::output::{Failure, Output};
+
+pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Status => status(client, out),
+        Command::User(command) => user(command, client, out),
+    }
+}
+
+fn call(client: &mut Client, request: &Request) -> Result<Response, Failure> {
+    client
+        .call(request)
+        .map_err(|e| Failure::unreachable(e.to_string()))
+}
+
+/// Sends a request whose only success answer is `Done`.
+fn expect_done(client: &mut Client, request: &Request, out: &Output, text: &str) -> Result<(), Failure> {
+    match call(client, request)? {
+        Response::Done => {
+            out.success(text, json!({}));
+            Ok(())
+        }
+        other => Err(Failure::from_response(other)),
+    }
+}
+
+fn status(client: &mut Client, out: &Output) -> Result<(), Failure> {
+    match call(client, &Request::Status)? {
+        Response::Status {
+            version,
+            uptime_seconds,
+            accounts,
+        } => {
+            out.success(
+                &format!("kauthd {version}, up {uptime_seconds} s, {accounts} accounts"),
+                json!({"version": version, "uptime_seconds": uptime_seconds, "accounts": accounts}),
+            );
+            Ok(())
+        }
+        other => Err(Failure::from_response(other)),
+    }
+}
+
+fn user(command: &UserCommand, client: &mut Client, out: &Output) -> Result<(), Failure> {
+    match command {
+        UserCommand::Add {
+            name,
+            password_stdin,
+            uid,
+        } => {
+            let password = if *password_stdin {
+                Some(read_password_line()?)
+            } else {
+                None
+            };
+            let request = Request::UserAdd {
+                name: name.clone(),
+                password,
+                uid: *uid,
+            };
+            expect_done(client, &request, out, &format!("account {name} added"))
+        }
+        UserCommand::Del { name } => expect_done(
+            client,
+            &Request::UserDel { name: name.clone() },
+            out,
+            &format!("account {name} deleted"),
+        ),
+        UserCommand::Lock { name } => expect_done(
+            client,
+            &Request::UserLock { name: name.clone() },
+            out,
+            &format!("account {name} locked"),
+        ),
+        UserCommand::Unlock { name } => expect_done(
+            client,
+            &Request::UserUnlock { name: name.clone() },
+            out,
+            &format!("account {name} unlocked"),
+        ),
+        UserCommand::List => list_users(client, out),
+    }
+}
+
+fn list_users(client: &mut Client, out: &Output) -> Result<(), Failure> {
+    let users = match call(client, &Request::UserList)? {
+        Response::Users { users } => users,
+        other => return Err(Failure::from_response(other)),
+    };
+    let mut text = format!(
+        "{:<24} {:>7} {:<8} {:<4} {:<6} {}",
+        "NAME", "UID", "PASSWORD", "2FA", "LOCKED", "CREATED"
+    );
+    for u in &users {
+        text.push_str(&format!(
+            "\n{:<24} {:>7} {:<8} {:<4} {:<6} {}",
+            u.name,
+            u.uid.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            yes_no(u.has_password),
+            if u.two_factor { "on" } else { "off" },
+            yes_no(u.locked),
+            kauthd::clock::format_time(u.created),
+        ));
+    }
+    let users_json = serde_json::to_value(&users).unwrap_or_default();
+    out.success(&text, json!({ "users": users_json }));
+    Ok(())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Reads one line from standard input as a password (without its newline).
+fn read_password_line() -> Result<Secret, Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::failed("invalid", format!("cannot read the password from standard input: {e}")))?;
+    let trimmed = line.trim_end_matches(['\n', '\r']).to_owned();
+    line.zeroize();
+    if trimmed.is_empty() {
+        return Err(Failure::failed(
+            "invalid",
+            "--password-stdin was given but standard input held no password".to_owned(),
+        ));
+    }
+    Ok(Secret::new(trimmed))
+}

@@ -1,0 +1,42 @@
+//! `kauthctl`: administration for root, self-service for users, and the
+//! integration point for panels (`--json`).
+//!
+//! Exit codes: 0 done, 1 refused or failed, 2 usage, 3 daemon unreachable.
+
+mod args;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use kauth_proto::{Client, ClientError};
+
+use args::Cli;
+use output::{Failure, Output};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(cli.json);
+    let result = connect(&cli).and_then(|mut client| commands::run(&cli, &mut client, &out));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => out.fail(failure),
+    }
+}
+
+fn connect(cli: &Cli) -> Result<Client, Failure> {
+    // Trust a listener running as root, or as ourselves (a daemon we started).
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    Client::connect(&cli.socket, TIMEOUT, &[0, me], "kauthctl").map_err(|e| match e {
+        ClientError::Unreachable(why) => Failure::unreachable(format!(
+            "kauthd is not running or not reachable at {} ({why}). Start it (systemctl start kauthd) or point --socket / KAUTHD_SOCKET at its socket.",
+            cli.socket.display()
+        )),
+        other => Failure::unreachable(other.to_string()),
+    })
+}

@@ -1,0 +1,380 @@
+//! `/etc/kauthd/kauthd.toml`: every key optional, unknown keys refused.
+//! `config/kauthd.toml` documents each key with its default.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::totp::{Algorithm, TotpParams};
+
+pub const DEFAULT_CONFIG: &str = "/etc/kauthd/kauthd.toml";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub access: AccessConfig,
+    pub totp: TotpConfig,
+    pub recovery: RecoveryConfig,
+    pub password: PasswordConfig,
+    pub ratelimit: RateLimitConfig,
+    pub policy: PolicyConfig,
+    pub sessions: SessionsConfig,
+    pub activity: ActivityConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub max_connections: usize,
+    /// Seconds a connection may sit idle (this includes a person typing a
+    /// code at a prompt, so it should not be shorter than sshd's grace time).
+    pub idle_timeout: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            socket: PathBuf::from(kauth_proto::DEFAULT_SOCKET),
+            state_dir: PathBuf::from("/var/lib/kauthd"),
+            max_connections: 64,
+            idle_timeout: 120,
+        }
+    }
+}
+
+/// A uid or a user or group name from `[access] pam_callers`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum CallerSpec {
+    Uid(u32),
+    Name(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    pub pam_callers: Vec<CallerSpec>,
+    pub daemon_user: String,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            pam_callers: Vec::new(),
+            daemon_user: "root".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TotpConfig {
+    /// Shown in authenticator apps; the hostname when unset.
+    pub issuer: Option<String>,
+    pub algorithm: String,
+    pub digits: u32,
+    pub period: u64,
+    pub skew_steps: u32,
+    pub learn_skew: bool,
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        TotpConfig {
+            issuer: None,
+            algorithm: "SHA1".to_owned(),
+            digits: 6,
+            period: 30,
+            skew_steps: 1,
+            learn_skew: true,
+        }
+    }
+}
+
+impl TotpConfig {
+    /// The parameters new enrollments get (validated at load time).
+    pub fn params(&self) -> TotpParams {
+        TotpParams {
+            algorithm: self.algorithm.parse().unwrap_or(Algorithm::Sha1),
+            digits: self.digits,
+            period: self.period,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    pub codes: usize,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig { codes: 10 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    pub min_length: usize,
+    pub reject_common: bool,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        PasswordConfig {
+            min_length: 12,
+            reject_common: true,
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub max_failures: u32,
+    pub window_seconds: u64,
+    pub lock_seconds: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            max_failures: 5,
+            window_seconds: 300,
+            lock_seconds: 900,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub enabled: bool,
+    pub require: String,
+    pub require_users: Vec<String>,
+    pub require_groups: Vec<String>,
+    /// `YYYY-MM-DD`: from this day, unenrolled users who must have 2FA are denied.
+    pub deadline: Option<String>,
+    pub exempt_services: Vec<String>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            enabled: true,
+            require: "all".to_owned(),
+            require_users: Vec::new(),
+            require_groups: Vec::new(),
+            deadline: None,
+            exempt_services: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    pub kill_services: Vec<String>,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            kill_services: vec!["sshd".to_owned()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivityConfig {
+    pub retention_days: u32,
+}
+
+impl Default for ActivityConfig {
+    fn default() -> Self {
+        ActivityConfig { retention_days: 90 }
+    }
+}
+
+/// A config file that cannot be used, with the key and the reason.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks a config file. A missing file at the default path
+    /// means "all defaults"; a missing file named explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: path.to_owned(),
+            message,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
+            Err(e) => return Err(err(format!("cannot read the file: {e}"))),
+        };
+        Config::parse(&text).map_err(err)
+    }
+
+    /// Parses config text; the error names the key and what is wrong with it.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(&e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let bad = |key: &str, why: &str| Err(format!("key `{key}`: {why}"));
+        if self.daemon.max_connections == 0 {
+            return bad("daemon.max_connections", "must be at least 1");
+        }
+        if self.daemon.idle_timeout == 0 {
+            return bad("daemon.idle_timeout", "must be at least 1 second");
+        }
+        if !self.daemon.socket.is_absolute() {
+            return bad("daemon.socket", "must be an absolute path");
+        }
+        if !self.daemon.state_dir.is_absolute() {
+            return bad("daemon.state_dir", "must be an absolute path");
+        }
+        if self.totp.algorithm.parse::<Algorithm>().is_err() {
+            return bad("totp.algorithm", "must be \"SHA1\", \"SHA256\" or \"SHA512\"");
+        }
+        if self.totp.digits != 6 && self.totp.digits != 8 {
+            return bad("totp.digits", "must be 6 or 8");
+        }
+        if self.totp.period != 30 && self.totp.period != 60 {
+            return bad("totp.period", "must be 30 or 60 (seconds)");
+        }
+        if self.totp.skew_steps > 10 {
+            return bad("totp.skew_steps", "must be between 0 and 10");
+        }
+        if let Some(issuer) = &self.totp.issuer {
+            if issuer.trim().is_empty() || issuer.contains(':') {
+                return bad("totp.issuer", "must be non-empty and contain no colon");
+            }
+        }
+        if self.recovery.codes == 0 || self.recovery.codes > 100 {
+            return bad("recovery.codes", "must be between 1 and 100");
+        }
+        if self.password.min_length < 8 {
+            return bad("password.min_length", "must be at least 8");
+        }
+        if self.password.argon2_memory_kib < 8 * self.password.argon2_parallelism.max(1) {
+            return bad("password.argon2_memory_kib", "must be at least 8 KiB per lane");
+        }
+        if self.password.argon2_iterations == 0 {
+            return bad("password.argon2_iterations", "must be at least 1");
+        }
+        if self.password.argon2_parallelism == 0 || self.password.argon2_parallelism > 16 {
+            return bad("password.argon2_parallelism", "must be between 1 and 16");
+        }
+        if self.ratelimit.max_failures == 0 {
+            return bad("ratelimit.max_failures", "must be at least 1");
+        }
+        if self.ratelimit.window_seconds == 0 {
+            return bad("ratelimit.window_seconds", "must be at least 1");
+        }
+        if !matches!(self.policy.require.as_str(), "all" | "none" | "listed") {
+            return bad("policy.require", "must be \"all\", \"none\" or \"listed\"");
+        }
+        if let Some(deadline) = &self.policy.deadline {
+            if crate::clock::parse_date(deadline).is_none() {
+                return bad("policy.deadline", "must be a date written YYYY-MM-DD");
+            }
+        }
+        if self.activity.retention_days == 0 {
+            return bad("activity.retention_days", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The issuer shown in authenticator apps.
+    pub fn issuer(&self) -> String {
+        match &self.totp.issuer {
+            Some(issuer) => issuer.clone(),
+            None => crate::clock::hostname(),
+        }
+    }
+}
+
+/// toml's message already names the line, the key and the reason.
+fn describe_toml_error(e: &toml::de::Error) -> String {
+    e.to_string().trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.daemon.socket, PathBuf::from("/run/kauthd/kauthd.sock"));
+        assert_eq!(c.totp.digits, 6);
+        assert_eq!(c.recovery.codes, 10);
+        assert_eq!(c.policy.require, "all");
+        assert_eq!(c.sessions.kill_services, vec!["sshd".to_owned()]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::parse("[totp]\ndigitz = 6\n").unwrap_err();
+        assert!(e.contains("digitz"), "{e}");
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let e = Config::parse("[polcy]\nenabled = true\n").unwrap_err();
+        assert!(e.contains("polcy"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let e = Config::parse("[totp]\ndigits = \"six\"\n").unwrap_err();
+        assert!(e.contains("digits") || e.contains("integer"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let e = Config::parse("[totp]\ndigits = 7\n").unwrap_err();
+        assert!(e.contains("totp.digits"), "{e}");
+        let e = Config::parse("[policy]\nrequire = \"some\"\n").unwrap_err();
+        assert!(e.contains("policy.require"), "{e}");
+        let e = Config::parse("[policy]\ndeadline = \"next week\"\n").unwrap_err();
+        assert!(e.contains("policy.deadline"), "{e}");
+    }
+
+    #[test]
+    fn pam_callers_take_uids_and_names() {
+        let c = Config::parse("[access]\npam_callers = [33, \"kpanel\"]\n").unwrap();
+        assert_eq!(
+            c.access.pam_callers,
+            vec![CallerSpec::Uid(33), CallerSpec::Name("kpanel".into())]
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! kauthd: the daemon that owns every secret and makes every decision.
+//! `pam_kpanel.so` and `kauthctl` talk to it through `kauth-proto`.
+
+pub mod access;
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod daemon;
+pub mod logging;
+pub mod names;
+pub mod password;
+pub mod server;
+pub mod store;
+pub mod unix_users;
+
+pub mod totp;
+pub mod recovery;
+pub mod google_auth;
+pub mod drift;

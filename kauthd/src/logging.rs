@@ -1,0 +1,68 @@
+//! Log to stderr and to syslog (facility authpriv). Callers must never
+//! pass a secret in a log line.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use syslog::{Facility, Formatter3164, LoggerBackend};
+
+struct DaemonLogger {
+    syslog: Option<Mutex<syslog::Logger<LoggerBackend, Formatter3164>>>,
+    level: LevelFilter,
+}
+
+impl Log for DaemonLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let text = record.args().to_string();
+        let _ = writeln!(
+            std::io::stderr(),
+            "kauthd: {}: {text}",
+            record.level().as_str().to_lowercase()
+        );
+        if let Some(syslog) = &self.syslog {
+            let mut logger = match syslog.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let _ = match record.level() {
+                Level::Error => logger.err(&text),
+                Level::Warn => logger.warning(&text),
+                Level::Info => logger.info(&text),
+                Level::Debug | Level::Trace => logger.debug(&text),
+            };
+        }
+    }
+
+    fn flush(&self) {
+        let _ = std::io::stderr().flush();
+    }
+}
+
+/// Installs the daemon's logger. Without a syslog socket (a container, a
+/// test) it logs to stderr only.
+pub fn init(debug: bool) {
+    let formatter = Formatter3164 {
+        facility: Facility::LOG_AUTHPRIV,
+        hostname: None,
+        process: "kauthd".into(),
+        pid: std::process::id(),
+    };
+    let syslog = syslog::unix(formatter).ok().map(Mutex::new);
+    let level = if debug {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    };
+    let logger = DaemonLogger { syslog, level };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(level);
+    }
+}

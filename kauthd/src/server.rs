@@ -1,0 +1,195 @@
+//! The listening socket and the accept loop: bounded connections, config
+//! reload on SIGHUP, clean stop on SIGTERM.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kauth_proto::{write_frame, ErrorCode, Response};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::os::fd::AsFd;
+
+use crate::config::Config;
+use crate::connection;
+use crate::daemon::Daemon;
+use crate::store::Store;
+
+/// Everything needed to start: where the config came from and whether it
+/// was named on the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config_path: PathBuf,
+    pub config_explicit: bool,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(options: &Options) -> Result<(), String> {
+    let config = Config::load(&options.config_path, options.config_explicit)
+        .map_err(|e| e.to_string())?;
+    let store = Store::open(&config.daemon.state_dir).map_err(|e| {
+        format!(
+            "cannot open the store in {}: {e}",
+            config.daemon.state_dir.display()
+        )
+    })?;
+    let socket_path = config.daemon.socket.clone();
+    let listener = bind(&socket_path)?;
+    let bound_inode = fs::metadata(&socket_path).map(|m| m.ino()).ok();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+
+    let daemon = Arc::new(Daemon::new(config, store, options.config_path.clone()));
+    log::info!(
+        "kauthd {} listening on {} (state in {})",
+        env!("CARGO_PKG_VERSION"),
+        socket_path.display(),
+        daemon.config().daemon.state_dir.display()
+    );
+
+    let active = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Relaxed) {
+        if reload.swap(false, Ordering::Relaxed) {
+            reload_config(&daemon, options);
+        }
+        if !wait_readable(&listener) {
+            continue;
+        }
+        match listener.accept() {
+            Ok((stream, _)) => admit(&daemon, &active, stream),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::error!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    log::info!("stopping on signal");
+    // Remove the socket only if it is still the one we bound.
+    if fs::metadata(&socket_path).map(|m| m.ino()).ok() == bound_inode {
+        let _ = fs::remove_file(&socket_path);
+    }
+    Ok(())
+}
+
+/// Waits up to a quarter second for a connection, so signals are noticed.
+fn wait_readable(listener: &UnixListener) -> bool {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(250u16)), Ok(n) if n > 0)
+}
+
+/// Starts a thread for the connection, or turns it away when full.
+fn admit(daemon: &Arc<Daemon>, active: &Arc<AtomicUsize>, stream: UnixStream) {
+    if stream.set_nonblocking(false).is_err() {
+        return;
+    }
+    let limit = daemon.config().daemon.max_connections;
+    if active.fetch_add(1, Ordering::SeqCst) >= limit {
+        active.fetch_sub(1, Ordering::SeqCst);
+        turn_away(stream, limit);
+        return;
+    }
+    let daemon = Arc::clone(daemon);
+    let guard = ActiveGuard(Arc::clone(active));
+    let spawned = std::thread::Builder::new()
+        .name("connection".into())
+        .spawn(move || {
+            let _guard = guard;
+            connection::serve(daemon, stream);
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start a connection thread: {e}");
+    }
+}
+
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn turn_away(mut stream: UnixStream, limit: usize) {
+    log::warn!("turning a connection away: all {limit} connection slots are in use");
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+    let _ = write_frame(
+        &mut stream,
+        &Response::Error {
+            code: ErrorCode::Busy,
+            message: format!("kauthd is serving its maximum of {limit} connections; try again"),
+        },
+    );
+}
+
+fn reload_config(daemon: &Daemon, options: &Options) {
+    match Config::load(&options.config_path, options.config_explicit) {
+        Ok(new) => {
+            let old = daemon.config();
+            if new.daemon.socket != old.daemon.socket || new.daemon.state_dir != old.daemon.state_dir
+            {
+                log::warn!(
+                    "daemon.socket and daemon.state_dir changes take effect only after a restart"
+                );
+            }
+            daemon.replace_config(new);
+            log::info!("configuration reloaded from {}", options.config_path.display());
+        }
+        Err(e) => log::error!("configuration not reloaded, keeping the old one: {e}"),
+    }
+}
+
+/// Binds the socket: removes a stale one, refuses to start if another
+/// kauthd answers on it. The socket is world-connectable: who may do what
+/// is decided per connection from the peer's credentials.
+fn bind(path: &Path) -> Result<UnixListener, String> {
+    if let Some(parent) = path.parent() {
+        if !parent.exists() {
+            fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            let _ = fs::set_permissions(parent, fs::Permissions::from_mode(0o755));
+        }
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(format!(
+                    "another kauthd is already listening on {}; stop it first",
+                    path.display()
+                ));
+            }
+            fs::remove_file(path)
+                .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))?;
+            log::info!("removed a stale socket at {}", path.display());
+        }
+        Ok(_) => {
+            return Err(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
+    }
+    let listener =
+        UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666))
+        .map_err(|e| format!("cannot set permissions on {}: {e}", path.display()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot configure the socket: {e}"))?;
+    Ok(listener)
+}

@@ -1,0 +1,135 @@
+//! Accounts: a login name and what kauthd holds for it.
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{Store, StoreError, StoreResult};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub uid: Option<u32>,
+    pub password_hash: Option<String>,
+    pub locked: bool,
+    pub created: i64,
+}
+
+const COLUMNS: &str = "id, name, uid, password_hash, locked, created";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        uid: row.get(2)?,
+        password_hash: row.get(3)?,
+        locked: row.get(4)?,
+        created: row.get(5)?,
+    })
+}
+
+impl Store {
+    pub fn add_account(
+        &mut self,
+        name: &str,
+        uid: Option<u32>,
+        password_hash: Option<&str>,
+        now: i64,
+    ) -> StoreResult<Account> {
+        let result = self.conn.execute(
+            "INSERT INTO accounts (name, uid, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
+            params![name, uid, password_hash, now],
+        );
+        match result {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(StoreError::AlreadyExists)
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.account(name)?.ok_or(StoreError::NotFound)
+    }
+
+    pub fn delete_account(&mut self, name: &str) -> StoreResult<()> {
+        let n = self
+            .conn
+            .execute("DELETE FROM accounts WHERE name = ?1", params![name])?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    pub fn account(&self, name: &str) -> StoreResult<Option<Account>> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts WHERE name = ?1");
+        Ok(self
+            .conn
+            .query_row(&sql, params![name], from_row)
+            .optional()?)
+    }
+
+    pub fn account_by_uid(&self, uid: u32) -> StoreResult<Option<Account>> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts WHERE uid = ?1");
+        Ok(self
+            .conn
+            .query_row(&sql, params![uid], from_row)
+            .optional()?)
+    }
+
+    pub fn accounts(&self) -> StoreResult<Vec<Account>> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY name");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn count_accounts(&self) -> StoreResult<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub fn set_locked(&mut self, name: &str, locked: bool) -> StoreResult<()> {
+        let n = self.conn.execute(
+            "UPDATE accounts SET locked = ?2 WHERE name = ?1",
+            params![name, locked],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{test_store, StoreError};
+
+    #[test]
+    fn added_account_is_listed_and_counted() {
+        let (_dir, mut store) = test_store();
+        store.add_account("ann", Some(1000), None, 5).unwrap();
+        let all = store.accounts().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].name, "ann");
+        assert_eq!(all[0].uid, Some(1000));
+        assert_eq!(store.count_accounts().unwrap(), 1);
+    }
+
+    #[test]
+    fn duplicate_name_is_refused() {
+        let (_dir, mut store) = test_store();
+        store.add_account("ann", None, None, 5).unwrap();
+        let again = store.add_account("ann", None, None, 6);
+        assert!(matches!(again, Err(StoreError::AlreadyExists)));
+    }
+
+    #[test]
+    fn lock_and_delete_unknown_are_not_found() {
+        let (_dir, mut store) = test_store();
+        assert!(matches!(store.set_locked("nobody", true), Err(StoreError::NotFound)));
+        assert!(matches!(store.delete_account("nobody"), Err(StoreError::NotFound)));
+    }
+}

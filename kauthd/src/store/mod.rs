@@ -1,0 +1,141 @@
+//! The store: one SQLite database in the state dir. WAL with
+//! `synchronous=FULL`, so a write kauthd acknowledged survives a crash or
+//! power loss. Each submodule holds the queries for one kind of record.
+
+mod accounts;
+mod schema;
+
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+pub use accounts::Account;
+
+pub const DATABASE_FILE: &str = "kauthd.sqlite";
+
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    Io(PathBuf, io::Error),
+    Sqlite(rusqlite::Error),
+    NotFound,
+    AlreadyExists,
+    /// The database was written by a newer kauthd.
+    TooNew { found: i64, known: i64 },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io(path, e) => write!(f, "{}: {e}", path.display()),
+            StoreError::Sqlite(e) => write!(f, "database error: {e}"),
+            StoreError::NotFound => write!(f, "no such record"),
+            StoreError::AlreadyExists => write!(f, "already exists"),
+            StoreError::TooNew { found, known } => write!(
+                f,
+                "the database has schema version {found} but this kauthd knows only up to {known}; run a newer kauthd"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An open database. kauthd keeps one behind a mutex, so every
+/// check-and-update runs alone.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `state_dir`, which is made
+    /// owner-only, and brings its schema up to date.
+    pub fn open(state_dir: &Path) -> StoreResult<Store> {
+        prepare_state_dir(state_dir)?;
+        let path = state_dir.join(DATABASE_FILE);
+        // Create the file ourselves so it is 0600 from its first byte;
+        // SQLite gives the -wal and -shm files the same mode.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| StoreError::Io(path.clone(), e))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Io(path.clone(), e))?;
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            log::warn!("SQLite refused WAL mode (got {mode}); continuing with it");
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        let mut store = Store { conn };
+        schema::migrate(&mut store.conn)?;
+        Ok(store)
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> StoreResult<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+}
+
+fn prepare_state_dir(dir: &Path) -> StoreResult<()> {
+    fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.to_owned(), e))?;
+    let meta = fs::metadata(dir).map_err(|e| StoreError::Io(dir.to_owned(), e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        log::warn!(
+            "state directory {} was readable by others; setting it to owner-only (0700)",
+            dir.display()
+        );
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| StoreError::Io(dir.to_owned(), e))
+}
+
+#[cfg(test)]
+pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_and_dir_are_owner_only() {
+        let (dir, _store) = test_store();
+        let db = fs::metadata(dir.path().join(DATABASE_FILE)).unwrap();
+        assert_eq!(db.permissions().mode() & 0o777, 0o600);
+        let d = fs::metadata(dir.path()).unwrap();
+        assert_eq!(d.permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn reopening_keeps_the_schema_version() {
+        let (dir, store) = test_store();
+        let v = store.schema_version().unwrap();
+        drop(store);
+        let again = Store::open(dir.path()).unwrap();
+        assert_eq!(again.schema_version().unwrap(), v);
+        assert!(v >= 1);
+    }
+}

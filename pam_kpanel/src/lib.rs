@@ -1,0 +1,1 @@
+//! pam_kpanel: forwards the PAM conversation to kauthd.

@@ -1,0 +1,246 @@
+//! The client side of a connection: connect with a deadline, check who is
+//! listening, say hello, then exchange frames. Every wait has a timeout.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::codec::{read_frame, write_frame, FrameError};
+use crate::messages::{Request, Response};
+use crate::peer::peer_cred;
+use crate::PROTOCOL_VERSION;
+
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No daemon answered at the socket path (missing, refused, or too slow).
+    Unreachable(io::Error),
+    /// Something listens there, but not as a uid we trust.
+    UntrustedPeer { uid: u32 },
+    /// The daemon speaks another protocol version.
+    Version { ours: u32, theirs: u32 },
+    /// The exchange broke (timeout, closed, garbage).
+    Frame(FrameError),
+    /// The daemon answered with something that does not fit the request.
+    Unexpected(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Unreachable(e) => write!(f, "kauthd is not reachable: {e}"),
+            ClientError::UntrustedPeer { uid } => write!(
+                f,
+                "the process listening on the socket runs as uid {uid}, not as the kauthd user; refusing to talk to it"
+            ),
+            ClientError::Version { ours, theirs } => write!(
+                f,
+                "kauthd speaks protocol version {theirs}, this client version {ours}; upgrade so both match"
+            ),
+            ClientError::Frame(e) => write!(f, "talking to kauthd failed: {e}"),
+            ClientError::Unexpected(what) => write!(f, "kauthd answered unexpectedly: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<FrameError> for ClientError {
+    fn from(e: FrameError) -> Self {
+        ClientError::Frame(e)
+    }
+}
+
+/// An open, checked connection to kauthd.
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    /// Connects to `path`, waiting at most `timeout`, and checks that the
+    /// listener runs as one of `trusted_uids` before sending anything.
+    pub fn connect(
+        path: &Path,
+        timeout: Duration,
+        trusted_uids: &[u32],
+        client_name: &str,
+    ) -> Result<Client, ClientError> {
+        let stream = connect_with_deadline(path, timeout).map_err(ClientError::Unreachable)?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(ClientError::Unreachable)?;
+        let cred = peer_cred(&stream).map_err(ClientError::Unreachable)?;
+        if !trusted_uids.contains(&cred.uid) {
+            return Err(ClientError::UntrustedPeer { uid: cred.uid });
+        }
+        let mut client = Client { stream };
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: client_name.to_owned(),
+        };
+        match client.call(&hello)? {
+            Response::Welcome { version, .. } if version == PROTOCOL_VERSION => Ok(client),
+            Response::Welcome { version, .. } => Err(ClientError::Version {
+                ours: PROTOCOL_VERSION,
+                theirs: version,
+            }),
+            Response::Error { message, .. } => Err(ClientError::Unexpected(message)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sends one request and reads one response.
+    pub fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
+        write_frame(&mut self.stream, request)?;
+        Ok(read_frame(&mut self.stream)?)
+    }
+
+    /// Changes how long each later call may wait for the daemon.
+    pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(timeout)?;
+        self.stream.set_write_timeout(timeout)
+    }
+}
+
+/// `UnixStream::connect` can block when the listener's backlog is full, so
+/// connect non-blocking and retry until the deadline.
+fn connect_with_deadline(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    let deadline = Instant::now() + timeout;
+    let (addr, addr_len) = sockaddr_for(path)?;
+    loop {
+        // SAFETY: socket(2) with constant arguments; the result is checked.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: `addr` is an initialised sockaddr_un and `addr_len` does not
+        // exceed its size; `owned` keeps the fd open for the call.
+        let rc = unsafe {
+            libc::connect(
+                owned.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                addr_len,
+            )
+        };
+        if rc == 0 {
+            return into_blocking(owned);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            // Backlog full: try again shortly, until the deadline.
+            Some(libc::EAGAIN) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Some(libc::EAGAIN) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "kauthd did not accept the connection in time",
+                ))
+            }
+            Some(libc::EINPROGRESS) => {
+                wait_writable(&owned, deadline)?;
+                return into_blocking(owned);
+            }
+            _ => return Err(err),
+        }
+    }
+}
+
+fn into_blocking(fd: OwnedFd) -> io::Result<UnixStream> {
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    Ok(stream)
+}
+
+fn wait_writable(fd: &OwnedFd, deadline: Instant) -> io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `pfd` is one valid pollfd and we pass a count of 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    match rc {
+        0 => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "kauthd did not accept the connection in time",
+        )),
+        n if n < 0 => Err(io::Error::last_os_error()),
+        _ => Ok(()),
+    }
+}
+
+fn sockaddr_for(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path is empty, contains a NUL byte or is too long",
+        ));
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    let len = libc::socklen_t::try_from(len).map_err(io::Error::other)?;
+    Ok((addr, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn missing_socket_is_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Client::connect(&dir.path().join("none.sock"), Duration::from_secs(1), &[0], "t");
+        assert!(matches!(r, Err(ClientError::Unreachable(_))));
+    }
+
+    #[test]
+    fn untrusted_listener_is_refused_before_sending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let _listener = UnixListener::bind(&path).unwrap();
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        let r = Client::connect(&path, Duration::from_secs(1), &[me.wrapping_add(1)], "t");
+        assert!(matches!(r, Err(ClientError::UntrustedPeer { .. })));
+    }
+
+    #[test]
+    fn silent_listener_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let _listener = UnixListener::bind(&path).unwrap();
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        let start = Instant::now();
+        let r = Client::connect(&path, Duration::from_millis(300), &[me], "t");
+        assert!(matches!(r, Err(ClientError::Frame(_))));
+        assert!(start.elapsed() < Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,190 @@
+//! Every message either side may send. Requests go client → kauthd,
+//! responses kauthd → client, one frame each; a connection starts with
+//! `Hello` / `Welcome`. `PROTOCOL.md` documents the same in prose.
+//!
+//! Messages are JSON objects tagged by `"type"` (snake_case). Unknown
+//! fields are ignored so that newer clients can add optional fields;
+//! an unknown `"type"` is refused.
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// A request from a client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Request {
+    /// First frame on every connection.
+    Hello { version: u32, client: String },
+
+    /// Daemon version, uptime and account count. Anyone.
+    Status,
+
+    /// Create an account. Root only.
+    UserAdd {
+        name: String,
+        #[serde(default)]
+        password: Option<Secret>,
+        #[serde(default)]
+        uid: Option<u32>,
+    },
+    /// Delete an account and everything it owns. Root only.
+    UserDel { name: String },
+    /// List accounts. Root only.
+    UserList,
+    /// Lock an account: no login succeeds until unlocked. Root only.
+    UserLock { name: String },
+    /// Clear a lock (administrative or from too many failures). Root only.
+    UserUnlock { name: String },
+
+    /// Start a login conversation (PAM `auth`). Root and PAM callers.
+    /// kauthd answers with `Prompt`, `Message` or `Finished`.
+    Begin {
+        user: String,
+        service: String,
+        #[serde(default)]
+        rhost: Option<String>,
+        #[serde(default)]
+        tty: Option<String>,
+        #[serde(default)]
+        ruser: Option<String>,
+        mode: LoginMode,
+        /// The password an earlier PAM module collected (`use_first_pass`).
+        #[serde(default)]
+        authtok: Option<Secret>,
+    },
+    /// The user's answer to the last `Prompt`.
+    Answer { text: Secret },
+    /// Acknowledges a `Message`; kauthd sends the next step.
+    Continue,
+    /// The PAM `account` check: may this user log in to this service now?
+    /// kauthd answers with `Message`s (if any) and then `Finished`.
+    AccountCheck { user: String, service: String },
+
+    /// Record a PAM session. The process that opened it is the connection's
+    /// peer (SO_PEERCRED), never a value the client sends.
+    SessionOpen {
+        user: String,
+        service: String,
+        #[serde(default)]
+        rhost: Option<String>,
+        #[serde(default)]
+        tty: Option<String>,
+    },
+    /// End a session opened with `SessionOpen`.
+    SessionClose { id: String },
+}
+
+/// Which factors a login conversation asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginMode {
+    /// kauthd checks the password, then the code.
+    Password,
+    /// An earlier module (or an SSH key) checked the first factor: only the code.
+    OtpOnly,
+    /// PAM `password`: kauthd asks for the current password, then the new one twice.
+    ChangePassword,
+}
+
+/// A response from kauthd.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Response {
+    /// Answer to `Hello`.
+    Welcome { version: u32, server: String },
+    /// The request was carried out; nothing more to say.
+    Done,
+    /// The request was refused or failed. `message` is for people.
+    Error { code: ErrorCode, message: String },
+
+    Status {
+        version: String,
+        uptime_seconds: u64,
+        accounts: u64,
+    },
+    Users { users: Vec<UserSummary> },
+
+    /// Ask the user something; the client answers with `Answer`.
+    Prompt { echo: bool, message: String },
+    /// Show the user a text; the client answers with `Continue`.
+    Message { style: MessageStyle, text: String },
+    /// The conversation (or account check) is over.
+    Finished { outcome: Outcome },
+    /// Answer to `SessionOpen`: the id to export as `KAUTH_SESSION_ID`.
+    SessionOpened { id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStyle {
+    Info,
+    Error,
+}
+
+/// How a login conversation or account check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    /// Wrong credentials, unknown user, or not allowed: never says which.
+    Denied,
+    /// Too many failures or an administrative lock.
+    Locked,
+}
+
+/// Why a request failed, for programs; the message is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    UnsupportedVersion,
+    BadRequest,
+    TooLarge,
+    /// The caller's uid may not make this request.
+    Forbidden,
+    NotFound,
+    AlreadyExists,
+    /// A value in the request is not acceptable (bad name, weak password…).
+    Invalid,
+    /// Proof (password, code) was wrong or missing.
+    Refused,
+    Busy,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub name: String,
+    pub uid: Option<u32>,
+    pub has_password: bool,
+    pub locked: bool,
+    pub two_factor: bool,
+    /// Unix time the account was created.
+    pub created: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_by_type() {
+        let json = serde_json::to_string(&Request::UserDel { name: "ann".into() }).unwrap();
+        assert_eq!(json, r#"{"type":"user_del","name":"ann"}"#);
+    }
+
+    #[test]
+    fn unknown_type_is_refused() {
+        let r: Result<Request, _> = serde_json::from_str(r#"{"type":"format_disk"}"#);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn optional_fields_may_be_left_out() {
+        let r: Request = serde_json::from_str(r#"{"type":"user_add","name":"ann"}"#).unwrap();
+        assert!(matches!(r, Request::UserAdd { password: None, uid: None, .. }));
+    }
+}

@@ -1,0 +1,228 @@
+//! A real kauthd process on a temporary socket and state dir, and a way
+//! to run the real kauthctl against it.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory cargo puts the workspace's binaries in (`target/debug`),
+/// found from the running test executable (`target/debug/deps/…`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("target profile dir").to_path_buf()
+}
+
+/// Path of a workspace binary; fails loudly if it was not built.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        path.display()
+    );
+    path
+}
+
+/// A kauthd running on its own temporary directory. Killed on drop.
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub config_path: PathBuf,
+    pub stderr_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestDaemon {
+    /// Starts kauthd with `extra` appended to a config that points the socket
+    /// and state dir into a fresh temp dir (readable by others, so that an
+    /// unprivileged client can reach the socket).
+    pub fn start(extra: &str) -> TestDaemon {
+        let dir = tempfile::Builder::new()
+            .prefix("kauthd-test-")
+            .tempdir()
+            .expect("temp dir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let socket = dir.path().join("kauthd.sock");
+        let state_dir = dir.path().join("state");
+        let config_path = dir.path().join("kauthd.toml");
+        let stderr_path = dir.path().join("kauthd.stderr");
+        let mut daemon = TestDaemon {
+            socket,
+            state_dir,
+            config_path,
+            stderr_path,
+            dir,
+            child: None,
+        };
+        daemon.write_config(extra);
+        daemon.spawn();
+        daemon
+    }
+
+    /// Rewrites the config file (the daemon reads it again on SIGHUP or restart).
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n{}\n",
+            self.socket.display(),
+            self.state_dir.display(),
+            extra
+        );
+        fs::write(&self.config_path, text).expect("write config");
+    }
+
+    fn spawn(&mut self) {
+        let stderr = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .expect("stderr file");
+        let child = Command::new(binary("kauthd"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start kauthd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until `kauthctl status` answers.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("kauthd exited early ({status}): {}", self.stderr());
+                }
+            }
+            if self.socket.exists() && self.ctl(&["status"]).status.code() == Some(0) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("kauthd did not become ready: {}", self.stderr());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("daemon running")
+    }
+
+    /// What the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.pid() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().expect("daemon running");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "kauthd did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the daemon again on the same config, socket and state.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Runs kauthctl against this daemon as the current user.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_with(args, None, None)
+    }
+
+    /// Runs kauthctl with optional standard input and uid.
+    pub fn ctl_with(&self, args: &[&str], stdin: Option<&str>, uid: Option<u32>) -> Output {
+        let program = match uid {
+            Some(_) => world_executable_copy(&binary("kauthctl"), self.dir.path()),
+            None => binary("kauthctl"),
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("KAUTHD_SOCKET", &self.socket)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(uid) = uid {
+            // std drops supplementary groups when a root parent sets a uid.
+            cmd.uid(uid).gid(uid);
+        }
+        let mut child = cmd.spawn().expect("run kauthctl");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin pipe");
+            pipe.write_all(input.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("kauthctl output")
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A copy of `binary` that any uid can execute (the build tree may sit
+/// under a directory only root can enter).
+fn world_executable_copy(binary: &Path, dir: &Path) -> PathBuf {
+    let copy = dir.join(
+        binary
+            .file_name()
+            .expect("binary has a file name"),
+    );
+    if !copy.exists() {
+        fs::copy(binary, &copy).expect("copy binary");
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod binary");
+    }
+    copy
+}
+
+/// Whether the tests run as root (CI does; some tests need it).
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Standard output as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

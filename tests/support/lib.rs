@@ -1,0 +1,4 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod daemon;
