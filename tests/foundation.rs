@@ -1,6 +1,8 @@
 //! The foundation: the real kauthd on a temporary socket and state dir,
 //! driven by the real kauthctl and by hand-made frames.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -46,7 +48,12 @@ fn user_names(daemon: &TestDaemon) -> Vec<String> {
 /// The daemon still answers a normal request on a new connection.
 fn assert_still_serving(daemon: &TestDaemon) {
     let out = daemon.ctl(&["status"]);
-    assert_eq!(out.status.code(), Some(0), "daemon stopped serving: {}", daemon.stderr());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "daemon stopped serving: {}",
+        daemon.stderr()
+    );
 }
 
 #[test]
@@ -96,7 +103,11 @@ fn lock_unlock_and_delete_change_the_listing() {
     assert!(user_names(&daemon).is_empty());
     let out = daemon.ctl(&["user", "del", "ann"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no account named ann"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no account named ann"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -108,8 +119,16 @@ fn duplicate_and_bad_names_are_refused_with_exit_1() {
     assert!(stderr(&out).contains("already exists"));
     let out = daemon.ctl(&["user", "add", "bad name"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("may contain only"), "{}", stderr(&out));
-    let out = daemon.ctl_with(&["user", "add", "cat", "--password-stdin"], Some("short\n"), None);
+    assert!(
+        stderr(&out).contains("may contain only"),
+        "{}",
+        stderr(&out)
+    );
+    let out = daemon.ctl_with(
+        &["user", "add", "cat", "--password-stdin"],
+        Some("short\n"),
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("too short"), "{}", stderr(&out));
 }
@@ -123,7 +142,11 @@ fn unprivileged_user_add_is_refused_and_nothing_is_written() {
     let daemon = TestDaemon::start("");
     let out = daemon.ctl_with(&["user", "add", "eve"], None, Some(NOBODY));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("only root may add accounts"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("only root may add accounts"),
+        "{}",
+        stderr(&out)
+    );
     let out = daemon.ctl_with(&["--json", "user", "add", "eve"], None, Some(NOBODY));
     assert_eq!(out.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -132,23 +155,37 @@ fn unprivileged_user_add_is_refused_and_nothing_is_written() {
     // Status is for everyone.
     let out = daemon.ctl_with(&["status"], None, Some(NOBODY));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(user_names(&daemon).is_empty(), "a refused add wrote an account");
+    assert!(
+        user_names(&daemon).is_empty(),
+        "a refused add wrote an account"
+    );
 }
 
 #[test]
 fn unreachable_daemon_exits_3_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(binary("kauthctl"))
-        .args(["--socket", dir.path().join("none.sock").to_str().unwrap(), "status"])
+        .args([
+            "--socket",
+            dir.path().join("none.sock").to_str().unwrap(),
+            "status",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
-    assert!(stderr(&out).contains("kauthd is not running"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("kauthd is not running"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn usage_error_exits_2() {
-    let out = Command::new(binary("kauthctl")).args(["user", "frobnicate"]).output().unwrap();
+    let out = Command::new(binary("kauthctl"))
+        .args(["user", "frobnicate"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -170,7 +207,10 @@ fn one_mebibyte_frame_is_refused_and_the_daemon_keeps_serving() {
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
     write_frame(&mut bystander, &Request::Status).unwrap();
-    assert!(matches!(read_frame::<_, Response>(&mut bystander).unwrap(), Response::Status { .. }));
+    assert!(matches!(
+        read_frame::<_, Response>(&mut bystander).unwrap(),
+        Response::Status { .. }
+    ));
     assert_still_serving(&daemon);
 }
 
@@ -229,7 +269,10 @@ fn unknown_request_kind_gets_an_error_and_the_connection_goes_on() {
         other => panic!("unexpected answer {other:?}"),
     }
     write_frame(&mut s, &Request::Status).unwrap();
-    assert!(matches!(read_frame::<_, Response>(&mut s).unwrap(), Response::Status { .. }));
+    assert!(matches!(
+        read_frame::<_, Response>(&mut s).unwrap(),
+        Response::Status { .. }
+    ));
 }
 
 #[test]
@@ -239,13 +282,26 @@ fn a_request_before_hello_or_a_wrong_version_is_refused() {
     write_frame(&mut s, &Request::UserList).unwrap();
     assert!(matches!(
         read_frame::<_, Response>(&mut s).unwrap(),
-        Response::Error { code: ErrorCode::BadRequest, .. }
+        Response::Error {
+            code: ErrorCode::BadRequest,
+            ..
+        }
     ));
     let mut s = UnixStream::connect(&daemon.socket).unwrap();
-    write_frame(&mut s, &Request::Hello { version: 99, client: "future".into() }).unwrap();
+    write_frame(
+        &mut s,
+        &Request::Hello {
+            version: 99,
+            client: "future".into(),
+        },
+    )
+    .unwrap();
     assert!(matches!(
         read_frame::<_, Response>(&mut s).unwrap(),
-        Response::Error { code: ErrorCode::UnsupportedVersion, .. }
+        Response::Error {
+            code: ErrorCode::UnsupportedVersion,
+            ..
+        }
     ));
     assert_still_serving(&daemon);
 }
@@ -269,7 +325,16 @@ fn acknowledged_adds_survive_kill_9() {
                     break;
                 }
                 let name = format!("burst{i}");
-                if write_frame(&mut s, &Request::UserAdd { name: name.clone(), password: None, uid: None }).is_err() {
+                if write_frame(
+                    &mut s,
+                    &Request::UserAdd {
+                        name: name.clone(),
+                        password: None,
+                        uid: None,
+                    },
+                )
+                .is_err()
+                {
                     break;
                 }
                 match read_frame::<_, Response>(&mut s) {
@@ -289,12 +354,19 @@ fn acknowledged_adds_survive_kill_9() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let acked = acknowledged.lock().unwrap().clone();
-    assert!(acked.len() >= 30, "too few adds before the kill: {}", acked.len());
+    assert!(
+        acked.len() >= 30,
+        "too few adds before the kill: {}",
+        acked.len()
+    );
 
     daemon.restart();
     let names = user_names(&daemon);
     for name in &acked {
-        assert!(names.contains(name), "acknowledged account {name} lost after kill -9");
+        assert!(
+            names.contains(name),
+            "acknowledged account {name} lost after kill -9"
+        );
     }
 }
 
@@ -343,7 +415,11 @@ fn second_daemon_on_a_live_socket_refuses_to_start() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("already listening"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already listening"),
+        "{}",
+        stderr(&out)
+    );
     assert_still_serving(&daemon);
 }
 
@@ -377,7 +453,11 @@ fn sighup_reloads_a_good_config_and_keeps_the_old_on_a_bad_one() {
     daemon.signal(libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !daemon.stderr().contains("configuration not reloaded") {
-        assert!(Instant::now() < deadline, "no reload error logged: {}", daemon.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "no reload error logged: {}",
+            daemon.stderr()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(daemon.stderr().contains("digitz"));
@@ -386,7 +466,11 @@ fn sighup_reloads_a_good_config_and_keeps_the_old_on_a_bad_one() {
     daemon.signal(libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !daemon.stderr().contains("configuration reloaded") {
-        assert!(Instant::now() < deadline, "no reload logged: {}", daemon.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "no reload logged: {}",
+            daemon.stderr()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_still_serving(&daemon);

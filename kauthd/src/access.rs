@@ -94,7 +94,11 @@ mod tests {
     use super::*;
 
     fn cred(uid: u32) -> PeerCred {
-        PeerCred { pid: 1, uid, gid: uid }
+        PeerCred {
+            pid: 1,
+            uid,
+            gid: uid,
+        }
     }
 
     #[test]

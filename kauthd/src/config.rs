@@ -262,7 +262,10 @@ impl Config {
             return bad("daemon.state_dir", "must be an absolute path");
         }
         if self.totp.algorithm.parse::<Algorithm>().is_err() {
-            return bad("totp.algorithm", "must be \"SHA1\", \"SHA256\" or \"SHA512\"");
+            return bad(
+                "totp.algorithm",
+                "must be \"SHA1\", \"SHA256\" or \"SHA512\"",
+            );
         }
         if self.totp.digits != 6 && self.totp.digits != 8 {
             return bad("totp.digits", "must be 6 or 8");
@@ -285,7 +288,10 @@ impl Config {
             return bad("password.min_length", "must be at least 8");
         }
         if self.password.argon2_memory_kib < 8 * self.password.argon2_parallelism.max(1) {
-            return bad("password.argon2_memory_kib", "must be at least 8 KiB per lane");
+            return bad(
+                "password.argon2_memory_kib",
+                "must be at least 8 KiB per lane",
+            );
         }
         if self.password.argon2_iterations == 0 {
             return bad("password.argon2_iterations", "must be at least 1");

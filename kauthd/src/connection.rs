@@ -53,7 +53,10 @@ pub fn serve(daemon: Arc<Daemon>, mut stream: UnixStream) {
             }
             Err(FrameError::Io(e)) => {
                 if is_timeout(&e) {
-                    log::debug!("closing an idle connection from {}", state.caller.describe());
+                    log::debug!(
+                        "closing an idle connection from {}",
+                        state.caller.describe()
+                    );
                 }
                 return;
             }
@@ -108,5 +111,8 @@ fn too_large(n: usize) -> Response {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }

@@ -1,6 +1,8 @@
 //! The state every connection shares: the current config and the store.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -11,15 +13,25 @@ use crate::store::Store;
 pub struct Daemon {
     config: RwLock<Arc<Config>>,
     store: Mutex<Store>,
+    /// Which (process, user) passed a code check recently, so that the PAM
+    /// `account` step of the same login knows the code was given.
+    recent_codes: Mutex<HashMap<(i32, String), Instant>>,
+    /// When kauthd last warned that the server clock looks wrong.
+    last_drift_warning: AtomicI64,
     pub config_path: PathBuf,
     pub started: Instant,
 }
+
+/// How long a passed code check counts for the same login's account step.
+const RECENT_CODE_SECONDS: u64 = 600;
 
 impl Daemon {
     pub fn new(config: Config, store: Store, config_path: PathBuf) -> Daemon {
         Daemon {
             config: RwLock::new(Arc::new(config)),
             store: Mutex::new(store),
+            recent_codes: Mutex::new(HashMap::new()),
+            last_drift_warning: AtomicI64::new(0),
             config_path,
             started: Instant::now(),
         }
@@ -39,6 +51,42 @@ impl Daemon {
             Err(poisoned) => poisoned.into_inner(),
         };
         *guard = Arc::new(config);
+    }
+
+    /// Notes that process `pid` got a code accepted for `user`. Its parent
+    /// counts too: sshd runs PAM authentication in a child of the process
+    /// that later runs the account step.
+    pub fn remember_code(&self, pid: i32, user: &str) {
+        let parent = crate::procinfo::stat(pid).map(|s| s.ppid);
+        let mut map = match self.recent_codes.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.retain(|_, at| at.elapsed().as_secs() < RECENT_CODE_SECONDS);
+        map.insert((pid, user.to_owned()), Instant::now());
+        if let Some(parent) = parent.filter(|p| *p > 1) {
+            map.insert((parent, user.to_owned()), Instant::now());
+        }
+    }
+
+    /// Whether process `pid` got a code accepted for `user` in this login.
+    pub fn code_given_recently(&self, pid: i32, user: &str) -> bool {
+        let map = match self.recent_codes.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.get(&(pid, user.to_owned()))
+            .is_some_and(|at| at.elapsed().as_secs() < RECENT_CODE_SECONDS)
+    }
+
+    /// True at most once every ten minutes, for the clock-drift warning.
+    pub fn may_warn_about_drift(&self, now: i64) -> bool {
+        let last = self.last_drift_warning.load(Ordering::Relaxed);
+        now - last >= 600
+            && self
+                .last_drift_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The store, locked: every check-and-update runs alone. A panic in

@@ -14,7 +14,11 @@ pub mod server;
 pub mod store;
 pub mod unix_users;
 
-pub mod totp;
-pub mod recovery;
-pub mod google_auth;
+pub mod code_check;
 pub mod drift;
+pub mod enrollment;
+pub mod google_auth;
+pub mod policy;
+pub mod procinfo;
+pub mod recovery;
+pub mod totp;

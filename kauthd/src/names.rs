@@ -16,9 +16,7 @@ pub fn check_login_name(name: &str) -> Result<(), String> {
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || "._-@+".contains(c);
     if !name.chars().all(allowed) {
-        return Err(
-            "the account name may contain only letters, digits and . _ - @ +".to_owned(),
-        );
+        return Err("the account name may contain only letters, digits and . _ - @ +".to_owned());
     }
     Ok(())
 }

@@ -4,6 +4,8 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
+use std::sync::Mutex;
+
 use crate::config::PasswordConfig;
 
 fn hasher(config: &PasswordConfig) -> Result<Argon2<'static>, String> {
@@ -34,6 +36,44 @@ pub fn verify(password: &str, phc: &str) -> bool {
             .is_ok(),
         Err(_) => false,
     }
+}
+
+/// Checks a password against the account's hash, or, when there is none
+/// (unknown user, no password set), against a dummy hash of the same cost,
+/// so the answer takes the same time either way. False in the second case.
+pub fn verify_or_dummy(password: &str, phc: Option<&str>, config: &PasswordConfig) -> bool {
+    match phc {
+        Some(phc) => verify(password, phc),
+        None => {
+            let dummy = dummy_hash(config);
+            let _ = verify(password, &dummy);
+            false
+        }
+    }
+}
+
+/// A hash of a random password with the current parameters, made once per
+/// parameter set.
+fn dummy_hash(config: &PasswordConfig) -> String {
+    type Cost = (u32, u32, u32);
+    static CACHE: Mutex<Option<(Cost, String)>> = Mutex::new(None);
+    let key = (
+        config.argon2_memory_kib,
+        config.argon2_iterations,
+        config.argon2_parallelism,
+    );
+    let mut cache = match CACHE.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some((cached_key, hash)) = cache.as_ref() {
+        if *cached_key == key {
+            return hash.clone();
+        }
+    }
+    let hash = hash("kauthd dummy password", config).unwrap_or_default();
+    *cache = Some((key, hash.clone()));
+    hash
 }
 
 /// Minimum checks every new password must pass. Returns a reason a person

@@ -29,8 +29,8 @@ pub struct Options {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(options: &Options) -> Result<(), String> {
-    let config = Config::load(&options.config_path, options.config_explicit)
-        .map_err(|e| e.to_string())?;
+    let config =
+        Config::load(&options.config_path, options.config_explicit).map_err(|e| e.to_string())?;
     let store = Store::open(&config.daemon.state_dir).map_err(|e| {
         format!(
             "cannot open the store in {}: {e}",
@@ -139,14 +139,18 @@ fn reload_config(daemon: &Daemon, options: &Options) {
     match Config::load(&options.config_path, options.config_explicit) {
         Ok(new) => {
             let old = daemon.config();
-            if new.daemon.socket != old.daemon.socket || new.daemon.state_dir != old.daemon.state_dir
+            if new.daemon.socket != old.daemon.socket
+                || new.daemon.state_dir != old.daemon.state_dir
             {
                 log::warn!(
                     "daemon.socket and daemon.state_dir changes take effect only after a restart"
                 );
             }
             daemon.replace_config(new);
-            log::info!("configuration reloaded from {}", options.config_path.display());
+            log::info!(
+                "configuration reloaded from {}",
+                options.config_path.display()
+            );
         }
         Err(e) => log::error!("configuration not reloaded, keeping the old one: {e}"),
     }
@@ -184,8 +188,8 @@ fn bind(path: &Path) -> Result<UnixListener, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
     }
-    let listener =
-        UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o666))
         .map_err(|e| format!("cannot set permissions on {}: {e}", path.display()))?;
     listener

@@ -96,7 +96,7 @@ pub fn group_by_name(name: &str) -> Option<UnixGroup> {
 
 /// Whether `user` belongs to `group`, as primary group or listed member.
 pub fn is_member(user: &UnixUser, group: &UnixGroup) -> bool {
-    user.gid == group.gid || group.members.iter().any(|m| *m == user.name)
+    user.gid == group.gid || group.members.contains(&user.name)
 }
 
 #[cfg(test)]
@@ -118,8 +118,16 @@ mod tests {
     #[test]
     fn group_membership_counts_primary_and_listed() {
         let groups = parse_group("staff:x:50:bob,carol\nann:x:1000:\n");
-        let ann = UnixUser { name: "ann".into(), uid: 1000, gid: 1000 };
-        let bob = UnixUser { name: "bob".into(), uid: 1001, gid: 1001 };
+        let ann = UnixUser {
+            name: "ann".into(),
+            uid: 1000,
+            gid: 1000,
+        };
+        let bob = UnixUser {
+            name: "bob".into(),
+            uid: 1001,
+            gid: 1001,
+        };
         assert!(is_member(&ann, &groups[1]));
         assert!(!is_member(&ann, &groups[0]));
         assert!(is_member(&bob, &groups[0]));

@@ -216,7 +216,12 @@ mod tests {
     #[test]
     fn missing_socket_is_unreachable() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Client::connect(&dir.path().join("none.sock"), Duration::from_secs(1), &[0], "t");
+        let r = Client::connect(
+            &dir.path().join("none.sock"),
+            Duration::from_secs(1),
+            &[0],
+            "t",
+        );
         assert!(matches!(r, Err(ClientError::Unreachable(_))));
     }
 

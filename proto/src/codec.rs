@@ -46,8 +46,7 @@ impl From<io::Error> for FrameError {
 
 /// Writes one message as a frame.
 pub fn write_frame<W: Write, T: Serialize>(out: &mut W, message: &T) -> Result<(), FrameError> {
-    let mut body =
-        serde_json::to_vec(message).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let mut body = serde_json::to_vec(message).map_err(|e| FrameError::Malformed(e.to_string()))?;
     let result = write_raw(out, &body);
     body.zeroize();
     result

@@ -74,6 +74,68 @@ pub enum Request {
     },
     /// End a session opened with `SessionOpen`.
     SessionClose { id: String },
+
+    /// Two-factor state of an account. `user` is left out for the caller's
+    /// own account; naming another user needs root or a PAM caller.
+    TwoFactorStatus {
+        #[serde(default)]
+        user: Option<String>,
+    },
+    /// Start an enrollment: a new secret, kept pending until confirmed.
+    /// Re-enrolling while 2FA is on needs `proof` (callers other than root).
+    EnrollBegin {
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        proof: Proof,
+    },
+    /// Confirm the pending enrollment with a current code from the new secret.
+    EnrollConfirm {
+        #[serde(default)]
+        user: Option<String>,
+        code: Secret,
+    },
+    /// Turn 2FA off. Root may name several users and needs no proof.
+    TwoFactorDisable {
+        #[serde(default)]
+        users: Vec<String>,
+        #[serde(default)]
+        proof: Proof,
+    },
+    /// How many recovery codes are left, or (with `regenerate`) a new set.
+    RecoveryCodes {
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        regenerate: bool,
+        #[serde(default)]
+        proof: Proof,
+    },
+    /// Everyone with 2FA on. Root only.
+    TwoFactorList,
+    /// Migrate a known TOTP secret; 2FA is on at once. Root only.
+    TwoFactorImport {
+        user: String,
+        secret: Secret,
+        #[serde(default)]
+        algorithm: Option<String>,
+        #[serde(default)]
+        digits: Option<u32>,
+        #[serde(default)]
+        period: Option<u64>,
+    },
+    /// Migrate a `~/.google_authenticator` file (its text). Root only.
+    ImportGoogleAuthenticator { user: String, contents: Secret },
+}
+
+/// What a user gives to make a sensitive change: the password (if the
+/// account has one) and a current code or a recovery code (if 2FA is on).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Proof {
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub code: Option<Secret>,
 }
 
 /// Which factors a login conversation asks for.
@@ -94,27 +156,107 @@ pub enum LoginMode {
 #[non_exhaustive]
 pub enum Response {
     /// Answer to `Hello`.
-    Welcome { version: u32, server: String },
+    Welcome {
+        version: u32,
+        server: String,
+    },
     /// The request was carried out; nothing more to say.
     Done,
     /// The request was refused or failed. `message` is for people.
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 
     Status {
         version: String,
         uptime_seconds: u64,
         accounts: u64,
     },
-    Users { users: Vec<UserSummary> },
+    Users {
+        users: Vec<UserSummary>,
+    },
 
     /// Ask the user something; the client answers with `Answer`.
-    Prompt { echo: bool, message: String },
+    Prompt {
+        echo: bool,
+        message: String,
+    },
     /// Show the user a text; the client answers with `Continue`.
-    Message { style: MessageStyle, text: String },
+    Message {
+        style: MessageStyle,
+        text: String,
+    },
     /// The conversation (or account check) is over.
-    Finished { outcome: Outcome },
+    Finished {
+        outcome: Outcome,
+    },
     /// Answer to `SessionOpen`: the id to export as `KAUTH_SESSION_ID`.
-    SessionOpened { id: String },
+    SessionOpened {
+        id: String,
+    },
+
+    TwoFactorStatus(TwoFactorState),
+    /// Answer to `EnrollBegin`: what the authenticator app needs.
+    EnrollBegun {
+        user: String,
+        /// Base32, no padding.
+        secret: Secret,
+        /// The same in groups of four, for typing by hand.
+        setup_key: Secret,
+        /// `otpauth://totp/...` for the QR code.
+        uri: Secret,
+        issuer: String,
+        algorithm: String,
+        digits: u32,
+        period: u64,
+        /// Unix time after which the pending enrollment is dropped.
+        expires: i64,
+    },
+    /// A fresh set of recovery codes, shown once (after `EnrollConfirm` or
+    /// a regeneration).
+    NewRecoveryCodes {
+        user: String,
+        codes: Vec<Secret>,
+    },
+    RecoveryCodesLeft {
+        user: String,
+        left: u64,
+    },
+    TwoFactorUsers {
+        users: Vec<TwoFactorEntry>,
+    },
+    /// Answer to `ImportGoogleAuthenticator`.
+    Imported {
+        user: String,
+        recovery_codes: u64,
+        /// Options of the file that kauthd does not carry over, and why.
+        notes: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwoFactorState {
+    pub user: String,
+    pub enabled: bool,
+    /// `"totp"` when enabled.
+    pub method: Option<String>,
+    pub algorithm: Option<String>,
+    pub digits: Option<u32>,
+    pub period: Option<u64>,
+    pub enrolled_at: Option<i64>,
+    pub last_used: Option<i64>,
+    pub recovery_codes_left: u64,
+    /// An enrollment was begun and not yet confirmed.
+    pub pending: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwoFactorEntry {
+    pub name: String,
+    pub enrolled_at: i64,
+    pub last_used: Option<i64>,
+    pub recovery_codes_left: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +327,13 @@ mod tests {
     #[test]
     fn optional_fields_may_be_left_out() {
         let r: Request = serde_json::from_str(r#"{"type":"user_add","name":"ann"}"#).unwrap();
-        assert!(matches!(r, Request::UserAdd { password: None, uid: None, .. }));
+        assert!(matches!(
+            r,
+            Request::UserAdd {
+                password: None,
+                uid: None,
+                ..
+            }
+        ));
     }
 }

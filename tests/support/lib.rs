@@ -3,4 +3,5 @@
 
 pub mod daemon;
 pub mod fake_daemon;
+pub mod login;
 pub mod pam;

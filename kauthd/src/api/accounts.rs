@@ -8,7 +8,7 @@ use crate::clock;
 use crate::daemon::Daemon;
 use crate::names;
 use crate::password;
-use crate::store::StoreError;
+use crate::store::{LimitKey, StoreError};
 
 pub fn add(
     daemon: &Daemon,
@@ -50,7 +50,9 @@ pub fn add(
         Err(StoreError::AlreadyExists) => error(
             ErrorCode::AlreadyExists,
             match uid {
-                Some(uid) => format!("an account named {name} or bound to uid {uid} already exists"),
+                Some(uid) => {
+                    format!("an account named {name} or bound to uid {uid} already exists")
+                }
                 None => format!("an account named {name} already exists"),
             },
         ),
@@ -76,20 +78,24 @@ pub fn list(daemon: &Daemon, caller: &Caller) -> Response {
     if !caller.is_root() {
         return root_only(caller, "list accounts");
     }
-    match daemon.store().accounts() {
-        Ok(accounts) => Response::Users {
-            users: accounts
-                .into_iter()
-                .map(|a| UserSummary {
+    let store = daemon.store();
+    let result = store.accounts().and_then(|accounts| {
+        accounts
+            .into_iter()
+            .map(|a| {
+                Ok(UserSummary {
                     has_password: a.password_hash.is_some(),
+                    two_factor: store.has_totp(a.id)?,
                     name: a.name,
                     uid: a.uid,
                     locked: a.locked,
-                    two_factor: false,
                     created: a.created,
                 })
-                .collect(),
-        },
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+    });
+    match result {
+        Ok(users) => Response::Users { users },
         Err(e) => internal(&e),
     }
 }
@@ -99,7 +105,15 @@ pub fn set_locked(daemon: &Daemon, caller: &Caller, name: &str, locked: bool) ->
     if !caller.is_root() {
         return root_only(caller, &format!("{verb} accounts"));
     }
-    match daemon.store().set_locked(name, locked) {
+    let mut store = daemon.store();
+    // Unlocking also lifts a lock from too many failures, which a system
+    // user without an account can have too.
+    let lifted = !locked && matches!(store.unlock(LimitKey::Account(name)), Ok(true));
+    match store.set_locked(name, locked) {
+        Err(StoreError::NotFound) if lifted => {
+            log::info!("failure lock on {name} lifted by {}", caller.describe());
+            Response::Done
+        }
         Ok(()) => {
             log::info!("account {name} {verb}ed by {}", caller.describe());
             Response::Done

@@ -2,6 +2,10 @@
 //! may make it. Each submodule serves one area of the protocol.
 
 mod accounts;
+pub mod login;
+pub mod twofactor;
+
+use std::collections::VecDeque;
 
 use kauth_proto::{ErrorCode, Request, Response};
 
@@ -13,11 +17,19 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub struct ConnState {
     pub caller: Caller,
+    /// A login conversation in progress.
+    conversation: Option<login::Conversation>,
+    /// Responses still to send, one per `continue` (account checks).
+    relay: VecDeque<Response>,
 }
 
 impl ConnState {
     pub fn new(caller: Caller) -> ConnState {
-        ConnState { caller }
+        ConnState {
+            caller,
+            conversation: None,
+            relay: VecDeque::new(),
+        }
     }
 }
 
@@ -35,6 +47,75 @@ pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Respo
         Request::UserList => accounts::list(daemon, caller),
         Request::UserLock { name } => accounts::set_locked(daemon, caller, &name, true),
         Request::UserUnlock { name } => accounts::set_locked(daemon, caller, &name, false),
+
+        Request::Begin {
+            user,
+            service,
+            rhost,
+            mode,
+            authtok,
+            ..
+        } => {
+            state.relay.clear();
+            let args = login::BeginArgs {
+                user,
+                service,
+                rhost,
+                mode,
+                authtok,
+            };
+            login::begin(daemon, &state.caller, &mut state.conversation, args)
+        }
+        Request::Answer { text } => login::answer(daemon, &mut state.conversation, &text),
+        Request::Continue => match state.relay.pop_front() {
+            Some(response) => response,
+            None => login::next(&mut state.conversation),
+        },
+        Request::AccountCheck { user, service } => {
+            state.conversation = None;
+            state.relay = login::account_check(daemon, caller, &user, &service).into();
+            state
+                .relay
+                .pop_front()
+                .unwrap_or_else(|| error(ErrorCode::Internal, "no answer"))
+        }
+
+        Request::TwoFactorStatus { user } => twofactor::status(daemon, caller, user.as_deref()),
+        Request::EnrollBegin { user, proof } => {
+            twofactor::enroll_begin(daemon, caller, user.as_deref(), &proof)
+        }
+        Request::EnrollConfirm { user, code } => {
+            twofactor::enroll_confirm(daemon, caller, user.as_deref(), &code)
+        }
+        Request::TwoFactorDisable { users, proof } => {
+            twofactor::disable(daemon, caller, &users, &proof)
+        }
+        Request::RecoveryCodes {
+            user,
+            regenerate,
+            proof,
+        } => twofactor::recovery_codes(daemon, caller, user.as_deref(), regenerate, &proof),
+        Request::TwoFactorList => twofactor::list(daemon, caller),
+        Request::TwoFactorImport {
+            user,
+            secret,
+            algorithm,
+            digits,
+            period,
+        } => twofactor::import_secret(
+            daemon,
+            caller,
+            &twofactor::ImportArgs {
+                user: &user,
+                secret: &secret,
+                algorithm: algorithm.as_deref(),
+                digits,
+                period,
+            },
+        ),
+        Request::ImportGoogleAuthenticator { user, contents } => {
+            twofactor::import_google_authenticator(daemon, caller, &user, &contents)
+        }
         _ => error(
             ErrorCode::BadRequest,
             "this kauthd does not serve that request yet",

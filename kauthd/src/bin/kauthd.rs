@@ -9,7 +9,11 @@ use kauthd::config::{Config, DEFAULT_CONFIG};
 use kauthd::server::{self, Options};
 
 #[derive(Debug, Parser)]
-#[command(name = "kauthd", version, about = "The kauthd two-factor authentication daemon")]
+#[command(
+    name = "kauthd",
+    version,
+    about = "The kauthd two-factor authentication daemon"
+)]
 struct Args {
     /// Configuration file.
     #[arg(long, value_name = "PATH")]

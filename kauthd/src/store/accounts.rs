@@ -129,7 +129,13 @@ mod tests {
     #[test]
     fn lock_and_delete_unknown_are_not_found() {
         let (_dir, mut store) = test_store();
-        assert!(matches!(store.set_locked("nobody", true), Err(StoreError::NotFound)));
-        assert!(matches!(store.delete_account("nobody"), Err(StoreError::NotFound)));
+        assert!(matches!(
+            store.set_locked("nobody", true),
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.delete_account("nobody"),
+            Err(StoreError::NotFound)
+        ));
     }
 }

@@ -3,7 +3,10 @@
 //! power loss. Each submodule holds the queries for one kind of record.
 
 mod accounts;
+mod policy_overrides;
+mod ratelimit;
 mod schema;
+mod twofactor;
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -14,6 +17,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 pub use accounts::Account;
+pub use policy_overrides::Override;
+pub use ratelimit::{LimitKey, Limits};
+pub use twofactor::{NewTotp, PendingTotp, StoredRecoveryCode, TotpCredential, TwoFactorRow};
 
 pub const DATABASE_FILE: &str = "kauthd.sqlite";
 
@@ -25,7 +31,10 @@ pub enum StoreError {
     NotFound,
     AlreadyExists,
     /// The database was written by a newer kauthd.
-    TooNew { found: i64, known: i64 },
+    TooNew {
+        found: i64,
+        known: i64,
+    },
 }
 
 impl fmt::Display for StoreError {

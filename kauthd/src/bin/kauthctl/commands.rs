@@ -1,29 +1,34 @@
 //! One function per command: build the request, check the answer, print.
 
-use std::io::BufRead;
-
-use kauth_proto::{Client, Request, Response, Secret};
+use kauth_proto::{Client, Request, Response};
 use serde_json::json;
-use zeroize::Zeroize;
 
 use crate::args::{Cli, Command, UserCommand};
 use crate::output::{Failure, Output};
+use crate::{prompt, twofactor};
 
 pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> {
     match &cli.command {
         Command::Status => status(client, out),
         Command::User(command) => user(command, client, out),
+        Command::TwoFa(command) => twofactor::run(command, client, out),
+        Command::Import(command) => twofactor::import(command, client, out),
     }
 }
 
-fn call(client: &mut Client, request: &Request) -> Result<Response, Failure> {
+pub fn call(client: &mut Client, request: &Request) -> Result<Response, Failure> {
     client
         .call(request)
         .map_err(|e| Failure::unreachable(e.to_string()))
 }
 
 /// Sends a request whose only success answer is `Done`.
-fn expect_done(client: &mut Client, request: &Request, out: &Output, text: &str) -> Result<(), Failure> {
+pub fn expect_done(
+    client: &mut Client,
+    request: &Request,
+    out: &Output,
+    text: &str,
+) -> Result<(), Failure> {
     match call(client, request)? {
         Response::Done => {
             out.success(text, json!({}));
@@ -58,7 +63,7 @@ fn user(command: &UserCommand, client: &mut Client, out: &Output) -> Result<(), 
             uid,
         } => {
             let password = if *password_stdin {
-                Some(read_password_line()?)
+                Some(prompt::password_from_stdin().map_err(|m| Failure::failed("invalid", m))?)
             } else {
                 None
             };
@@ -116,28 +121,10 @@ fn list_users(client: &mut Client, out: &Output) -> Result<(), Failure> {
     Ok(())
 }
 
-fn yes_no(b: bool) -> &'static str {
+pub fn yes_no(b: bool) -> &'static str {
     if b {
         "yes"
     } else {
         "no"
     }
-}
-
-/// Reads one line from standard input as a password (without its newline).
-fn read_password_line() -> Result<Secret, Failure> {
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Failure::failed("invalid", format!("cannot read the password from standard input: {e}")))?;
-    let trimmed = line.trim_end_matches(['\n', '\r']).to_owned();
-    line.zeroize();
-    if trimmed.is_empty() {
-        return Err(Failure::failed(
-            "invalid",
-            "--password-stdin was given but standard input held no password".to_owned(),
-        ));
-    }
-    Ok(Secret::new(trimmed))
 }

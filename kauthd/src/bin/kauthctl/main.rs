@@ -6,6 +6,9 @@
 mod args;
 mod commands;
 mod output;
+mod prompt;
+mod qr;
+mod twofactor;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -59,6 +59,10 @@ impl Output {
     }
 
     /// Prints a success: `text` for people, `fields` (plus `"ok": true`) as JSON.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     pub fn success(&self, text: &str, fields: Value) {
         if self.json {
             let mut doc = match fields {

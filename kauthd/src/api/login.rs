@@ -1,0 +1,432 @@
+//! The login conversation (PAM `auth`) and the PAM `account` check. kauthd
+//! decides every step; the module only relays. A denial never says which
+//! factor failed nor whether the account exists.
+
+use std::collections::VecDeque;
+
+use kauth_proto::{ErrorCode, LoginMode, MessageStyle, Outcome, Response, Secret};
+
+use super::{error, internal};
+use crate::access::Caller;
+use crate::clock;
+use crate::code_check::{self, CodeOutcome, Factor};
+use crate::daemon::Daemon;
+use crate::names;
+use crate::password;
+use crate::policy::{self, Decision, Subject};
+use crate::store::{Account, StoreError};
+
+pub const PASSWORD_PROMPT: &str = "Password: ";
+pub const CODE_PROMPT: &str = "Verification code: ";
+
+/// A conversation in progress on one connection.
+#[derive(Debug)]
+pub struct Conversation {
+    user: String,
+    service: String,
+    rhost: Option<String>,
+    /// The process running the login (SO_PEERCRED), for the account step.
+    pid: i32,
+    stage: Stage,
+    /// The first factor passed (always true in `otp_only` mode).
+    first_factor_ok: bool,
+    /// Responses still to send, one per `continue`.
+    queued: VecDeque<Response>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    AwaitPassword,
+    AwaitCode,
+    /// Only `continue` is expected (messages are queued), or it is over.
+    Relaying,
+}
+
+/// What the caller gave to start a conversation.
+#[derive(Debug)]
+pub struct BeginArgs {
+    pub user: String,
+    pub service: String,
+    pub rhost: Option<String>,
+    pub mode: LoginMode,
+    pub authtok: Option<Secret>,
+}
+
+fn finished(outcome: Outcome) -> Response {
+    Response::Finished { outcome }
+}
+
+fn prompt(message: &str) -> Response {
+    Response::Prompt {
+        echo: false,
+        message: message.to_owned(),
+    }
+}
+
+fn message(style: MessageStyle, text: String) -> Response {
+    Response::Message { style, text }
+}
+
+/// Starts a conversation; returns its first step.
+pub fn begin(
+    daemon: &Daemon,
+    caller: &Caller,
+    slot: &mut Option<Conversation>,
+    args: BeginArgs,
+) -> Response {
+    if !caller.is_privileged() {
+        log::warn!(
+            "refused a login conversation from {}: not root and not in [access] pam_callers",
+            caller.describe()
+        );
+        return error(
+            ErrorCode::Forbidden,
+            format!(
+                "{} may not run login conversations; add it to [access] pam_callers",
+                caller.describe()
+            ),
+        );
+    }
+    *slot = None;
+    if names::check_login_name(&args.user).is_err() {
+        log::info!("login refused for an invalid user name on {}", args.service);
+        return finished(Outcome::Denied);
+    }
+    let mut conv = Conversation {
+        user: args.user,
+        service: args.service,
+        rhost: args.rhost.filter(|h| !h.is_empty()),
+        pid: caller.pid,
+        stage: Stage::Relaying,
+        first_factor_ok: true,
+        queued: VecDeque::new(),
+    };
+    let first = match args.mode {
+        LoginMode::OtpOnly => conv.after_first_factor(daemon),
+        LoginMode::Password => match args.authtok {
+            Some(password) => conv.password_answer(daemon, &password),
+            None => {
+                conv.stage = Stage::AwaitPassword;
+                prompt(PASSWORD_PROMPT)
+            }
+        },
+        LoginMode::ChangePassword => {
+            return error(
+                ErrorCode::BadRequest,
+                "password changes through PAM are not served by this kauthd yet",
+            )
+        }
+    };
+    *slot = Some(conv);
+    first
+}
+
+/// The user's answer to the last prompt.
+pub fn answer(daemon: &Daemon, slot: &mut Option<Conversation>, text: &Secret) -> Response {
+    let Some(conv) = slot.as_mut() else {
+        return error(
+            ErrorCode::BadRequest,
+            "no login conversation is in progress",
+        );
+    };
+    let response = match conv.stage {
+        Stage::AwaitPassword => conv.password_answer(daemon, text),
+        Stage::AwaitCode => conv.code_answer(daemon, text),
+        Stage::Relaying => error(
+            ErrorCode::BadRequest,
+            "no question is waiting for an answer",
+        ),
+    };
+    let over = conv.is_over(&response);
+    if over {
+        *slot = None;
+    }
+    response
+}
+
+/// The client showed a message; send the next step.
+pub fn next(slot: &mut Option<Conversation>) -> Response {
+    let Some(conv) = slot.as_mut() else {
+        return error(
+            ErrorCode::BadRequest,
+            "no login conversation is in progress",
+        );
+    };
+    let response = conv
+        .queued
+        .pop_front()
+        .unwrap_or_else(|| error(ErrorCode::BadRequest, "nothing more to say"));
+    let over = conv.is_over(&response);
+    if over {
+        *slot = None;
+    }
+    response
+}
+
+impl Conversation {
+    /// The conversation ends with its `finished` step.
+    fn is_over(&self, response: &Response) -> bool {
+        matches!(response, Response::Finished { .. }) && self.queued.is_empty()
+    }
+
+    fn account(&self, daemon: &Daemon) -> Result<Option<Account>, StoreError> {
+        daemon.store().account(&self.user)
+    }
+
+    fn password_answer(&mut self, daemon: &Daemon, password: &Secret) -> Response {
+        let config = daemon.config();
+        let account = match self.account(daemon) {
+            Ok(account) => account,
+            Err(e) => return internal(&e),
+        };
+        let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
+        self.first_factor_ok = password::verify_or_dummy(password.expose(), hash, &config.password);
+        if !self.first_factor_ok {
+            if let Err(e) = code_check::record_failure(daemon, &self.user, self.rhost.as_deref()) {
+                return internal(&e);
+            }
+            self.log_failure("password");
+        }
+        self.after_first_factor(daemon)
+    }
+
+    /// Decides what follows the first factor: a code prompt, a notice, or
+    /// the end.
+    fn after_first_factor(&mut self, daemon: &Daemon) -> Response {
+        let config = daemon.config();
+        if !self.first_factor_ok {
+            // Same shape as a real attempt: ask for a code whenever one could
+            // be asked here, then deny.
+            let could_ask =
+                config.policy.enabled && !config.policy.exempt_services.contains(&self.service);
+            if could_ask {
+                self.stage = Stage::AwaitCode;
+                return prompt(CODE_PROMPT);
+            }
+            return finished(Outcome::Denied);
+        }
+        let account = match self.account(daemon) {
+            Ok(account) => account,
+            Err(e) => return internal(&e),
+        };
+        if account.as_ref().is_some_and(|a| a.locked) {
+            log::warn!(
+                "login refused for {} on {}: account locked by root",
+                self.user,
+                self.service
+            );
+            return finished(Outcome::Locked);
+        }
+        match code_check::current_lock(daemon, &self.user, self.rhost.as_deref()) {
+            Ok(Some(until)) => {
+                log::warn!(
+                    "login refused for {} on {} from {}: locked after repeated failures until {}",
+                    self.user,
+                    self.service,
+                    self.rhost.as_deref().unwrap_or("local"),
+                    clock::format_time(until)
+                );
+                return finished(Outcome::Locked);
+            }
+            Ok(None) => {}
+            Err(e) => return internal(&e),
+        }
+        let decision = match decide(daemon, &self.user, account.as_ref(), &self.service) {
+            Ok(decision) => decision,
+            Err(e) => return internal(&e),
+        };
+        match decision {
+            Decision::AskCode { .. } => {
+                self.stage = Stage::AwaitCode;
+                prompt(CODE_PROMPT)
+            }
+            Decision::Skip { rule, notice } => {
+                log::info!(
+                    "login accepted for {} on {} from {} without a code ({rule})",
+                    self.user,
+                    self.service,
+                    self.rhost.as_deref().unwrap_or("local")
+                );
+                self.stage = Stage::Relaying;
+                match notice {
+                    Some(text) => {
+                        self.queued.push_back(finished(Outcome::Success));
+                        message(MessageStyle::Info, text)
+                    }
+                    None => finished(Outcome::Success),
+                }
+            }
+            Decision::Deny {
+                rule,
+                message: text,
+            } => {
+                log::warn!(
+                    "login refused for {} on {}: {rule}",
+                    self.user,
+                    self.service
+                );
+                self.stage = Stage::Relaying;
+                self.queued.push_back(finished(Outcome::Denied));
+                message(MessageStyle::Error, text)
+            }
+        }
+    }
+
+    fn code_answer(&mut self, daemon: &Daemon, code: &Secret) -> Response {
+        self.stage = Stage::Relaying;
+        if !self.first_factor_ok {
+            // The code is not even looked at after a wrong password.
+            return finished(Outcome::Denied);
+        }
+        let account = match self.account(daemon) {
+            Ok(account) => account,
+            Err(e) => return internal(&e),
+        };
+        let outcome = code_check::check(
+            daemon,
+            &self.user,
+            account.as_ref(),
+            self.rhost.as_deref(),
+            code,
+        );
+        match outcome {
+            Ok(CodeOutcome::Accepted(factor)) => {
+                daemon.remember_code(self.pid, &self.user);
+                let how = match factor {
+                    Factor::Totp => "verification code",
+                    Factor::Recovery { .. } => "recovery code",
+                };
+                log::info!(
+                    "login accepted for {} on {} from {} with a {how}",
+                    self.user,
+                    self.service,
+                    self.rhost.as_deref().unwrap_or("local")
+                );
+                match factor {
+                    Factor::Recovery { left } => {
+                        self.queued.push_back(finished(Outcome::Success));
+                        message(
+                            MessageStyle::Info,
+                            format!(
+                                "Recovery code accepted. You have {left} left; if you lost your authenticator, set up 2FA again with `kauthctl 2fa enroll`."
+                            ),
+                        )
+                    }
+                    Factor::Totp => finished(Outcome::Success),
+                }
+            }
+            Ok(CodeOutcome::Rejected) => {
+                self.log_failure("verification code");
+                finished(Outcome::Denied)
+            }
+            Ok(CodeOutcome::Locked { .. }) => {
+                log::warn!(
+                    "login refused for {} on {}: locked",
+                    self.user,
+                    self.service
+                );
+                finished(Outcome::Locked)
+            }
+            Err(e) => internal(&e),
+        }
+    }
+
+    fn log_failure(&self, factor: &str) {
+        log::warn!(
+            "login failed for {} on {} from {} (wrong {factor})",
+            self.user,
+            self.service,
+            self.rhost.as_deref().unwrap_or("local")
+        );
+    }
+}
+
+/// The policy's decision for `name` on `service` now.
+pub fn decide(
+    daemon: &Daemon,
+    name: &str,
+    account: Option<&Account>,
+    service: &str,
+) -> Result<Decision, StoreError> {
+    let config = daemon.config();
+    let store = daemon.store();
+    let enrolled = match account {
+        Some(account) => store.has_totp(account.id)?,
+        None => false,
+    };
+    let user_override = store.policy_override(name)?;
+    drop(store);
+    let subject = Subject {
+        name,
+        enrolled,
+        user_override,
+    };
+    Ok(policy::decide(
+        &config.policy,
+        &subject,
+        service,
+        clock::now(),
+    ))
+}
+
+/// The PAM `account` step: locked accounts and users who must have 2FA but
+/// have none (after the deadline) are refused; a user who must give a code
+/// is refused if this login's process did not give one.
+pub fn account_check(daemon: &Daemon, caller: &Caller, user: &str, service: &str) -> Vec<Response> {
+    if !caller.is_privileged() {
+        return vec![error(
+            ErrorCode::Forbidden,
+            format!(
+                "{} may not run account checks; add it to [access] pam_callers",
+                caller.describe()
+            ),
+        )];
+    }
+    if names::check_login_name(user).is_err() {
+        return vec![finished(Outcome::Denied)];
+    }
+    let account = match daemon.store().account(user) {
+        Ok(account) => account,
+        Err(e) => return vec![internal(&e)],
+    };
+    if account.as_ref().is_some_and(|a| a.locked) {
+        return vec![
+            message(
+                MessageStyle::Error,
+                "This account is locked. Ask the administrator.".to_owned(),
+            ),
+            finished(Outcome::Locked),
+        ];
+    }
+    match code_check::current_lock(daemon, user, None) {
+        Ok(Some(_)) => return vec![finished(Outcome::Locked)],
+        Ok(None) => {}
+        Err(e) => return vec![internal(&e)],
+    }
+    match decide(daemon, user, account.as_ref(), service) {
+        Ok(Decision::Deny {
+            rule,
+            message: text,
+        }) => {
+            log::warn!("account check refused {user} on {service}: {rule}");
+            vec![
+                message(MessageStyle::Error, text),
+                finished(Outcome::Denied),
+            ]
+        }
+        Ok(Decision::AskCode { .. }) if !daemon.code_given_recently(caller.pid, user) => {
+            log::warn!(
+                "account check refused {user} on {service}: the login gave no verification code"
+            );
+            vec![
+                message(
+                    MessageStyle::Error,
+                    "A verification code is required for this account.".to_owned(),
+                ),
+                finished(Outcome::Denied),
+            ]
+        }
+        Ok(_) => vec![finished(Outcome::Success)],
+        Err(e) => vec![internal(&e)],
+    }
+}

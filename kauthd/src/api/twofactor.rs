@@ -1,0 +1,439 @@
+//! Two-factor self-service and administration: status, enroll, confirm,
+//! disable, recovery codes, list, imports.
+
+// The error side of these helpers is the response sent back as it is.
+#![allow(clippy::result_large_err)]
+
+use kauth_proto::{ErrorCode, Proof, Response, Secret, TwoFactorEntry, TwoFactorState};
+
+use super::{error, internal, root_only};
+use crate::access::Caller;
+use crate::clock;
+use crate::code_check::{self, CodeOutcome};
+use crate::daemon::Daemon;
+use crate::enrollment::{self, EnrollError};
+use crate::names;
+use crate::password;
+use crate::store::{Account, StoreError};
+use crate::totp::{self, TotpParams};
+use crate::unix_users;
+
+/// The account a request is about: the caller's own (no `user`, or their
+/// own name), or — for root and PAM callers — any named one. With
+/// `create`, an account is made for a name that has none yet (a system
+/// user enrolling from their shell needs no `user add`).
+pub fn target(
+    daemon: &Daemon,
+    caller: &Caller,
+    user: Option<&str>,
+    create: bool,
+) -> Result<Account, Response> {
+    let own = own_name(daemon, caller)?;
+    let name = match user {
+        None => own.ok_or_else(|| {
+            error(
+                ErrorCode::NotFound,
+                format!("{} has no user name in /etc/passwd and no kauthd account; name one with --user", caller.describe()),
+            )
+        })?,
+        Some(name) if own.as_deref() == Some(name) => name.to_owned(),
+        Some(name) if caller.is_privileged() => name.to_owned(),
+        Some(name) => {
+            log::warn!("refused a request for {name} from {}: not their account", caller.describe());
+            return Err(error(
+                ErrorCode::Forbidden,
+                format!("you may only manage your own account, not {name}"),
+            ));
+        }
+    };
+    if let Err(why) = names::check_login_name(&name) {
+        return Err(error(ErrorCode::Invalid, why));
+    }
+    let existing = daemon.store().account(&name).map_err(|e| internal(&e))?;
+    match existing {
+        Some(account) => Ok(account),
+        None if create => {
+            let uid = unix_users::user_by_name(&name).map(|u| u.uid);
+            let mut store = daemon.store();
+            match store.add_account(&name, uid, None, clock::now()) {
+                Ok(account) => Ok(account),
+                // Another account holds that uid: create it unbound.
+                Err(StoreError::AlreadyExists) => store
+                    .add_account(&name, None, None, clock::now())
+                    .map_err(|e| internal(&e)),
+                Err(e) => Err(internal(&e)),
+            }
+        }
+        None => Err(error(
+            ErrorCode::NotFound,
+            format!("{name} has no kauthd account and no two-factor authentication"),
+        )),
+    }
+}
+
+/// The caller's own login name: the account bound to their uid, else their
+/// name in /etc/passwd.
+fn own_name(daemon: &Daemon, caller: &Caller) -> Result<Option<String>, Response> {
+    let bound = daemon
+        .store()
+        .account_by_uid(caller.uid)
+        .map_err(|e| internal(&e))?;
+    Ok(bound.map(|a| a.name).or_else(|| caller.name.clone()))
+}
+
+/// Proof for a sensitive change by someone other than root: the password
+/// (if set) and a current code or recovery code (if 2FA is on).
+fn check_proof(
+    daemon: &Daemon,
+    caller: &Caller,
+    account: &Account,
+    proof: &Proof,
+) -> Result<(), Response> {
+    if caller.is_root() {
+        return Ok(());
+    }
+    let refused = |what: &str| {
+        error(
+            ErrorCode::Refused,
+            format!("{what}; give your password (if you have one) and a current verification code or a recovery code"),
+        )
+    };
+    if let Some(until) =
+        code_check::current_lock(daemon, &account.name, None).map_err(|e| internal(&e))?
+    {
+        return Err(error(
+            ErrorCode::Refused,
+            format!(
+                "too many failed attempts: try again after {}",
+                clock::format_time(until)
+            ),
+        ));
+    }
+    if let Some(hash) = &account.password_hash {
+        let ok = proof
+            .password
+            .as_ref()
+            .is_some_and(|p| password::verify(p.expose(), hash));
+        if !ok {
+            code_check::record_failure(daemon, &account.name, None).map_err(|e| internal(&e))?;
+            return Err(refused("the password is missing or wrong"));
+        }
+    }
+    let enrolled = daemon
+        .store()
+        .has_totp(account.id)
+        .map_err(|e| internal(&e))?;
+    if enrolled {
+        let Some(code) = &proof.code else {
+            return Err(refused("a verification code is needed"));
+        };
+        match code_check::check(daemon, &account.name, Some(account), None, code) {
+            Ok(CodeOutcome::Accepted(_)) => {}
+            Ok(_) => return Err(refused("the verification code is wrong or already used")),
+            Err(e) => return Err(internal(&e)),
+        }
+    }
+    Ok(())
+}
+
+fn enroll_error(e: EnrollError) -> Response {
+    match e {
+        EnrollError::NoPending => error(
+            ErrorCode::NotFound,
+            "no enrollment is waiting to be confirmed (they expire after 10 minutes); start again with `kauthctl 2fa enroll`",
+        ),
+        EnrollError::WrongCode => error(
+            ErrorCode::Refused,
+            "that code does not match the new secret; check the server and phone clocks and try the current code",
+        ),
+        EnrollError::Invalid(why) => error(ErrorCode::Invalid, why),
+        EnrollError::Store(e) => internal(&e),
+        EnrollError::Internal(why) => {
+            log::error!("enrollment failed: {why}");
+            error(ErrorCode::Internal, "kauthd could not complete the enrollment; see its log")
+        }
+    }
+}
+
+pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response {
+    let account = match target(daemon, caller, user, false) {
+        Ok(account) => account,
+        Err(Response::Error {
+            code: ErrorCode::NotFound,
+            ..
+        }) if user.is_some() || caller.name.is_some() => {
+            let name = user
+                .map(str::to_owned)
+                .or_else(|| caller.name.clone())
+                .unwrap_or_default();
+            return Response::TwoFactorStatus(TwoFactorState {
+                user: name,
+                enabled: false,
+                method: None,
+                algorithm: None,
+                digits: None,
+                period: None,
+                enrolled_at: None,
+                last_used: None,
+                recovery_codes_left: 0,
+                pending: false,
+            });
+        }
+        Err(response) => return response,
+    };
+    let store = daemon.store();
+    let result = (|| -> Result<TwoFactorState, StoreError> {
+        let cred = store.totp(account.id)?;
+        let pending = store
+            .pending_totp(account.id)?
+            .is_some_and(|p| clock::now() <= p.created + enrollment::PENDING_SECONDS);
+        Ok(TwoFactorState {
+            user: account.name.clone(),
+            enabled: cred.is_some(),
+            method: cred.as_ref().map(|_| "totp".to_owned()),
+            algorithm: cred
+                .as_ref()
+                .map(|c| c.params.algorithm.as_str().to_owned()),
+            digits: cred.as_ref().map(|c| c.params.digits),
+            period: cred.as_ref().map(|c| c.params.period),
+            enrolled_at: cred.as_ref().map(|c| c.enabled_at),
+            last_used: cred.as_ref().and_then(|c| c.last_used),
+            recovery_codes_left: store.recovery_codes_left(account.id)?,
+            pending,
+        })
+    })();
+    match result {
+        Ok(state) => Response::TwoFactorStatus(state),
+        Err(e) => internal(&e),
+    }
+}
+
+pub fn enroll_begin(
+    daemon: &Daemon,
+    caller: &Caller,
+    user: Option<&str>,
+    proof: &Proof,
+) -> Response {
+    let account = match target(daemon, caller, user, true) {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    let enrolled = match daemon.store().has_totp(account.id) {
+        Ok(enrolled) => enrolled,
+        Err(e) => return internal(&e),
+    };
+    // Replacing a working second factor, or starting with a password set,
+    // needs proof from anyone but root.
+    if enrolled || account.password_hash.is_some() {
+        if let Err(response) = check_proof(daemon, caller, &account, proof) {
+            return response;
+        }
+    }
+    match enrollment::begin(daemon, &account) {
+        Ok(begun) => Response::EnrollBegun {
+            user: account.name.clone(),
+            secret: Secret::new(totp::encode_secret(&begun.secret)),
+            setup_key: Secret::new(totp::setup_key(&begun.secret)),
+            uri: Secret::new(begun.uri(&account.name)),
+            issuer: begun.issuer.clone(),
+            algorithm: begun.params.algorithm.as_str().to_owned(),
+            digits: begun.params.digits,
+            period: begun.params.period,
+            expires: begun.expires,
+        },
+        Err(e) => enroll_error(e),
+    }
+}
+
+pub fn enroll_confirm(
+    daemon: &Daemon,
+    caller: &Caller,
+    user: Option<&str>,
+    code: &Secret,
+) -> Response {
+    let account = match target(daemon, caller, user, false) {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    match enrollment::confirm(daemon, &account, code) {
+        Ok(codes) => Response::NewRecoveryCodes {
+            user: account.name,
+            codes,
+        },
+        Err(e) => enroll_error(e),
+    }
+}
+
+pub fn disable(daemon: &Daemon, caller: &Caller, users: &[String], proof: &Proof) -> Response {
+    if users.len() > 1 && !caller.is_root() {
+        return root_only(
+            caller,
+            "disable two-factor authentication for several users at once",
+        );
+    }
+    let names: Vec<Option<&str>> = if users.is_empty() {
+        vec![None]
+    } else {
+        users.iter().map(|u| Some(u.as_str())).collect()
+    };
+    let mut accounts = Vec::new();
+    for name in names {
+        match target(daemon, caller, name, false) {
+            Ok(account) => accounts.push(account),
+            Err(response) => return response,
+        }
+    }
+    if !caller.is_root() {
+        for account in &accounts {
+            if let Err(response) = check_proof(daemon, caller, account, proof) {
+                return response;
+            }
+        }
+    }
+    let mut not_on = Vec::new();
+    for account in &accounts {
+        match enrollment::disable(daemon, account) {
+            Ok(true) => log::info!("2FA disabled for {} by {}", account.name, caller.describe()),
+            Ok(false) => not_on.push(account.name.clone()),
+            Err(e) => return enroll_error(e),
+        }
+    }
+    if not_on.len() == accounts.len() {
+        return error(
+            ErrorCode::NotFound,
+            format!(
+                "two-factor authentication was not on for {}",
+                not_on.join(", ")
+            ),
+        );
+    }
+    Response::Done
+}
+
+pub fn recovery_codes(
+    daemon: &Daemon,
+    caller: &Caller,
+    user: Option<&str>,
+    regenerate: bool,
+    proof: &Proof,
+) -> Response {
+    let account = match target(daemon, caller, user, false) {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    match daemon.store().has_totp(account.id) {
+        Ok(true) => {}
+        Ok(false) => {
+            return error(
+                ErrorCode::NotFound,
+                format!(
+                    "two-factor authentication is not on for {}; enroll first",
+                    account.name
+                ),
+            )
+        }
+        Err(e) => return internal(&e),
+    }
+    if !regenerate {
+        return match daemon.store().recovery_codes_left(account.id) {
+            Ok(left) => Response::RecoveryCodesLeft {
+                user: account.name,
+                left,
+            },
+            Err(e) => internal(&e),
+        };
+    }
+    if let Err(response) = check_proof(daemon, caller, &account, proof) {
+        return response;
+    }
+    match enrollment::regenerate_codes(daemon, &account) {
+        Ok(codes) => Response::NewRecoveryCodes {
+            user: account.name,
+            codes,
+        },
+        Err(e) => enroll_error(e),
+    }
+}
+
+pub fn list(daemon: &Daemon, caller: &Caller) -> Response {
+    if !caller.is_root() {
+        return root_only(caller, "list who has two-factor authentication");
+    }
+    match daemon.store().two_factor_rows() {
+        Ok(rows) => Response::TwoFactorUsers {
+            users: rows
+                .into_iter()
+                .map(|r| TwoFactorEntry {
+                    name: r.name,
+                    enrolled_at: r.enabled_at,
+                    last_used: r.last_used,
+                    recovery_codes_left: r.codes_left,
+                })
+                .collect(),
+        },
+        Err(e) => internal(&e),
+    }
+}
+
+pub struct ImportArgs<'a> {
+    pub user: &'a str,
+    pub secret: &'a Secret,
+    pub algorithm: Option<&'a str>,
+    pub digits: Option<u32>,
+    pub period: Option<u64>,
+}
+
+pub fn import_secret(daemon: &Daemon, caller: &Caller, args: &ImportArgs<'_>) -> Response {
+    if !caller.is_root() {
+        return root_only(caller, "import two-factor secrets");
+    }
+    let defaults = TotpParams::default();
+    let algorithm = match args.algorithm {
+        Some(text) => match text.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                return error(
+                    ErrorCode::Invalid,
+                    "the algorithm must be SHA1, SHA256 or SHA512",
+                )
+            }
+        },
+        None => defaults.algorithm,
+    };
+    let params = TotpParams {
+        algorithm,
+        digits: args.digits.unwrap_or(defaults.digits),
+        period: args.period.unwrap_or(defaults.period),
+    };
+    let account = match target(daemon, caller, Some(args.user), true) {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    match enrollment::import_secret(daemon, &account, args.secret, params) {
+        Ok(()) => Response::Done,
+        Err(e) => enroll_error(e),
+    }
+}
+
+pub fn import_google_authenticator(
+    daemon: &Daemon,
+    caller: &Caller,
+    user: &str,
+    contents: &Secret,
+) -> Response {
+    if !caller.is_root() {
+        return root_only(caller, "import google-authenticator files");
+    }
+    let account = match target(daemon, caller, Some(user), true) {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    match enrollment::import_google_authenticator(daemon, &account, contents) {
+        Ok(imported) => Response::Imported {
+            user: account.name,
+            recovery_codes: imported.recovery_codes,
+            notes: imported.notes,
+        },
+        Err(e) => enroll_error(e),
+    }
+}

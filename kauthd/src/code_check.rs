@@ -1,0 +1,277 @@
+//! Checking a verification code or a recovery code for an account: the
+//! rate limit first (a locked account or host has nothing checked), then
+//! TOTP with the replay guard, then recovery codes. Every accepted code and
+//! every counted failure is committed before the caller answers.
+
+use kauth_proto::Secret;
+
+use crate::clock;
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::drift::{self, Observation};
+use crate::recovery::{self, HashCost};
+use crate::store::{Account, LimitKey, Limits, StoreError};
+use crate::totp;
+
+/// How far outside the window a code is still recognised, to notice a
+/// drifting clock (±25 steps: about 12 minutes at 30 s).
+const WIDE_STEPS: u32 = 25;
+
+/// The cost of hashing a recovery code. Fixed, because stored hashes must
+/// be recomputable whatever the config says later.
+pub const RECOVERY_COST: HashCost = HashCost {
+    memory_kib: 19456,
+    iterations: 2,
+    parallelism: 1,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Factor {
+    Totp,
+    Recovery { left: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeOutcome {
+    Accepted(Factor),
+    Rejected,
+    /// Too many failures: nothing was checked.
+    Locked {
+        until: i64,
+    },
+}
+
+pub fn limits(config: &Config) -> Limits {
+    Limits {
+        max_failures: config.ratelimit.max_failures,
+        window_seconds: config.ratelimit.window_seconds,
+        lock_seconds: config.ratelimit.lock_seconds,
+    }
+}
+
+/// The lock on this name or host, if any, as of now.
+pub fn current_lock(
+    daemon: &Daemon,
+    name: &str,
+    rhost: Option<&str>,
+) -> Result<Option<i64>, StoreError> {
+    let now = clock::now();
+    let store = daemon.store();
+    if let Some(until) = store.locked_until(LimitKey::Account(name), now)? {
+        return Ok(Some(until));
+    }
+    match rhost {
+        Some(host) if !host.is_empty() => store.locked_until(LimitKey::Host(host), now),
+        _ => Ok(None),
+    }
+}
+
+/// Counts a failed attempt against the name and the remote host.
+pub fn record_failure(daemon: &Daemon, name: &str, rhost: Option<&str>) -> Result<(), StoreError> {
+    let config = daemon.config();
+    let mut keys = vec![LimitKey::Account(name)];
+    if let Some(host) = rhost.filter(|h| !h.is_empty()) {
+        keys.push(LimitKey::Host(host));
+    }
+    let locked = daemon
+        .store()
+        .record_failure(&keys, limits(&config), clock::now())?;
+    for key in locked {
+        match key {
+            LimitKey::Account(name) => log::warn!(
+                "account {name} locked for {} s after {} failed attempts",
+                config.ratelimit.lock_seconds,
+                config.ratelimit.max_failures
+            ),
+            LimitKey::Host(host) => log::warn!(
+                "remote host {host} locked for {} s after {} failed attempts",
+                config.ratelimit.lock_seconds,
+                config.ratelimit.max_failures
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Checks `answer` as a TOTP code, then as a recovery code, for `name`
+/// (whose account may not exist: the answer is then simply wrong).
+pub fn check(
+    daemon: &Daemon,
+    name: &str,
+    account: Option<&Account>,
+    rhost: Option<&str>,
+    answer: &Secret,
+) -> Result<CodeOutcome, StoreError> {
+    if let Some(until) = current_lock(daemon, name, rhost)? {
+        return Ok(CodeOutcome::Locked { until });
+    }
+    if let Some(account) = account {
+        if check_totp(daemon, account, answer.expose())? {
+            daemon.store().clear_failures(LimitKey::Account(name))?;
+            return Ok(CodeOutcome::Accepted(Factor::Totp));
+        }
+        if let Some(left) = check_recovery(daemon, account, answer.expose())? {
+            daemon.store().clear_failures(LimitKey::Account(name))?;
+            log::info!("recovery code used for {name}; {left} left");
+            return Ok(CodeOutcome::Accepted(Factor::Recovery { left }));
+        }
+    }
+    record_failure(daemon, name, rhost)?;
+    Ok(CodeOutcome::Rejected)
+}
+
+/// The code with spaces removed, if it has the shape of a TOTP code.
+fn totp_shape(answer: &str, digits: u32) -> Option<String> {
+    let code: String = answer.chars().filter(|c| !c.is_whitespace()).collect();
+    (code.len() == digits as usize && code.bytes().all(|b| b.is_ascii_digit())).then_some(code)
+}
+
+/// TOTP with the replay guard. The check and the guard's update happen
+/// under one store lock, so two connections cannot both spend one code.
+fn check_totp(daemon: &Daemon, account: &Account, answer: &str) -> Result<bool, StoreError> {
+    let config = daemon.config();
+    let now = clock::now();
+    let now_u = u64::try_from(now).unwrap_or(0);
+    let mut store = daemon.store();
+    let Some(cred) = store.totp(account.id)? else {
+        return Ok(false);
+    };
+    let Some(code) = totp_shape(answer, cred.params.digits) else {
+        return Ok(false);
+    };
+    let skew = cred.skew_steps.unwrap_or(config.totp.skew_steps);
+    if let Some(m) = totp::find_match_after(
+        &cred.secret,
+        &cred.params,
+        &code,
+        now_u,
+        skew,
+        cred.learned_offset,
+        cred.last_counter,
+    ) {
+        let accepted = store.accept_totp(account.id, m.counter, m.offset, now)?;
+        if accepted && m.offset != 0 {
+            report_server_drift(daemon, &store, cred.params.period, now);
+        }
+        return Ok(accepted);
+    }
+    if !config.totp.learn_skew {
+        return Ok(false);
+    }
+    // Outside the window: note where it matched, and learn an offset when
+    // consecutive codes agree (a phone or server clock that drifted).
+    let Some(offset) = totp::find_wide(&cred.secret, &cred.params, &code, now_u, WIDE_STEPS) else {
+        return Ok(false);
+    };
+    let server_counter = cred.params.counter_at(now_u);
+    let matched = server_counter.saturating_add_signed(offset);
+    if cred.last_counter.is_some_and(|last| matched <= last) {
+        return Ok(false); // a spent code: never evidence of drift
+    }
+    let history = store.add_drift_observation(account.id, server_counter, offset)?;
+    let observations: Vec<Observation> = history
+        .iter()
+        .map(|&(server_counter, offset)| Observation {
+            server_counter,
+            offset,
+        })
+        .collect();
+    let Some(learned) = drift::learn_offset(&observations, i64::from(WIDE_STEPS)) else {
+        log::info!(
+            "a code for {} matched {offset} time steps away from the server clock; not accepted",
+            account.name
+        );
+        return Ok(false);
+    };
+    store.set_learned_offset(account.id, learned)?;
+    log::warn!(
+        "learned a clock offset of {learned} time steps ({} s) for {} from consecutive codes",
+        learned * i64::try_from(cred.params.period).unwrap_or(30),
+        account.name
+    );
+    match totp::find_match_after(
+        &cred.secret,
+        &cred.params,
+        &code,
+        now_u,
+        skew,
+        learned,
+        cred.last_counter,
+    ) {
+        Some(m) => store.accept_totp(account.id, m.counter, m.offset, now),
+        None => Ok(false),
+    }
+}
+
+/// How many users' recent codes it takes before kauthd blames the server clock.
+const DRIFT_MIN_USERS: usize = 3;
+
+/// When most users' codes of the last day matched off-centre in the same
+/// direction, the server clock is the likely culprit: say so (at most
+/// every ten minutes). `kauthctl doctor` shows the same figures.
+fn report_server_drift(daemon: &Daemon, store: &crate::store::Store, period: u64, now: i64) {
+    let Ok(offsets) = store.recent_offsets(now - 86_400) else {
+        return;
+    };
+    let Some(summary) = drift::server_clock_suspect(&offsets, DRIFT_MIN_USERS) else {
+        return;
+    };
+    if !daemon.may_warn_about_drift(now) {
+        return;
+    }
+    let fast = summary.server_fast_by_seconds(period);
+    let direction = if fast > 0 { "fast" } else { "slow" };
+    log::warn!(
+        "the server clock looks about {} s {direction}: {} of {} users' recent codes matched off-centre (median {} steps); check time synchronisation (timedatectl, chrony or ntpd)",
+        fast.abs(),
+        summary.off_centre,
+        summary.users,
+        summary.median_offset_steps
+    );
+}
+
+/// A recovery code: one argon2 run (outside the store lock), then the code
+/// is spent atomically. Returns the number left after spending.
+fn check_recovery(
+    daemon: &Daemon,
+    account: &Account,
+    answer: &str,
+) -> Result<Option<u64>, StoreError> {
+    let Some(normalized) = recovery::normalize(answer) else {
+        return Ok(None);
+    };
+    let codes = daemon.store().unused_recovery_codes(account.id)?;
+    let mut salts: Vec<&[u8]> = codes.iter().map(|c| c.salt.as_slice()).collect();
+    salts.dedup();
+    for salt in salts {
+        let candidate = match recovery::hash(&normalized, salt, &RECOVERY_COST) {
+            Ok(hash) => hash,
+            Err(e) => {
+                log::error!("cannot hash a recovery code: {e}");
+                return Ok(None);
+            }
+        };
+        let same_salt: Vec<_> = codes.iter().filter(|c| c.salt == salt).collect();
+        let hashes: Vec<[u8; 32]> = same_salt.iter().map(|c| c.hash).collect();
+        if let Some(index) = recovery::find(&candidate, &hashes) {
+            let mut store = daemon.store();
+            if store.spend_recovery_code(same_salt[index].id, clock::now())? {
+                return Ok(Some(store.recovery_codes_left(account.id)?));
+            }
+            return Ok(None); // spent by a concurrent attempt
+        }
+    }
+    Ok(None)
+}
+
+/// Hashes a new set of recovery codes under one fresh salt.
+pub fn hash_codes(codes: &[Secret]) -> Result<([u8; 16], Vec<[u8; 32]>), String> {
+    let salt = recovery::new_salt().map_err(|e| e.to_string())?;
+    let mut hashes = Vec::with_capacity(codes.len());
+    for code in codes {
+        let normalized = recovery::normalize(code.expose())
+            .ok_or_else(|| "a recovery code is malformed".to_owned())?;
+        hashes.push(recovery::hash(&normalized, &salt, &RECOVERY_COST).map_err(|e| e.to_string())?);
+    }
+    Ok((salt, hashes))
+}

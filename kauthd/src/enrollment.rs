@@ -1,0 +1,233 @@
+//! Turning two-factor authentication on and off: begin → confirm with a
+//! current code → recovery codes shown once; re-enrollment keeps the old
+//! secret working until the new one is confirmed; imports from a known
+//! secret or a `~/.google_authenticator` file.
+
+use kauth_proto::Secret;
+use zeroize::Zeroizing;
+
+use crate::clock;
+use crate::code_check;
+use crate::daemon::Daemon;
+use crate::google_auth;
+use crate::recovery;
+use crate::store::{Account, NewTotp, StoreError};
+use crate::totp::{self, TotpParams};
+
+/// How long an unconfirmed enrollment stays valid.
+pub const PENDING_SECONDS: i64 = 600;
+
+#[derive(Debug)]
+pub enum EnrollError {
+    /// Nothing to confirm (never begun, or expired).
+    NoPending,
+    /// The code does not match the new secret.
+    WrongCode,
+    Invalid(String),
+    Store(StoreError),
+    Internal(String),
+}
+
+impl From<StoreError> for EnrollError {
+    fn from(e: StoreError) -> Self {
+        EnrollError::Store(e)
+    }
+}
+
+/// What the user's authenticator app needs.
+#[derive(Debug)]
+pub struct Begun {
+    pub secret: Zeroizing<Vec<u8>>,
+    pub params: TotpParams,
+    pub issuer: String,
+    pub expires: i64,
+}
+
+impl Begun {
+    pub fn uri(&self, account: &str) -> String {
+        totp::otpauth_uri(&self.issuer, account, &self.secret, &self.params)
+    }
+}
+
+/// Starts (or restarts) an enrollment with a fresh secret.
+pub fn begin(daemon: &Daemon, account: &Account) -> Result<Begun, EnrollError> {
+    let config = daemon.config();
+    let params = config.totp.params();
+    let secret = totp::generate_secret().map_err(|e| EnrollError::Internal(e.to_string()))?;
+    let now = clock::now();
+    daemon
+        .store()
+        .set_pending_totp(account.id, &secret, &params, now)?;
+    log::info!("enrollment begun for {}", account.name);
+    Ok(Begun {
+        secret,
+        params,
+        issuer: config.issuer(),
+        expires: now + PENDING_SECONDS,
+    })
+}
+
+/// Confirms the pending enrollment with a code from the new secret; 2FA is
+/// on and the new recovery codes are returned (to be shown once).
+pub fn confirm(
+    daemon: &Daemon,
+    account: &Account,
+    code: &Secret,
+) -> Result<Vec<Secret>, EnrollError> {
+    let config = daemon.config();
+    let now = clock::now();
+    let Some(pending) = daemon.store().pending_totp(account.id)? else {
+        return Err(EnrollError::NoPending);
+    };
+    if now > pending.created + PENDING_SECONDS {
+        daemon.store().clear_pending_totp(account.id)?;
+        return Err(EnrollError::NoPending);
+    }
+    let digits_only: String = code
+        .expose()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let Some(m) = totp::find_match(
+        &pending.secret,
+        &pending.params,
+        &digits_only,
+        u64::try_from(now).unwrap_or(0),
+        config.totp.skew_steps,
+        0,
+    ) else {
+        code_check::record_failure(daemon, &account.name, None)?;
+        return Err(EnrollError::WrongCode);
+    };
+    let codes = recovery::generate(config.recovery.codes)
+        .map_err(|e| EnrollError::Internal(e.to_string()))?;
+    let (salt, hashes) = code_check::hash_codes(&codes).map_err(EnrollError::Internal)?;
+    // The confirming code counts as used: it cannot log in afterwards.
+    daemon.store().enable_totp(
+        account.id,
+        &NewTotp {
+            secret: &pending.secret,
+            params: &pending.params,
+            now,
+            first_counter: Some(m.counter),
+            skew_steps: None,
+            codes: Some((&salt, &hashes)),
+        },
+    )?;
+    log::info!("two-factor authentication enabled for {}", account.name);
+    Ok(codes)
+}
+
+/// A new set of recovery codes; the old set stops working.
+pub fn regenerate_codes(daemon: &Daemon, account: &Account) -> Result<Vec<Secret>, EnrollError> {
+    let config = daemon.config();
+    let codes = recovery::generate(config.recovery.codes)
+        .map_err(|e| EnrollError::Internal(e.to_string()))?;
+    let (salt, hashes) = code_check::hash_codes(&codes).map_err(EnrollError::Internal)?;
+    daemon
+        .store()
+        .replace_recovery_codes(account.id, &salt, &hashes)?;
+    log::info!("recovery codes regenerated for {}", account.name);
+    Ok(codes)
+}
+
+/// Turns 2FA off. False if it was not on.
+pub fn disable(daemon: &Daemon, account: &Account) -> Result<bool, EnrollError> {
+    let was_on = daemon.store().disable_totp(account.id)?;
+    if was_on {
+        log::info!("two-factor authentication disabled for {}", account.name);
+    }
+    Ok(was_on)
+}
+
+/// Turns 2FA on with a secret from elsewhere (migration).
+pub fn import_secret(
+    daemon: &Daemon,
+    account: &Account,
+    secret_base32: &Secret,
+    params: TotpParams,
+) -> Result<(), EnrollError> {
+    params
+        .validate()
+        .map_err(|e| EnrollError::Invalid(e.to_string()))?;
+    let secret = totp::decode_secret(secret_base32.expose())
+        .map_err(|e| EnrollError::Invalid(e.to_string()))?;
+    daemon.store().enable_totp(
+        account.id,
+        &NewTotp {
+            secret: &secret,
+            params: &params,
+            now: clock::now(),
+            first_counter: None,
+            skew_steps: None,
+            codes: Some((&[0u8; 16], &[])),
+        },
+    )?;
+    log::info!("two-factor secret imported for {}", account.name);
+    Ok(())
+}
+
+/// What an import carried over.
+#[derive(Debug)]
+pub struct Imported {
+    pub recovery_codes: u64,
+    pub notes: Vec<String>,
+}
+
+/// Migrates a `~/.google_authenticator` file: secret, step size, window,
+/// and its scratch codes as recovery codes.
+pub fn import_google_authenticator(
+    daemon: &Daemon,
+    account: &Account,
+    contents: &Secret,
+) -> Result<Imported, EnrollError> {
+    let file =
+        google_auth::parse(contents.expose()).map_err(|e| EnrollError::Invalid(e.to_string()))?;
+    let params = TotpParams {
+        period: file.step_size,
+        ..TotpParams::default()
+    };
+    params
+        .validate()
+        .map_err(|e| EnrollError::Invalid(e.to_string()))?;
+    let (salt, hashes) =
+        code_check::hash_codes(&file.scratch_codes).map_err(EnrollError::Invalid)?;
+    let skew = file.skew_steps();
+    daemon.store().enable_totp(
+        account.id,
+        &NewTotp {
+            secret: &file.secret,
+            params: &params,
+            now: clock::now(),
+            first_counter: None,
+            skew_steps: Some(skew),
+            codes: Some((&salt, &hashes)),
+        },
+    )?;
+    let mut notes = vec![format!(
+        "WINDOW_SIZE {} kept as a window of ±{skew} time steps for this user",
+        file.window_size
+    )];
+    if !file.disallow_reuse {
+        notes.push(
+            "DISALLOW_REUSE was off; kauthd always refuses a code that was already used".to_owned(),
+        );
+    }
+    if let Some((attempts, seconds)) = file.rate_limit {
+        notes.push(format!(
+            "RATE_LIMIT {attempts} {seconds} is replaced by kauthd's [ratelimit] settings"
+        ));
+    }
+    for option in &file.ignored_options {
+        notes.push(format!("option {option} is not carried over"));
+    }
+    log::info!(
+        "google-authenticator file imported for {} ({} scratch codes)",
+        account.name,
+        hashes.len()
+    );
+    Ok(Imported {
+        recovery_codes: hashes.len() as u64,
+        notes,
+    })
+}

@@ -1,0 +1,53 @@
+//! Facts about a local process from `/proc/PID/stat`: its parent and its
+//! start time (which, with the pid, identifies it even if the pid is reused).
+
+/// Parent pid and start time (clock ticks since boot) of `pid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    pub ppid: i32,
+    pub start_time: u64,
+}
+
+pub fn stat(pid: i32) -> Option<ProcStat> {
+    if pid <= 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Parses stat(5). The command name (field 2) is in parentheses and may
+/// itself contain spaces and parentheses, so split after the last ')'.
+fn parse_stat(text: &str) -> Option<ProcStat> {
+    let after = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // after ")" : state(3) ppid(4) ... starttime(22)
+    let ppid = fields.get(1)?.parse().ok()?;
+    let start_time = fields.get(19)?.parse().ok()?;
+    Some(ProcStat { ppid, start_time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_has_a_parent_and_start_time() {
+        let me = stat(std::process::id() as i32).unwrap();
+        assert!(me.ppid > 0);
+        assert!(me.start_time > 0);
+    }
+
+    #[test]
+    fn odd_command_names_parse() {
+        let line = "1234 (a) b (c)) S 99 1 1 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 5555 0 0";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.ppid, 99);
+        assert_eq!(s.start_time, 5555);
+    }
+
+    #[test]
+    fn missing_process_is_none() {
+        assert_eq!(stat(-1), None);
+    }
+}

@@ -1,0 +1,388 @@
+//! TOTP credentials, pending enrollments and recovery codes.
+
+use rusqlite::{params, OptionalExtension, Row};
+use zeroize::Zeroizing;
+
+use super::{Store, StoreResult};
+use crate::totp::TotpParams;
+
+/// A confirmed TOTP credential.
+#[derive(Debug, Clone)]
+pub struct TotpCredential {
+    pub secret: Zeroizing<Vec<u8>>,
+    pub params: TotpParams,
+    pub enabled_at: i64,
+    pub last_counter: Option<u64>,
+    pub last_used: Option<i64>,
+    pub last_offset: Option<i64>,
+    pub learned_offset: i64,
+    pub skew_steps: Option<u32>,
+}
+
+/// What turning TOTP on stores.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTotp<'a> {
+    pub secret: &'a [u8],
+    pub params: &'a TotpParams,
+    pub now: i64,
+    /// The step of a code already used (the confirming code), if any.
+    pub first_counter: Option<u64>,
+    /// A per-user window; `None`: `[totp] skew_steps`.
+    pub skew_steps: Option<u32>,
+    /// A new set of recovery codes: one salt and the hashes.
+    pub codes: Option<(&'a [u8], &'a [[u8; 32]])>,
+}
+
+/// An enrollment waiting for its first code.
+#[derive(Debug, Clone)]
+pub struct PendingTotp {
+    pub secret: Zeroizing<Vec<u8>>,
+    pub params: TotpParams,
+    pub created: i64,
+}
+
+/// One unused recovery code's stored form.
+#[derive(Debug, Clone)]
+pub struct StoredRecoveryCode {
+    pub id: i64,
+    pub salt: Vec<u8>,
+    pub hash: [u8; 32],
+}
+
+/// A row of `kauthctl 2fa list`.
+#[derive(Debug, Clone)]
+pub struct TwoFactorRow {
+    pub name: String,
+    pub enabled_at: i64,
+    pub last_used: Option<i64>,
+    pub codes_left: u64,
+}
+
+fn params_from(row: &Row<'_>, first: usize) -> rusqlite::Result<TotpParams> {
+    let algorithm: String = row.get(first)?;
+    Ok(TotpParams {
+        algorithm: algorithm.parse().unwrap_or_default(),
+        digits: row.get(first + 1)?,
+        period: u64::try_from(row.get::<_, i64>(first + 2)?).unwrap_or(0),
+    })
+}
+
+fn counter_from(value: Option<i64>) -> Option<u64> {
+    value.and_then(|v| u64::try_from(v).ok())
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    pub fn totp(&self, account_id: i64) -> StoreResult<Option<TotpCredential>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT secret, algorithm, digits, period, enabled_at, last_counter, last_used,
+                        last_offset, learned_offset, skew_steps
+                 FROM totp WHERE account_id = ?1",
+                params![account_id],
+                |row| {
+                    Ok(TotpCredential {
+                        secret: Zeroizing::new(row.get(0)?),
+                        params: params_from(row, 1)?,
+                        enabled_at: row.get(4)?,
+                        last_counter: counter_from(row.get(5)?),
+                        last_used: row.get(6)?,
+                        last_offset: row.get(7)?,
+                        learned_offset: row.get(8)?,
+                        skew_steps: row.get(9)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Turns TOTP on (replacing any earlier credential and pending
+    /// enrollment), and replaces the recovery codes if `new.codes` is given,
+    /// in one transaction.
+    pub fn enable_totp(&mut self, account_id: i64, new: &NewTotp<'_>) -> StoreResult<()> {
+        let NewTotp {
+            secret,
+            params,
+            now,
+            first_counter,
+            skew_steps,
+            codes,
+        } = *new;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM totp WHERE account_id = ?1",
+            params![account_id],
+        )?;
+        tx.execute(
+            "DELETE FROM totp_pending WHERE account_id = ?1",
+            params![account_id],
+        )?;
+        tx.execute(
+            "DELETE FROM drift_observations WHERE account_id = ?1",
+            params![account_id],
+        )?;
+        tx.execute(
+            "INSERT INTO totp (account_id, secret, algorithm, digits, period, enabled_at,
+                               last_counter, last_used, skew_steps)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                account_id,
+                secret,
+                params.algorithm.as_str(),
+                params.digits,
+                to_i64(params.period),
+                now,
+                first_counter.map(to_i64),
+                first_counter.map(|_| now),
+                skew_steps
+            ],
+        )?;
+        if let Some((salt, hashes)) = codes {
+            replace_codes(&tx, account_id, salt, hashes)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes TOTP, any pending enrollment and all recovery codes.
+    pub fn disable_totp(&mut self, account_id: i64) -> StoreResult<bool> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM totp WHERE account_id = ?1",
+            params![account_id],
+        )?;
+        tx.execute(
+            "DELETE FROM totp_pending WHERE account_id = ?1",
+            params![account_id],
+        )?;
+        tx.execute(
+            "DELETE FROM recovery_codes WHERE account_id = ?1",
+            params![account_id],
+        )?;
+        tx.execute(
+            "DELETE FROM drift_observations WHERE account_id = ?1",
+            params![account_id],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// Records an accepted code: the replay guard moves to `counter`. Returns
+    /// false (and changes nothing) if a code at or after `counter` was
+    /// accepted meanwhile.
+    pub fn accept_totp(
+        &mut self,
+        account_id: i64,
+        counter: u64,
+        offset: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let n = self.conn.execute(
+            "UPDATE totp SET last_counter = ?2, last_used = ?3, last_offset = ?4
+             WHERE account_id = ?1 AND (last_counter IS NULL OR last_counter < ?2)",
+            params![account_id, to_i64(counter), now, offset],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn set_learned_offset(&mut self, account_id: i64, offset: i64) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE totp SET learned_offset = ?2 WHERE account_id = ?1",
+            params![account_id, offset],
+        )?;
+        tx.execute(
+            "DELETE FROM drift_observations WHERE account_id = ?1",
+            params![account_id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Keeps the newest few out-of-window observations per account.
+    pub fn add_drift_observation(
+        &mut self,
+        account_id: i64,
+        server_counter: u64,
+        offset: i64,
+    ) -> StoreResult<Vec<(u64, i64)>> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO drift_observations (account_id, server_counter, offset_steps) VALUES (?1, ?2, ?3)",
+            params![account_id, to_i64(server_counter), offset],
+        )?;
+        tx.execute(
+            "DELETE FROM drift_observations WHERE account_id = ?1 AND id NOT IN
+               (SELECT id FROM drift_observations WHERE account_id = ?1 ORDER BY id DESC LIMIT 5)",
+            params![account_id],
+        )?;
+        let rows = {
+            let mut stmt = tx.prepare(
+                "SELECT server_counter, offset_steps FROM drift_observations
+                 WHERE account_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![account_id], |r| {
+                Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?))
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.commit()?;
+        Ok(rows)
+    }
+
+    /// The offset of every user's last accepted code (for clock-drift checks).
+    pub fn recent_offsets(&self, since: i64) -> StoreResult<Vec<i64>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT last_offset FROM totp WHERE last_offset IS NOT NULL AND last_used >= ?1",
+        )?;
+        let rows = stmt.query_map(params![since], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn pending_totp(&self, account_id: i64) -> StoreResult<Option<PendingTotp>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT secret, algorithm, digits, period, created FROM totp_pending WHERE account_id = ?1",
+                params![account_id],
+                |row| {
+                    Ok(PendingTotp {
+                        secret: Zeroizing::new(row.get(0)?),
+                        params: params_from(row, 1)?,
+                        created: row.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn set_pending_totp(
+        &mut self,
+        account_id: i64,
+        secret: &[u8],
+        params: &TotpParams,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO totp_pending (account_id, secret, algorithm, digits, period, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                account_id,
+                secret,
+                params.algorithm.as_str(),
+                params.digits,
+                to_i64(params.period),
+                now
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn clear_pending_totp(&mut self, account_id: i64) -> StoreResult<()> {
+        self.conn.execute(
+            "DELETE FROM totp_pending WHERE account_id = ?1",
+            params![account_id],
+        )?;
+        Ok(())
+    }
+
+    pub fn unused_recovery_codes(&self, account_id: i64) -> StoreResult<Vec<StoredRecoveryCode>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, salt, hash FROM recovery_codes WHERE account_id = ?1 AND used_at IS NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![account_id], |r| {
+            let hash: Vec<u8> = r.get(2)?;
+            let mut fixed = [0u8; 32];
+            if hash.len() == 32 {
+                fixed.copy_from_slice(&hash);
+            }
+            Ok(StoredRecoveryCode {
+                id: r.get(0)?,
+                salt: r.get(1)?,
+                hash: fixed,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks a recovery code used. False if it was used meanwhile (another
+    /// connection got there first).
+    pub fn spend_recovery_code(&mut self, code_id: i64, now: i64) -> StoreResult<bool> {
+        let n = self.conn.execute(
+            "UPDATE recovery_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
+            params![code_id, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn replace_recovery_codes(
+        &mut self,
+        account_id: i64,
+        salt: &[u8],
+        hashes: &[[u8; 32]],
+    ) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        replace_codes(&tx, account_id, salt, hashes)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn recovery_codes_left(&self, account_id: i64) -> StoreResult<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM recovery_codes WHERE account_id = ?1 AND used_at IS NULL",
+            params![account_id],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub fn two_factor_rows(&self) -> StoreResult<Vec<TwoFactorRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.name, t.enabled_at, t.last_used,
+                    (SELECT COUNT(*) FROM recovery_codes r WHERE r.account_id = a.id AND r.used_at IS NULL)
+             FROM totp t JOIN accounts a ON a.id = t.account_id ORDER BY a.name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TwoFactorRow {
+                name: r.get(0)?,
+                enabled_at: r.get(1)?,
+                last_used: r.get(2)?,
+                codes_left: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Names of accounts with TOTP on.
+    pub fn has_totp(&self, account_id: i64) -> StoreResult<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM totp WHERE account_id = ?1",
+            params![account_id],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+}
+
+fn replace_codes(
+    tx: &rusqlite::Transaction<'_>,
+    account_id: i64,
+    salt: &[u8],
+    hashes: &[[u8; 32]],
+) -> StoreResult<()> {
+    tx.execute(
+        "DELETE FROM recovery_codes WHERE account_id = ?1",
+        params![account_id],
+    )?;
+    for hash in hashes {
+        tx.execute(
+            "INSERT INTO recovery_codes (account_id, salt, hash) VALUES (?1, ?2, ?3)",
+            params![account_id, salt, &hash[..]],
+        )?;
+    }
+    Ok(())
+}
