@@ -5,12 +5,13 @@
 
 use kauth_proto::Secret;
 
+use crate::activity;
 use crate::clock;
 use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::drift::{self, Observation};
 use crate::recovery::{self, HashCost};
-use crate::store::{Account, LimitKey, Limits, StoreError};
+use crate::store::{Account, LimitKey, Limits, NewEvent, StoreError};
 use crate::totp;
 
 /// How far outside the window a code is still recognised, to notice a
@@ -77,18 +78,23 @@ pub fn record_failure(daemon: &Daemon, name: &str, rhost: Option<&str>) -> Resul
         .store()
         .record_failure(&keys, limits(&config), clock::now())?;
     for key in locked {
-        match key {
-            LimitKey::Account(name) => log::warn!(
-                "account {name} locked for {} s after {} failed attempts",
-                config.ratelimit.lock_seconds,
-                config.ratelimit.max_failures
-            ),
-            LimitKey::Host(host) => log::warn!(
-                "remote host {host} locked for {} s after {} failed attempts",
-                config.ratelimit.lock_seconds,
-                config.ratelimit.max_failures
-            ),
-        }
+        let (user, rhost) = match key {
+            LimitKey::Account(name) => (Some(name), None),
+            LimitKey::Host(host) => (None, Some(host)),
+        };
+        activity::record(
+            daemon,
+            &NewEvent {
+                user,
+                event: "lockout",
+                rhost,
+                detail: &format!(
+                    "locked for {} s after {} failed attempts",
+                    config.ratelimit.lock_seconds, config.ratelimit.max_failures
+                ),
+                ..NewEvent::default()
+            },
+        );
     }
     Ok(())
 }
@@ -112,7 +118,6 @@ pub fn check(
         }
         if let Some(left) = check_recovery(daemon, account, answer.expose())? {
             daemon.store().clear_failures(LimitKey::Account(name))?;
-            log::info!("recovery code used for {name}; {left} left");
             return Ok(CodeOutcome::Accepted(Factor::Recovery { left }));
         }
     }

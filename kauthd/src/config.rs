@@ -126,6 +126,8 @@ pub struct PasswordConfig {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    /// Seconds a password reset token stays valid.
+    pub reset_token_seconds: u64,
 }
 
 impl Default for PasswordConfig {
@@ -136,6 +138,7 @@ impl Default for PasswordConfig {
             argon2_memory_kib: 19456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            reset_token_seconds: 3600,
         }
     }
 }
@@ -299,6 +302,12 @@ impl Config {
         if self.password.argon2_parallelism == 0 || self.password.argon2_parallelism > 16 {
             return bad("password.argon2_parallelism", "must be between 1 and 16");
         }
+        if self.password.reset_token_seconds == 0 || self.password.reset_token_seconds > 604_800 {
+            return bad(
+                "password.reset_token_seconds",
+                "must be between 1 and 604800 (one week)",
+            );
+        }
         if self.ratelimit.max_failures == 0 {
             return bad("ratelimit.max_failures", "must be at least 1");
         }
@@ -373,6 +382,16 @@ mod tests {
         assert!(e.contains("policy.require"), "{e}");
         let e = Config::parse("[policy]\ndeadline = \"next week\"\n").unwrap_err();
         assert!(e.contains("policy.deadline"), "{e}");
+    }
+
+    #[test]
+    fn reset_token_lifetime_defaults_to_an_hour_and_is_checked() {
+        assert_eq!(
+            Config::parse("").unwrap().password.reset_token_seconds,
+            3600
+        );
+        let e = Config::parse("[password]\nreset_token_seconds = 0\n").unwrap_err();
+        assert!(e.contains("password.reset_token_seconds"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use kauth_proto::Secret;
 use zeroize::Zeroizing;
 
+use crate::activity;
 use crate::clock;
 use crate::code_check;
 use crate::daemon::Daemon;
@@ -114,7 +115,12 @@ pub fn confirm(
             codes: Some((&salt, &hashes)),
         },
     )?;
-    log::info!("two-factor authentication enabled for {}", account.name);
+    activity::event(
+        daemon,
+        Some(&account.name),
+        "enroll",
+        "two-factor authentication turned on (TOTP)",
+    );
     Ok(codes)
 }
 
@@ -127,7 +133,12 @@ pub fn regenerate_codes(daemon: &Daemon, account: &Account) -> Result<Vec<Secret
     daemon
         .store()
         .replace_recovery_codes(account.id, &salt, &hashes)?;
-    log::info!("recovery codes regenerated for {}", account.name);
+    activity::event(
+        daemon,
+        Some(&account.name),
+        "recovery_codes_regenerated",
+        "a new set of recovery codes; the old set no longer works",
+    );
     Ok(codes)
 }
 
@@ -135,7 +146,12 @@ pub fn regenerate_codes(daemon: &Daemon, account: &Account) -> Result<Vec<Secret
 pub fn disable(daemon: &Daemon, account: &Account) -> Result<bool, EnrollError> {
     let was_on = daemon.store().disable_totp(account.id)?;
     if was_on {
-        log::info!("two-factor authentication disabled for {}", account.name);
+        activity::event(
+            daemon,
+            Some(&account.name),
+            "disable",
+            "two-factor authentication turned off",
+        );
     }
     Ok(was_on)
 }
@@ -163,7 +179,12 @@ pub fn import_secret(
             codes: Some((&[0u8; 16], &[])),
         },
     )?;
-    log::info!("two-factor secret imported for {}", account.name);
+    activity::event(
+        daemon,
+        Some(&account.name),
+        "enroll",
+        "a TOTP secret was imported by root",
+    );
     Ok(())
 }
 
@@ -221,10 +242,14 @@ pub fn import_google_authenticator(
     for option in &file.ignored_options {
         notes.push(format!("option {option} is not carried over"));
     }
-    log::info!(
-        "google-authenticator file imported for {} ({} scratch codes)",
-        account.name,
-        hashes.len()
+    activity::event(
+        daemon,
+        Some(&account.name),
+        "enroll",
+        &format!(
+            "a google-authenticator file was imported by root ({} scratch codes)",
+            hashes.len()
+        ),
     );
     Ok(Imported {
         recovery_codes: hashes.len() as u64,

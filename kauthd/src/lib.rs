@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod api;
+pub mod argon2_pool;
 pub mod clock;
 pub mod config;
 pub mod connection;
@@ -10,15 +11,21 @@ pub mod daemon;
 pub mod logging;
 pub mod names;
 pub mod password;
+pub mod password_policy;
+pub mod reset_token;
 pub mod server;
 pub mod store;
 pub mod unix_users;
 
+pub mod activity;
 pub mod code_check;
 pub mod drift;
 pub mod enrollment;
 pub mod google_auth;
+pub mod housekeeping;
+pub mod manpage;
 pub mod policy;
 pub mod procinfo;
 pub mod recovery;
+pub mod sessions;
 pub mod totp;

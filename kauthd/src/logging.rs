@@ -55,7 +55,13 @@ pub fn init(debug: bool) {
         process: "kauthd".into(),
         pid: std::process::id(),
     };
-    let syslog = syslog::unix(formatter).ok().map(Mutex::new);
+    // KAUTHD_SYSLOG_SOCKET points syslog elsewhere than /dev/log (tests
+    // capture what kauthd sends to syslog this way).
+    let syslog = match std::env::var_os("KAUTHD_SYSLOG_SOCKET") {
+        Some(path) => syslog::unix_custom(formatter, path).ok(),
+        None => syslog::unix(formatter).ok(),
+    }
+    .map(Mutex::new);
     let level = if debug {
         LevelFilter::Debug
     } else {

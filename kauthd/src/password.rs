@@ -1,60 +1,126 @@
 //! Password hashing: argon2id PHC strings with the `[password]` parameters.
-
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+//! Every run goes through [`argon2_pool`], so it waits its turn behind at
+//! most one run per core. Whether a new password is good enough is
+//! [`crate::password_policy`]'s business.
 
 use std::sync::Mutex;
 
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::argon2_pool;
 use crate::config::PasswordConfig;
 
-fn hasher(config: &PasswordConfig) -> Result<Argon2<'static>, String> {
-    let params = Params::new(
+/// Bytes of random salt per hash.
+const SALT_LENGTH: usize = 16;
+/// Bytes of argon2 output stored.
+const OUTPUT_LENGTH: usize = 32;
+
+fn params(config: &PasswordConfig) -> Result<Params, String> {
+    Params::new(
         config.argon2_memory_kib,
         config.argon2_iterations,
         config.argon2_parallelism,
-        None,
+        Some(OUTPUT_LENGTH),
     )
-    .map_err(|e| format!("argon2 parameters refused: {e}"))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    .map_err(|e| format!("argon2 parameters refused: {e}"))
 }
 
 /// Hashes a password into a PHC string (`$argon2id$v=19$m=…`).
 pub fn hash(password: &str, config: &PasswordConfig) -> Result<String, String> {
-    let salt = SaltString::generate(&mut OsRng);
-    hasher(config)?
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| format!("hashing failed: {e}"))
+    let params = params(config)?;
+    let mut salt = [0u8; SALT_LENGTH];
+    getrandom::fill(&mut salt).map_err(|e| format!("no randomness for a salt: {e}"))?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut out = Zeroizing::new([0u8; OUTPUT_LENGTH]);
+    argon2_pool::hash_into(&argon2, password.as_bytes(), &salt, out.as_mut())
+        .map_err(|e| format!("hashing failed: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| format!("salt encoding failed: {e}"))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| format!("bad parameters: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(out.as_ref()).map_err(|e| format!("bad output: {e}"))?),
+    };
+    Ok(phc.to_string())
 }
 
-/// Checks a password against a PHC string, in constant time.
+/// Checks a password against a PHC string (with the cost written in it),
+/// comparing in constant time. A hash kauthd cannot use never matches.
 pub fn verify(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
-/// Checks a password against the account's hash, or, when there is none
-/// (unknown user, no password set), against a dummy hash of the same cost,
-/// so the answer takes the same time either way. False in the second case.
-pub fn verify_or_dummy(password: &str, phc: Option<&str>, config: &PasswordConfig) -> bool {
-    match phc {
-        Some(phc) => verify(password, phc),
-        None => {
-            let dummy = dummy_hash(config);
-            let _ = verify(password, &dummy);
+    match verify_checked(password, phc) {
+        Ok(matches) => matches,
+        Err(why) => {
+            log::error!("a stored password hash cannot be checked: {why}");
             false
         }
     }
 }
 
-/// A hash of a random password with the current parameters, made once per
+fn verify_checked(password: &str, phc: &str) -> Result<bool, String> {
+    let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC string: {e}"))?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|e| e.to_string())?;
+    let version = match parsed.version {
+        Some(v) => Version::try_from(v).map_err(|e| e.to_string())?,
+        None => Version::V0x13,
+    };
+    let params = Params::try_from(&parsed).map_err(|e| e.to_string())?;
+    let expected = parsed.hash.ok_or("the hash has no output")?;
+    let salt = parsed.salt.ok_or("the hash has no salt")?;
+    let mut salt_bytes = [0u8; 64];
+    let salt = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| e.to_string())?;
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    argon2_pool::hash_into(&argon2, password.as_bytes(), salt, &mut out)
+        .map_err(|e| e.to_string())?;
+    Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
+}
+
+/// Whether a hash was made with other settings than `config`'s (another
+/// algorithm, version or cost), so it should be redone after the next
+/// successful check. A hash kauthd cannot read is left alone: it never
+/// matches, so there is never a password to redo it with.
+pub fn needs_rehash(phc: &str, config: &PasswordConfig) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let Ok(stored) = Params::try_from(&parsed) else {
+        return false;
+    };
+    parsed.algorithm != Algorithm::Argon2id.ident()
+        || parsed.version != Some(Version::V0x13.into())
+        || stored.m_cost() != config.argon2_memory_kib
+        || stored.t_cost() != config.argon2_iterations
+        || stored.p_cost() != config.argon2_parallelism
+}
+
+/// Checks a password against the account's hash, or, when there is none
+/// (unknown user, no password set), against a dummy hash made with the
+/// same `[password]` cost, salt and output length as real ones, so the
+/// answer takes the same time either way. False in the second case.
+pub fn verify_or_dummy(password: &str, phc: Option<&str>, config: &PasswordConfig) -> bool {
+    match phc {
+        Some(phc) => verify(password, phc),
+        None => {
+            match dummy_hash(config) {
+                Some(dummy) => {
+                    let _ = verify(password, &dummy);
+                }
+                None => log::error!("cannot make the dummy password hash; check [password]"),
+            }
+            false
+        }
+    }
+}
+
+/// A hash of a fixed password with the current parameters, made once per
 /// parameter set.
-fn dummy_hash(config: &PasswordConfig) -> String {
+fn dummy_hash(config: &PasswordConfig) -> Option<String> {
     type Cost = (u32, u32, u32);
     static CACHE: Mutex<Option<(Cost, String)>> = Mutex::new(None);
     let key = (
@@ -62,38 +128,31 @@ fn dummy_hash(config: &PasswordConfig) -> String {
         config.argon2_iterations,
         config.argon2_parallelism,
     );
+    {
+        let cache = match CACHE.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((cached_key, hash)) = cache.as_ref() {
+            if *cached_key == key {
+                return Some(hash.clone());
+            }
+        }
+    }
+    // Hashed outside the lock: it waits for an argon2 slot.
+    let hash = hash("kauthd dummy password", config).ok()?;
     let mut cache = match CACHE.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     };
-    if let Some((cached_key, hash)) = cache.as_ref() {
-        if *cached_key == key {
-            return hash.clone();
-        }
-    }
-    let hash = hash("kauthd dummy password", config).unwrap_or_default();
     *cache = Some((key, hash.clone()));
-    hash
-}
-
-/// Minimum checks every new password must pass. Returns a reason a person
-/// understands.
-pub fn check_acceptable(password: &str, config: &PasswordConfig) -> Result<(), String> {
-    let length = password.chars().count();
-    if length < config.min_length {
-        return Err(format!(
-            "the password is too short: use at least {} characters",
-            config.min_length
-        ));
-    }
-    if length > 1024 {
-        return Err("the password is too long: use at most 1024 characters".to_owned());
-    }
-    Ok(())
+    Some(hash)
 }
 
 #[cfg(test)]
 mod tests {
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
     use super::*;
 
     fn cheap() -> PasswordConfig {
@@ -107,19 +166,62 @@ mod tests {
     #[test]
     fn hash_verifies_only_the_same_password() {
         let phc = hash("correct horse battery", &cheap()).unwrap();
-        assert!(phc.starts_with("$argon2id$"));
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
         assert!(verify("correct horse battery", &phc));
         assert!(!verify("correct horse batterz", &phc));
     }
 
     #[test]
-    fn garbage_hash_never_verifies() {
-        assert!(!verify("x", "not a hash"));
+    fn hashes_interoperate_with_the_argon2_crate() {
+        let ours = hash("correct horse battery", &cheap()).unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"correct horse battery", &parsed)
+            .is_ok());
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse battery", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify("correct horse battery", &theirs));
+        assert!(!verify("wrong", &theirs));
     }
 
     #[test]
-    fn short_password_is_refused_with_the_minimum() {
-        let e = check_acceptable("short", &PasswordConfig::default()).unwrap_err();
-        assert!(e.contains("12"), "{e}");
+    fn garbage_hash_never_verifies() {
+        assert!(!verify("x", "not a hash"));
+        assert!(!verify("x", ""));
+    }
+
+    #[test]
+    fn a_hash_with_other_costs_needs_redoing() {
+        let config = cheap();
+        let phc = hash("correct horse battery", &config).unwrap();
+        assert!(!needs_rehash(&phc, &config));
+        let more_memory = PasswordConfig {
+            argon2_memory_kib: 128,
+            ..cheap()
+        };
+        assert!(needs_rehash(&phc, &more_memory));
+        let more_passes = PasswordConfig {
+            argon2_iterations: 2,
+            ..cheap()
+        };
+        assert!(needs_rehash(&phc, &more_passes));
+        let argon2i =
+            "$argon2i$v=19$m=64,t=1,p=1$c29tZXNhbHQ$iWh06vD8Fy27wf9npn6FXWiCX4K6pW6Ue1Bnzz07Z8A";
+        assert!(needs_rehash(argon2i, &config));
+        assert!(!needs_rehash("not a hash", &config));
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_configured_cost() {
+        let config = cheap();
+        let dummy = dummy_hash(&config).unwrap();
+        assert!(!needs_rehash(&dummy, &config));
+        let real = hash("x", &config).unwrap();
+        // Same shape: salt and output lengths match, so checking costs the same.
+        assert_eq!(dummy.len(), real.len());
+        assert!(!verify_or_dummy("kauthd dummy password", None, &config));
     }
 }

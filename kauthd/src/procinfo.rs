@@ -6,6 +6,8 @@
 pub struct ProcStat {
     pub ppid: i32,
     pub start_time: u64,
+    /// Exited but not yet reaped by its parent: no longer running.
+    pub zombie: bool,
 }
 
 pub fn stat(pid: i32) -> Option<ProcStat> {
@@ -16,15 +18,31 @@ pub fn stat(pid: i32) -> Option<ProcStat> {
     parse_stat(&text)
 }
 
+/// Pids of the direct children of `pid` (scanning /proc).
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&child| stat(child).is_some_and(|s| s.ppid == pid))
+        .collect()
+}
+
 /// Parses stat(5). The command name (field 2) is in parentheses and may
 /// itself contain spaces and parentheses, so split after the last ')'.
 fn parse_stat(text: &str) -> Option<ProcStat> {
     let after = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     // after ")" : state(3) ppid(4) ... starttime(22)
+    let zombie = matches!(*fields.first()?, "Z" | "X");
     let ppid = fields.get(1)?.parse().ok()?;
     let start_time = fields.get(19)?.parse().ok()?;
-    Some(ProcStat { ppid, start_time })
+    Some(ProcStat {
+        ppid,
+        start_time,
+        zombie,
+    })
 }
 
 #[cfg(test)]
@@ -44,6 +62,7 @@ mod tests {
         let s = parse_stat(line).unwrap();
         assert_eq!(s.ppid, 99);
         assert_eq!(s.start_time, 5555);
+        assert!(!s.zombie);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kauth_proto::{write_frame, ErrorCode, Response};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -17,6 +17,7 @@ use std::os::fd::AsFd;
 use crate::config::Config;
 use crate::connection;
 use crate::daemon::Daemon;
+use crate::housekeeping;
 use crate::store::Store;
 
 /// Everything needed to start: where the config came from and whether it
@@ -58,8 +59,15 @@ pub fn run(options: &Options) -> Result<(), String> {
         daemon.config().daemon.state_dir.display()
     );
 
+    housekeeping::run(&daemon);
+    let mut last_upkeep = Instant::now();
+
     let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
+        if last_upkeep.elapsed().as_secs() >= housekeeping::INTERVAL_SECONDS {
+            housekeeping::run(&daemon);
+            last_upkeep = Instant::now();
+        }
         if reload.swap(false, Ordering::Relaxed) {
             reload_config(&daemon, options);
         }

@@ -126,6 +126,74 @@ pub enum Request {
     },
     /// Migrate a `~/.google_authenticator` file (its text). Root only.
     ImportGoogleAuthenticator { user: String, contents: Secret },
+
+    /// The effective policy; with `user`, what it means for that user on
+    /// each configured service and which rule decided. Root only.
+    PolicyShow {
+        #[serde(default)]
+        user: Option<String>,
+    },
+    /// Set a per-user override: `"require"`, `"exempt"`, or `null` to go
+    /// back to the server-wide rule. Root only.
+    PolicySet {
+        user: String,
+        #[serde(default)]
+        rule: Option<String>,
+    },
+
+    /// List sessions: the caller's own, or (root) `user`'s or everyone's.
+    Sessions {
+        #[serde(default)]
+        user: Option<String>,
+    },
+    /// Sign out one session by id, or all of a user's (`all`, with `user`
+    /// for root; the caller's own otherwise).
+    SignOut {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        all: bool,
+    },
+    /// Is this session (a panel's `KAUTH_SESSION_ID`) still valid?
+    /// Root and PAM callers.
+    SessionCheck { id: String },
+
+    /// Recent activity, newest first: the caller's own, or (root) `user`'s
+    /// or everyone's. `since` is a Unix time.
+    Activity {
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        since: Option<i64>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+
+    /// Change a password. Users give the current one; root and PAM callers
+    /// may set one for any `user` without it. `sign_out_others` ends the
+    /// user's other sessions.
+    PasswordChange {
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        current: Option<Secret>,
+        new: Secret,
+        #[serde(default)]
+        sign_out_others: bool,
+    },
+    /// A single-use password reset token valid one hour. Root and PAM callers.
+    ResetTokenCreate { user: String },
+    /// Set a new password with a reset token (anyone holding the token).
+    PasswordReset {
+        user: String,
+        token: Secret,
+        new: Secret,
+    },
+
+    /// Figures for `kauthctl doctor`. Root only.
+    Diagnostics,
 }
 
 /// What a user gives to make a sensitive change: the password (if the
@@ -233,6 +301,106 @@ pub enum Response {
         /// Options of the file that kauthd does not carry over, and why.
         notes: Vec<String>,
     },
+
+    Policy(PolicyReport),
+    SessionList {
+        sessions: Vec<SessionInfo>,
+    },
+    /// Answer to `SignOut`: the ids that were ended or revoked.
+    SignedOut {
+        ids: Vec<String>,
+    },
+    SessionValidity {
+        id: String,
+        valid: bool,
+        #[serde(default)]
+        user: Option<String>,
+    },
+    ActivityList {
+        events: Vec<ActivityEvent>,
+    },
+    /// Answer to `ResetTokenCreate`.
+    ResetToken {
+        user: String,
+        token: Secret,
+        expires: i64,
+    },
+    Diagnostics(DiagnosticsReport),
+}
+
+/// `[policy]` as in force, and optionally what it means for one user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyReport {
+    pub enabled: bool,
+    pub require: String,
+    pub require_users: Vec<String>,
+    pub require_groups: Vec<String>,
+    pub deadline: Option<String>,
+    pub exempt_services: Vec<String>,
+    /// Per-user overrides: (name, "require" | "exempt").
+    pub overrides: Vec<(String, String)>,
+    pub user: Option<UserPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPolicy {
+    pub name: String,
+    pub enrolled: bool,
+    /// Whether the policy requires 2FA of this user, and the rule that says so.
+    pub required: bool,
+    pub rule: String,
+    pub services: Vec<ServiceDecision>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDecision {
+    pub service: String,
+    /// `"ask_code"`, `"skip"` or `"deny"`.
+    pub decision: String,
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub user: String,
+    pub service: String,
+    pub rhost: Option<String>,
+    pub tty: Option<String>,
+    pub pid: i32,
+    pub started: i64,
+    /// `"open"`, `"closed"` or `"revoked"`.
+    pub state: String,
+    pub ended: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityEvent {
+    pub at: i64,
+    pub user: Option<String>,
+    /// e.g. `login_success`, `login_failure`, `enroll`, `disable`,
+    /// `recovery_code_used`, `recovery_codes_regenerated`,
+    /// `password_changed`, `sign_out`, `admin`.
+    pub event: String,
+    pub service: Option<String>,
+    pub rhost: Option<String>,
+    /// Free text for people; never a secret.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiagnosticsReport {
+    pub version: String,
+    pub socket: String,
+    pub state_dir: String,
+    pub config_path: String,
+    /// Users whose last accepted code is from the last day.
+    pub recent_code_users: u64,
+    /// Of those, how many matched off-centre.
+    pub off_centre_users: u64,
+    /// Median offset of those codes in time steps (positive: phones ahead).
+    pub median_offset_steps: i64,
+    pub period: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

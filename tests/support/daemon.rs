@@ -36,6 +36,7 @@ pub struct TestDaemon {
     pub config_path: PathBuf,
     pub stderr_path: PathBuf,
     child: Option<Child>,
+    syslog: Option<SyslogCapture>,
 }
 
 impl TestDaemon {
@@ -59,6 +60,7 @@ impl TestDaemon {
             stderr_path,
             dir,
             child: None,
+            syslog: None,
         };
         daemon.write_config(extra);
         daemon.spawn();
@@ -82,14 +84,25 @@ impl TestDaemon {
             .append(true)
             .open(&self.stderr_path)
             .expect("stderr file");
-        let child = Command::new(binary("kauthd"))
-            .arg("--config")
+        if self.syslog.is_none() {
+            self.syslog = Some(SyslogCapture::start(&self.dir.path().join("syslog.sock")));
+        }
+        let mut cmd = Command::new(binary("kauthd"));
+        cmd.arg("--config")
             .arg(&self.config_path)
+            .env("KAUTHD_SYSLOG_SOCKET", self.dir.path().join("syslog.sock"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start kauthd");
+            .stderr(stderr);
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no
+        // Rust state; it makes a test run that is killed take kauthd with it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start kauthd");
         self.child = Some(child);
         self.wait_ready();
     }
@@ -118,6 +131,14 @@ impl TestDaemon {
     /// What the daemon wrote to stderr so far.
     pub fn stderr(&self) -> String {
         fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Everything kauthd sent to syslog so far, one message per line.
+    pub fn syslog(&self) -> String {
+        self.syslog
+            .as_ref()
+            .map(SyslogCapture::text)
+            .unwrap_or_default()
     }
 
     /// Sends a signal to the daemon.
@@ -181,7 +202,7 @@ impl TestDaemon {
             // std drops supplementary groups when a root parent sets a uid.
             cmd.uid(uid).gid(uid);
         }
-        let mut child = cmd.spawn().expect("run kauthctl");
+        let mut child = spawn_retrying(&mut cmd);
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("stdin pipe");
             pipe.write_all(input.as_bytes()).expect("write stdin");
@@ -221,4 +242,48 @@ pub fn stdout(output: &Output) -> String {
 /// Standard error as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A syslog socket of the test's own (kauthd is pointed at it with
+/// `KAUTHD_SYSLOG_SOCKET`) and everything received on it.
+struct SyslogCapture {
+    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SyslogCapture {
+    fn start(path: &Path) -> SyslogCapture {
+        let socket = std::os::unix::net::UnixDatagram::bind(path).expect("bind a syslog socket");
+        fs::set_permissions(path, fs::Permissions::from_mode(0o666)).expect("chmod syslog socket");
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&received);
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = socket.recv(&mut buf) {
+                let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                sink.lock().unwrap().push(line);
+            }
+        });
+        SyslogCapture { received }
+    }
+
+    fn text(&self) -> String {
+        self.received.lock().unwrap().join("\n")
+    }
+}
+
+/// Spawns `cmd`, retrying while the binary is "busy": a copy just written
+/// can still be open for writing in a child another test thread forked
+/// before it exec'd (ETXTBSY).
+fn spawn_retrying(cmd: &mut Command) -> Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot run kauthctl: {e}"),
+        }
+    }
 }

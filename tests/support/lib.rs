@@ -5,3 +5,4 @@ pub mod daemon;
 pub mod fake_daemon;
 pub mod login;
 pub mod pam;
+pub mod sshd;

@@ -4,10 +4,12 @@ use kauth_proto::{ErrorCode, Response, Secret, UserSummary};
 
 use super::{error, internal, root_only};
 use crate::access::Caller;
+use crate::activity;
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::names;
 use crate::password;
+use crate::password_policy;
 use crate::store::{LimitKey, StoreError};
 
 pub fn add(
@@ -26,7 +28,7 @@ pub fn add(
     let config = daemon.config();
     let hash = match password {
         Some(password) => {
-            if let Err(why) = password::check_acceptable(password.expose(), &config.password) {
+            if let Err(why) = password_policy::check(password.expose(), name, &config.password) {
                 return error(ErrorCode::Invalid, why);
             }
             match password::hash(password.expose(), &config.password) {
@@ -44,7 +46,12 @@ pub fn add(
         .add_account(name, uid, hash.as_deref(), clock::now());
     match result {
         Ok(_) => {
-            log::info!("account {name} added by {}", caller.describe());
+            activity::event(
+                daemon,
+                Some(name),
+                "admin",
+                &format!("account added by {}", caller.describe()),
+            );
             Response::Done
         }
         Err(StoreError::AlreadyExists) => error(
@@ -64,9 +71,15 @@ pub fn delete(daemon: &Daemon, caller: &Caller, name: &str) -> Response {
     if !caller.is_root() {
         return root_only(caller, "delete accounts");
     }
-    match daemon.store().delete_account(name) {
+    let deleted = daemon.store().delete_account(name);
+    match deleted {
         Ok(()) => {
-            log::info!("account {name} deleted by {}", caller.describe());
+            activity::event(
+                daemon,
+                Some(name),
+                "admin",
+                &format!("account deleted by {}", caller.describe()),
+            );
             Response::Done
         }
         Err(StoreError::NotFound) => not_found(name),
@@ -105,17 +118,30 @@ pub fn set_locked(daemon: &Daemon, caller: &Caller, name: &str, locked: bool) ->
     if !caller.is_root() {
         return root_only(caller, &format!("{verb} accounts"));
     }
-    let mut store = daemon.store();
     // Unlocking also lifts a lock from too many failures, which a system
     // user without an account can have too.
-    let lifted = !locked && matches!(store.unlock(LimitKey::Account(name)), Ok(true));
-    match store.set_locked(name, locked) {
+    let (lifted, result) = {
+        let mut store = daemon.store();
+        let lifted = !locked && matches!(store.unlock(LimitKey::Account(name)), Ok(true));
+        (lifted, store.set_locked(name, locked))
+    };
+    match result {
         Err(StoreError::NotFound) if lifted => {
-            log::info!("failure lock on {name} lifted by {}", caller.describe());
+            activity::event(
+                daemon,
+                Some(name),
+                "admin",
+                &format!("failure lock lifted by {}", caller.describe()),
+            );
             Response::Done
         }
         Ok(()) => {
-            log::info!("account {name} {verb}ed by {}", caller.describe());
+            activity::event(
+                daemon,
+                Some(name),
+                "admin",
+                &format!("account {verb}ed by {}", caller.describe()),
+            );
             Response::Done
         }
         Err(StoreError::NotFound) => not_found(name),

@@ -6,15 +6,18 @@ use std::collections::VecDeque;
 
 use kauth_proto::{ErrorCode, LoginMode, MessageStyle, Outcome, Response, Secret};
 
+use super::password_change::ChangeConversation;
+use super::passwords::rehash_if_outdated;
 use super::{error, internal};
 use crate::access::Caller;
+use crate::activity;
 use crate::clock;
 use crate::code_check::{self, CodeOutcome, Factor};
 use crate::daemon::Daemon;
 use crate::names;
 use crate::password;
 use crate::policy::{self, Decision, Subject};
-use crate::store::{Account, StoreError};
+use crate::store::{Account, NewEvent, StoreError};
 
 pub const PASSWORD_PROMPT: &str = "Password: ";
 pub const CODE_PROMPT: &str = "Verification code: ";
@@ -32,12 +35,16 @@ pub struct Conversation {
     first_factor_ok: bool,
     /// Responses still to send, one per `continue`.
     queued: VecDeque<Response>,
+    /// A PAM `password` change (mode `change_password`).
+    change: Option<ChangeConversation>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     AwaitPassword,
     AwaitCode,
+    /// A password change: its answers go to `change`.
+    ChangePassword,
     /// Only `continue` is expected (messages are queued), or it is over.
     Relaying,
 }
@@ -100,6 +107,7 @@ pub fn begin(
         stage: Stage::Relaying,
         first_factor_ok: true,
         queued: VecDeque::new(),
+        change: None,
     };
     let first = match args.mode {
         LoginMode::OtpOnly => conv.after_first_factor(daemon),
@@ -111,10 +119,11 @@ pub fn begin(
             }
         },
         LoginMode::ChangePassword => {
-            return error(
-                ErrorCode::BadRequest,
-                "password changes through PAM are not served by this kauthd yet",
-            )
+            let (change, steps) =
+                ChangeConversation::start(daemon, &conv.user, &conv.service, conv.rhost.as_deref());
+            conv.change = Some(change);
+            conv.stage = Stage::ChangePassword;
+            conv.relay(steps)
         }
     };
     *slot = Some(conv);
@@ -132,6 +141,7 @@ pub fn answer(daemon: &Daemon, slot: &mut Option<Conversation>, text: &Secret) -
     let response = match conv.stage {
         Stage::AwaitPassword => conv.password_answer(daemon, text),
         Stage::AwaitCode => conv.code_answer(daemon, text),
+        Stage::ChangePassword => conv.change_answer(daemon, text),
         Stage::Relaying => error(
             ErrorCode::BadRequest,
             "no question is waiting for an answer",
@@ -169,6 +179,26 @@ impl Conversation {
         matches!(response, Response::Finished { .. }) && self.queued.is_empty()
     }
 
+    /// Sends the first of `steps` now and queues the rest, one per
+    /// `continue`.
+    fn relay(&mut self, steps: Vec<Response>) -> Response {
+        let mut steps = steps.into_iter();
+        let first = steps.next().unwrap_or_else(|| finished(Outcome::Denied));
+        self.queued.extend(steps);
+        first
+    }
+
+    fn change_answer(&mut self, daemon: &Daemon, text: &Secret) -> Response {
+        let steps = match self.change.as_mut() {
+            Some(change) => change.answer(daemon, text),
+            None => vec![error(
+                ErrorCode::BadRequest,
+                "no password change is in progress",
+            )],
+        };
+        self.relay(steps)
+    }
+
     fn account(&self, daemon: &Daemon) -> Result<Option<Account>, StoreError> {
         daemon.store().account(&self.user)
     }
@@ -181,11 +211,14 @@ impl Conversation {
         };
         let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
         self.first_factor_ok = password::verify_or_dummy(password.expose(), hash, &config.password);
+        if let Some(account) = account.as_ref().filter(|_| self.first_factor_ok) {
+            rehash_if_outdated(daemon, account, password);
+        }
         if !self.first_factor_ok {
             if let Err(e) = code_check::record_failure(daemon, &self.user, self.rhost.as_deref()) {
                 return internal(&e);
             }
-            self.log_failure("password");
+            self.record(daemon, "login_failure", "wrong password");
         }
         self.after_first_factor(daemon)
     }
@@ -210,22 +243,16 @@ impl Conversation {
             Err(e) => return internal(&e),
         };
         if account.as_ref().is_some_and(|a| a.locked) {
-            log::warn!(
-                "login refused for {} on {}: account locked by root",
-                self.user,
-                self.service
-            );
+            self.record(daemon, "login_failure", "account locked by root");
             return finished(Outcome::Locked);
         }
         match code_check::current_lock(daemon, &self.user, self.rhost.as_deref()) {
             Ok(Some(until)) => {
-                log::warn!(
-                    "login refused for {} on {} from {}: locked after repeated failures until {}",
-                    self.user,
-                    self.service,
-                    self.rhost.as_deref().unwrap_or("local"),
+                let detail = format!(
+                    "locked after repeated failures until {}",
                     clock::format_time(until)
                 );
+                self.record(daemon, "login_failure", &detail);
                 return finished(Outcome::Locked);
             }
             Ok(None) => {}
@@ -241,12 +268,7 @@ impl Conversation {
                 prompt(CODE_PROMPT)
             }
             Decision::Skip { rule, notice } => {
-                log::info!(
-                    "login accepted for {} on {} from {} without a code ({rule})",
-                    self.user,
-                    self.service,
-                    self.rhost.as_deref().unwrap_or("local")
-                );
+                self.record(daemon, "login_success", &format!("without a code ({rule})"));
                 self.stage = Stage::Relaying;
                 match notice {
                     Some(text) => {
@@ -260,10 +282,10 @@ impl Conversation {
                 rule,
                 message: text,
             } => {
-                log::warn!(
-                    "login refused for {} on {}: {rule}",
-                    self.user,
-                    self.service
+                self.record(
+                    daemon,
+                    "login_failure",
+                    &format!("refused by the policy ({rule})"),
                 );
                 self.stage = Stage::Relaying;
                 self.queued.push_back(finished(Outcome::Denied));
@@ -293,15 +315,13 @@ impl Conversation {
             Ok(CodeOutcome::Accepted(factor)) => {
                 daemon.remember_code(self.pid, &self.user);
                 let how = match factor {
-                    Factor::Totp => "verification code",
-                    Factor::Recovery { .. } => "recovery code",
+                    Factor::Totp => "verification code".to_owned(),
+                    Factor::Recovery { left } => format!("recovery code ({left} left)"),
                 };
-                log::info!(
-                    "login accepted for {} on {} from {} with a {how}",
-                    self.user,
-                    self.service,
-                    self.rhost.as_deref().unwrap_or("local")
-                );
+                self.record(daemon, "login_success", &format!("with a {how}"));
+                if matches!(factor, Factor::Recovery { .. }) {
+                    self.record(daemon, "recovery_code_used", &how);
+                }
                 match factor {
                     Factor::Recovery { left } => {
                         self.queued.push_back(finished(Outcome::Success));
@@ -316,27 +336,28 @@ impl Conversation {
                 }
             }
             Ok(CodeOutcome::Rejected) => {
-                self.log_failure("verification code");
+                self.record(daemon, "login_failure", "wrong verification code");
                 finished(Outcome::Denied)
             }
             Ok(CodeOutcome::Locked { .. }) => {
-                log::warn!(
-                    "login refused for {} on {}: locked",
-                    self.user,
-                    self.service
-                );
+                self.record(daemon, "login_failure", "locked after repeated failures");
                 finished(Outcome::Locked)
             }
             Err(e) => internal(&e),
         }
     }
 
-    fn log_failure(&self, factor: &str) {
-        log::warn!(
-            "login failed for {} on {} from {} (wrong {factor})",
-            self.user,
-            self.service,
-            self.rhost.as_deref().unwrap_or("local")
+    /// Records an event of this login (syslog and the activity table).
+    fn record(&self, daemon: &Daemon, event: &str, detail: &str) {
+        activity::record(
+            daemon,
+            &NewEvent {
+                user: Some(&self.user),
+                event,
+                service: Some(&self.service),
+                rhost: self.rhost.as_deref(),
+                detail,
+            },
         );
     }
 }

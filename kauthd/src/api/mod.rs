@@ -1,8 +1,17 @@
 //! Turns one request into one response, after checking that the caller
 //! may make it. Each submodule serves one area of the protocol.
 
+// Handlers' helpers return `Result<_, Response>`: the error side is the
+// answer sent back as it is, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 mod accounts;
+mod diagnostics;
 pub mod login;
+mod password_change;
+mod passwords;
+mod policy;
+mod sessions;
 pub mod twofactor;
 
 use std::collections::VecDeque;
@@ -115,6 +124,48 @@ pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Respo
         ),
         Request::ImportGoogleAuthenticator { user, contents } => {
             twofactor::import_google_authenticator(daemon, caller, &user, &contents)
+        }
+        Request::PolicyShow { user } => policy::show(daemon, caller, user.as_deref()),
+        Request::PolicySet { user, rule } => policy::set(daemon, caller, &user, rule.as_deref()),
+        Request::SessionOpen {
+            user,
+            service,
+            rhost,
+            tty,
+        } => sessions::open(
+            daemon,
+            caller,
+            &user,
+            &service,
+            rhost.as_deref(),
+            tty.as_deref(),
+        ),
+        Request::SessionClose { id } => sessions::close(daemon, caller, &id),
+        Request::Sessions { user } => sessions::list(daemon, caller, user.as_deref()),
+        Request::SignOut { id, user, all } => {
+            sessions::sign_out(daemon, caller, id.as_deref(), user.as_deref(), all)
+        }
+        Request::SessionCheck { id } => sessions::check(daemon, caller, &id),
+        Request::Activity { user, since, limit } => {
+            sessions::activity(daemon, caller, user.as_deref(), since, limit)
+        }
+        Request::Diagnostics => diagnostics::report(daemon, caller),
+        Request::PasswordChange {
+            user,
+            current,
+            new,
+            sign_out_others,
+        } => passwords::change(
+            daemon,
+            caller,
+            user.as_deref(),
+            current.as_ref(),
+            &new,
+            sign_out_others,
+        ),
+        Request::ResetTokenCreate { user } => passwords::create_reset_token(daemon, caller, &user),
+        Request::PasswordReset { user, token, new } => {
+            passwords::reset(daemon, caller, &user, &token, &new)
         }
         _ => error(
             ErrorCode::BadRequest,

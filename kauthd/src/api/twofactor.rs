@@ -1,9 +1,6 @@
 //! Two-factor self-service and administration: status, enroll, confirm,
 //! disable, recovery codes, list, imports.
 
-// The error side of these helpers is the response sent back as it is.
-#![allow(clippy::result_large_err)]
-
 use kauth_proto::{ErrorCode, Proof, Response, Secret, TwoFactorEntry, TwoFactorState};
 
 use super::{error, internal, root_only};
@@ -73,7 +70,7 @@ pub fn target(
 
 /// The caller's own login name: the account bound to their uid, else their
 /// name in /etc/passwd.
-fn own_name(daemon: &Daemon, caller: &Caller) -> Result<Option<String>, Response> {
+pub fn own_name(daemon: &Daemon, caller: &Caller) -> Result<Option<String>, Response> {
     let bound = daemon
         .store()
         .account_by_uid(caller.uid)
@@ -293,7 +290,11 @@ pub fn disable(daemon: &Daemon, caller: &Caller, users: &[String], proof: &Proof
     let mut not_on = Vec::new();
     for account in &accounts {
         match enrollment::disable(daemon, account) {
-            Ok(true) => log::info!("2FA disabled for {} by {}", account.name, caller.describe()),
+            Ok(true) => log::info!(
+                "two-factor authentication of {} turned off by {}",
+                account.name,
+                caller.describe()
+            ),
             Ok(false) => not_on.push(account.name.clone()),
             Err(e) => return enroll_error(e),
         }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use kauthd::config::{Config, DEFAULT_CONFIG};
 use kauthd::server::{self, Options};
@@ -25,10 +25,16 @@ struct Args {
     /// Log more detail (never secrets).
     #[arg(long)]
     debug: bool,
+    /// Write the manual page kauthd.8 into DIR and exit (for packaging).
+    #[arg(long, hide = true, value_name = "DIR")]
+    generate_man: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.generate_man {
+        return generate_man(dir);
+    }
     let options = Options {
         config_explicit: args.config.is_some(),
         config_path: args.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
@@ -52,6 +58,70 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const LONG_ABOUT: &str = "kauthd owns every two-factor secret on this server (argon2id password hashes, TOTP secrets, hashed recovery codes) and makes every login decision: pam_kpanel(8) relays PAM conversations to it, kauthctl(1) administers it. It decides who may ask what from the socket peer's credentials (SO_PEERCRED): root may do everything, the uids in [access] pam_callers may run logins and sessions, anyone else only self-service on their own account. Every change that matters is durable before the answer goes out. It never calls NSS: it reads /etc/passwd and /etc/group itself.";
+
+/// `kauthd --generate-man DIR`: the manual page, from these definitions.
+fn generate_man(dir: &std::path::Path) -> ExitCode {
+    use kauthd::manpage::{self, Para, Section};
+    let extra = [
+        Section {
+            heading: "SIGNALS",
+            paras: &[
+                Para::Item(
+                    "SIGHUP",
+                    "Reload the configuration file. A file that cannot be used is logged and the configuration in force is kept. daemon.socket and daemon.state_dir change only at a restart. systemctl reload kauthd sends it.",
+                ),
+                Para::Item("SIGTERM, SIGINT", "Stop cleanly and remove the socket."),
+            ],
+        },
+        Section {
+            heading: "FILES",
+            paras: &[
+                Para::Item(
+                    "/etc/kauthd/kauthd.toml",
+                    "The configuration; every key is documented, with its default, in the installed file.",
+                ),
+                Para::Item(
+                    "/run/kauthd/kauthd.sock",
+                    "The socket pam_kpanel(8), kauthctl(1) and panels connect to. Who may do what is decided from the peer's credentials.",
+                ),
+                Para::Item(
+                    "/var/lib/kauthd/kauthd.sqlite",
+                    "The database: accounts, password hashes, TOTP secrets, hashed recovery codes, sessions, activity. The directory is 0700 and the file 0600, owned by root.",
+                ),
+            ],
+        },
+        Section {
+            heading: "LOGGING",
+            paras: &[Para::Text(
+                "kauthd runs in the foreground and logs to syslog (facility authpriv) and to standard error. No log line contains a secret.",
+            )],
+        },
+        Section {
+            heading: "SEE ALSO",
+            paras: &[Para::Text(
+                "kauthctl(1), pam_kpanel(8), pam.conf(5), sshd_config(5); /usr/share/doc/kauthd/ (README, PROTOCOL.md and example PAM and sshd files)",
+            )],
+        },
+    ];
+    let written = manpage::prepare_dir(dir).and_then(|()| {
+        manpage::write_page(Args::command().long_about(LONG_ABOUT), "8", &extra, dir)
+    });
+    match written {
+        Ok(path) => {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "kauthd: cannot write the manual page into {}: {e}",
+                dir.display()
+            );
             ExitCode::FAILURE
         }
     }

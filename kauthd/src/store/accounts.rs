@@ -91,6 +91,33 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Sets (or replaces) the account's password hash.
+    pub fn set_password_hash(&mut self, account_id: i64, hash: &str) -> StoreResult<()> {
+        let n = self.conn.execute(
+            "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
+            params![account_id, hash],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Replaces the hash only if it is still `old`: redoing a hash with new
+    /// costs must not undo a password change made meanwhile.
+    pub fn replace_password_hash(
+        &mut self,
+        account_id: i64,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<bool> {
+        let n = self.conn.execute(
+            "UPDATE accounts SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+            params![account_id, old, new],
+        )?;
+        Ok(n == 1)
+    }
+
     pub fn set_locked(&mut self, name: &str, locked: bool) -> StoreResult<()> {
         let n = self.conn.execute(
             "UPDATE accounts SET locked = ?2 WHERE name = ?1",
@@ -124,6 +151,21 @@ mod tests {
         store.add_account("ann", None, None, 5).unwrap();
         let again = store.add_account("ann", None, None, 6);
         assert!(matches!(again, Err(StoreError::AlreadyExists)));
+    }
+
+    #[test]
+    fn a_rehash_does_not_undo_a_newer_password() {
+        let (_dir, mut store) = test_store();
+        let id = store.add_account("ann", None, Some("h1"), 5).unwrap().id;
+        store.set_password_hash(id, "h2").unwrap();
+        assert!(!store.replace_password_hash(id, "h1", "h1-redone").unwrap());
+        assert!(store.replace_password_hash(id, "h2", "h2-redone").unwrap());
+        let hash = store.account("ann").unwrap().unwrap().password_hash;
+        assert_eq!(hash.as_deref(), Some("h2-redone"));
+        assert!(matches!(
+            store.set_password_hash(9999, "x"),
+            Err(StoreError::NotFound)
+        ));
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //! power loss. Each submodule holds the queries for one kind of record.
 
 mod accounts;
+mod activity;
 mod policy_overrides;
 mod ratelimit;
+mod reset_tokens;
 mod schema;
+mod sessions;
 mod twofactor;
 
 use std::fmt;
@@ -17,8 +20,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 pub use accounts::Account;
+pub use activity::NewEvent;
 pub use policy_overrides::Override;
 pub use ratelimit::{LimitKey, Limits};
+pub use sessions::{NewSession, SessionRecord};
 pub use twofactor::{NewTotp, PendingTotp, StoredRecoveryCode, TotpCredential, TwoFactorRow};
 
 pub const DATABASE_FILE: &str = "kauthd.sqlite";

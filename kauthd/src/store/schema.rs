@@ -72,6 +72,43 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         rule TEXT NOT NULL CHECK (rule IN ('require', 'exempt'))
     );",
+    // 3: sessions and activity
+    "CREATE TABLE sessions (
+        id          TEXT PRIMARY KEY,
+        user        TEXT NOT NULL,
+        service     TEXT NOT NULL,
+        rhost       TEXT,
+        tty         TEXT,
+        pid         INTEGER NOT NULL,
+        -- the process's start time (clock ticks since boot): pid + start
+        -- time identify it even if the pid is later reused
+        pid_start   INTEGER,
+        started     INTEGER NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'closed', 'revoked')),
+        ended       INTEGER
+    );
+    CREATE INDEX sessions_user ON sessions(user, state);
+    CREATE TABLE activity (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        user    TEXT,
+        event   TEXT NOT NULL,
+        service TEXT,
+        rhost   TEXT,
+        detail  TEXT NOT NULL
+    );
+    CREATE INDEX activity_user ON activity(user, at);
+    CREATE INDEX activity_at ON activity(at);",
+    // 4: password reset tokens (only a SHA-256 of each token is kept)
+    "CREATE TABLE reset_tokens (
+        id         INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        token_hash BLOB NOT NULL UNIQUE,
+        created    INTEGER NOT NULL,
+        expires    INTEGER NOT NULL,
+        used       INTEGER
+    );
+    CREATE INDEX reset_tokens_account ON reset_tokens(account_id);",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own

@@ -35,6 +35,53 @@ pub enum Command {
     /// Migrate existing two-factor setups (root).
     #[command(subcommand)]
     Import(ImportCommand),
+    /// The two-factor policy and per-user overrides (root).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// List sessions; sign out one or all; check one (panels).
+    Sessions {
+        /// Another user's sessions (root; without it root sees everyone's).
+        #[arg(long)]
+        user: Option<String>,
+        #[command(subcommand)]
+        action: Option<SessionsAction>,
+    },
+    /// Recent activity, newest first: logins, enrollments, sign-outs…
+    Activity {
+        /// Only events since WHEN: a date (2026-11-01), a date and time
+        /// (2026-11-01 14:00), a Unix time, or an age (30m, 12h, 7d).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Another user's activity (root; without it root sees everyone's).
+        #[arg(long)]
+        user: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+    },
+    /// Check this server's setup for anything that bypasses or breaks 2FA (root).
+    ///
+    /// Checks the clock (the kernel's synchronisation state and the skew
+    /// kauthd saw in users' codes), the permissions of the state directory,
+    /// database, config and socket, that kauthd answers, the PAM stacks in
+    /// /etc/pam.d that use pam_kpanel, and sshd's settings. Each finding says
+    /// what is wrong, why it matters and the line to change. The socket and
+    /// state directory come from --config (--socket is not used). Works with
+    /// kauthd stopped. Exit status: 0 no problem (warnings allowed), 1 at
+    /// least one problem (an unreachable kauthd is one).
+    Doctor(crate::doctor::DoctorArgs),
+    /// Change your password: the current one, then the new one twice. With
+    /// --reset-token, set a new one with a reset token instead.
+    Passwd(PasswdArgs),
+    /// Make a single-use password reset token for a user's "forgot your
+    /// password?" mail; valid [password] reset_token_seconds (1 h) (root, panels).
+    ResetToken {
+        #[arg(long)]
+        user: String,
+    },
+    /// Write the manual pages into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateMan { dir: PathBuf },
 }
 
 /// What a user gives for a sensitive change: the password (if the account
@@ -122,6 +169,49 @@ pub enum TwoFaCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// The policy in force; with --user, what it means for that user on
+    /// each service and which rule decided.
+    Show {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Require two-factor authentication of this user, whatever [policy] says.
+    Require {
+        #[arg(long)]
+        user: String,
+    },
+    /// Exempt this user from the requirement (a user with 2FA on is still asked).
+    Exempt {
+        #[arg(long)]
+        user: String,
+    },
+    /// Remove the user's override: [policy] decides again.
+    Default {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// End a session (an SSH connection is closed; a panel session revoked).
+    SignOut {
+        /// The session id (see `kauthctl sessions`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every session of the user ("sign out everywhere").
+        #[arg(long)]
+        all: bool,
+        /// Whose sessions (root); yours by default.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Is this session still valid? Exit 0 if yes, 1 if not (for panels).
+    Check { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ImportCommand {
     /// Migrate a user's ~/.google_authenticator file: secret, step size,
     /// window, and its scratch codes as recovery codes.
@@ -152,4 +242,36 @@ pub enum UserCommand {
     Lock { name: String },
     /// Unlock an account (an administrative lock or one from too many failures).
     Unlock { name: String },
+    /// Set an account's password; the current one is not needed.
+    Passwd {
+        name: String,
+        /// Read the new password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Also sign out all the account's sessions.
+        #[arg(long)]
+        sign_out: bool,
+    },
+}
+
+/// `kauthctl passwd`.
+#[derive(Debug, Clone, Args)]
+pub struct PasswdArgs {
+    /// Whose password: yours by default. Root and panels may name anyone,
+    /// and still give that user's current password (`user passwd` needs none).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Read the passwords from standard input, one per line: the current
+    /// password, then the new one (with --reset-token: only the new one).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Also sign out your other sessions; the session this command runs in
+    /// stays signed in.
+    #[arg(long)]
+    pub sign_out_others: bool,
+    /// Set a new password with this reset token instead of the current
+    /// password (needs --user). `-` reads the token from the first line of
+    /// standard input, out of sight of `ps`.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "sign_out_others")]
+    pub reset_token: Option<String>,
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::args::{Cli, Command, UserCommand};
 use crate::output::{Failure, Output};
-use crate::{prompt, twofactor};
+use crate::{passwords, policy, prompt, sessions, twofactor};
 
 pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> {
     match &cli.command {
@@ -13,6 +13,20 @@ pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> 
         Command::User(command) => user(command, client, out),
         Command::TwoFa(command) => twofactor::run(command, client, out),
         Command::Import(command) => twofactor::import(command, client, out),
+        Command::Policy(command) => policy::run(command, client, out),
+        Command::Sessions { user, action } => {
+            sessions::run(user.as_deref(), action.as_ref(), client, out)
+        }
+        Command::Passwd(args) => passwords::passwd(args, client, out),
+        Command::ResetToken { user } => passwords::reset_token(user, client, out),
+        Command::Activity { since, user, limit } => {
+            sessions::activity(since.as_deref(), user.as_deref(), *limit, client, out)
+        }
+        // main.rs runs these before connecting to kauthd.
+        Command::Doctor(_) | Command::GenerateMan { .. } => Err(Failure::failed(
+            "internal",
+            "this command does not talk to kauthd".to_owned(),
+        )),
     }
 }
 
@@ -93,6 +107,11 @@ fn user(command: &UserCommand, client: &mut Client, out: &Output) -> Result<(), 
             &format!("account {name} unlocked"),
         ),
         UserCommand::List => list_users(client, out),
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+            sign_out,
+        } => passwords::set_for(name, *password_stdin, *sign_out, client, out),
     }
 }
 

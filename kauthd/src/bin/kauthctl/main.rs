@@ -5,9 +5,14 @@
 
 mod args;
 mod commands;
+mod doctor;
+mod manpages;
 mod output;
+mod passwords;
+mod policy;
 mod prompt;
 mod qr;
+mod sessions;
 mod twofactor;
 
 use std::process::ExitCode;
@@ -16,7 +21,7 @@ use std::time::Duration;
 use clap::Parser;
 use kauth_proto::{Client, ClientError};
 
-use args::Cli;
+use args::{Cli, Command};
 use output::{Failure, Output};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,6 +29,12 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output::new(cli.json);
+    // These work without kauthd (doctor reports an unreachable one).
+    match &cli.command {
+        Command::Doctor(args) => return doctor::run(args, &out),
+        Command::GenerateMan { dir } => return manpages::generate(dir),
+        _ => {}
+    }
     let result = connect(&cli).and_then(|mut client| commands::run(&cli, &mut client, &out));
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,6 +22,24 @@ impl Failure {
         }
     }
 
+    /// A usage error (exit 2), found after parsing.
+    pub fn usage(message: String) -> Failure {
+        Failure {
+            exit: 2,
+            code: "usage".to_owned(),
+            message,
+        }
+    }
+
+    /// Exit 1 with nothing more printed (the output already said it).
+    pub fn silent() -> Failure {
+        Failure {
+            exit: 1,
+            code: String::new(),
+            message: String::new(),
+        }
+    }
+
     pub fn failed(code: &str, message: String) -> Failure {
         Failure {
             exit: 1,
@@ -77,6 +95,9 @@ impl Output {
     }
 
     pub fn fail(&self, failure: Failure) -> ExitCode {
+        if failure.message.is_empty() {
+            return ExitCode::from(failure.exit);
+        }
         if self.json {
             println!(
                 "{}",

@@ -1,0 +1,39 @@
+//! Recording what happened: every event goes to syslog (authpriv) and to
+//! the store. Callers pass no secret; the detail is for people.
+
+use crate::clock;
+use crate::daemon::Daemon;
+use crate::store::NewEvent;
+
+/// Records an event at info level (failures at warning level).
+pub fn record(daemon: &Daemon, event: &NewEvent<'_>) {
+    let line = format!(
+        "{}: user={} service={} rhost={} {}",
+        event.event,
+        event.user.unwrap_or("-"),
+        event.service.unwrap_or("-"),
+        event.rhost.unwrap_or("-"),
+        event.detail
+    );
+    if event.event.ends_with("failure") || event.event == "lockout" {
+        log::warn!("{line}");
+    } else {
+        log::info!("{line}");
+    }
+    if let Err(e) = daemon.store().record_activity(event, clock::now()) {
+        log::error!("could not store an activity event: {e}");
+    }
+}
+
+/// Shorthand for the common case.
+pub fn event(daemon: &Daemon, user: Option<&str>, event: &str, detail: &str) {
+    record(
+        daemon,
+        &NewEvent {
+            user,
+            event,
+            detail,
+            ..NewEvent::default()
+        },
+    );
+}

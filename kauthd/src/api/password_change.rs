@@ -1,0 +1,350 @@
+//! The PAM `password` conversation (`LoginMode::ChangePassword`): kauthd
+//! asks for the current password, then the new one twice, and says why
+//! when it refuses. The login conversation relays the steps decided here.
+//!
+//! The current password is always asked for, whoever runs PAM: a setuid
+//! `passwd` connects as root for any user, so the caller's uid says nothing
+//! about who is typing. Root sets passwords with `kauthctl user passwd`.
+//! An unknown user, or one with no kauthd password, is refused exactly
+//! like a wrong current password, after the same argon2 work.
+
+use kauth_proto::{ErrorCode, MessageStyle, Outcome, Response, Secret};
+use subtle::ConstantTimeEq;
+
+use super::passwords::{check_new_password, store_new_password};
+use super::{error, internal};
+use crate::activity;
+use crate::clock;
+use crate::code_check;
+use crate::daemon::Daemon;
+use crate::password;
+use crate::store::{Account, NewEvent};
+
+pub const CURRENT_PROMPT: &str = "Current password: ";
+pub const NEW_PROMPT: &str = "New password: ";
+pub const RETYPE_PROMPT: &str = "Retype new password: ";
+
+/// A password change in progress on one connection.
+#[derive(Debug)]
+pub struct ChangeConversation {
+    user: String,
+    service: String,
+    rhost: Option<String>,
+    step: Step,
+    /// Set once the current password was right.
+    account: Option<Account>,
+    current: Option<Secret>,
+    new: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Current,
+    New,
+    Retype,
+    Over,
+}
+
+fn prompt(text: &str) -> Vec<Response> {
+    vec![Response::Prompt {
+        echo: false,
+        message: text.to_owned(),
+    }]
+}
+
+impl ChangeConversation {
+    /// Starts a change for `user`; returns it with its first steps (the
+    /// first to send now, the others one per `continue`).
+    pub fn start(
+        daemon: &Daemon,
+        user: &str,
+        service: &str,
+        rhost: Option<&str>,
+    ) -> (ChangeConversation, Vec<Response>) {
+        let mut change = ChangeConversation {
+            user: user.to_owned(),
+            service: service.to_owned(),
+            rhost: rhost.map(str::to_owned),
+            step: Step::Current,
+            account: None,
+            current: None,
+            new: None,
+        };
+        let steps = match code_check::current_lock(daemon, user, rhost) {
+            Ok(None) => prompt(CURRENT_PROMPT),
+            Ok(Some(until)) => {
+                change.record(
+                    daemon,
+                    "password_change_failure",
+                    "locked after repeated failures",
+                );
+                change.step = Step::Over;
+                vec![
+                    Response::Message {
+                        style: MessageStyle::Error,
+                        text: format!(
+                            "Too many failed attempts: try again after {}.",
+                            clock::format_time(until)
+                        ),
+                    },
+                    Response::Finished {
+                        outcome: Outcome::Locked,
+                    },
+                ]
+            }
+            Err(e) => change.fail(&e),
+        };
+        (change, steps)
+    }
+
+    /// The answer to the last prompt; returns the next steps.
+    pub fn answer(&mut self, daemon: &Daemon, text: &Secret) -> Vec<Response> {
+        match self.step {
+            Step::Current => self.current_answer(daemon, text),
+            Step::New => self.new_answer(daemon, text),
+            Step::Retype => self.retype_answer(daemon, text),
+            Step::Over => vec![error(
+                ErrorCode::BadRequest,
+                "no question is waiting for an answer",
+            )],
+        }
+    }
+
+    fn current_answer(&mut self, daemon: &Daemon, current: &Secret) -> Vec<Response> {
+        let config = daemon.config();
+        let account = match daemon.store().account(&self.user) {
+            Ok(account) => account,
+            Err(e) => return self.fail(&e),
+        };
+        let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
+        let right = password::verify_or_dummy(current.expose(), hash, &config.password);
+        let account = match account {
+            Some(account) if right => account,
+            _ => {
+                if let Err(e) =
+                    code_check::record_failure(daemon, &self.user, self.rhost.as_deref())
+                {
+                    return self.fail(&e);
+                }
+                self.record(daemon, "password_change_failure", "wrong current password");
+                return self.deny(format!(
+                    "Password not changed: the current password is wrong, or {} has no kauthd password (the administrator sets one with `kauthctl user passwd {}`).",
+                    self.user, self.user
+                ));
+            }
+        };
+        if account.locked {
+            self.record(daemon, "password_change_failure", "account locked by root");
+            self.step = Step::Over;
+            return vec![
+                Response::Message {
+                    style: MessageStyle::Error,
+                    text: "This account is locked. Ask the administrator.".to_owned(),
+                },
+                Response::Finished {
+                    outcome: Outcome::Locked,
+                },
+            ];
+        }
+        self.account = Some(account);
+        self.current = Some(current.clone());
+        self.step = Step::New;
+        prompt(NEW_PROMPT)
+    }
+
+    /// The new password is judged at once, so nobody types a refused
+    /// password twice.
+    fn new_answer(&mut self, daemon: &Daemon, new: &Secret) -> Vec<Response> {
+        if let Err(why) = check_new_password(daemon, &self.user, new, self.current.as_ref()) {
+            self.record(
+                daemon,
+                "password_change_failure",
+                "new password refused by the policy",
+            );
+            return self.deny(format!("Password not changed. {why}"));
+        }
+        self.current = None;
+        self.new = Some(new.clone());
+        self.step = Step::Retype;
+        prompt(RETYPE_PROMPT)
+    }
+
+    fn retype_answer(&mut self, daemon: &Daemon, again: &Secret) -> Vec<Response> {
+        let (Some(new), Some(account)) = (self.new.take(), self.account.take()) else {
+            self.step = Step::Over;
+            return vec![error(ErrorCode::BadRequest, "no new password to confirm")];
+        };
+        let same = bool::from(new.expose().as_bytes().ct_eq(again.expose().as_bytes()));
+        if !same {
+            return self.deny("Password not changed: the two new passwords differ.".to_owned());
+        }
+        self.step = Step::Over;
+        if let Err(response) = store_new_password(daemon, &account, &new) {
+            return vec![response];
+        }
+        self.record(daemon, "password_changed", "through PAM");
+        vec![Response::Finished {
+            outcome: Outcome::Success,
+        }]
+    }
+
+    /// An error text, then the denial; the change is over.
+    fn deny(&mut self, text: String) -> Vec<Response> {
+        self.step = Step::Over;
+        self.account = None;
+        self.current = None;
+        self.new = None;
+        vec![
+            Response::Message {
+                style: MessageStyle::Error,
+                text,
+            },
+            Response::Finished {
+                outcome: Outcome::Denied,
+            },
+        ]
+    }
+
+    fn fail(&mut self, e: &crate::store::StoreError) -> Vec<Response> {
+        self.step = Step::Over;
+        vec![internal(e)]
+    }
+
+    fn record(&self, daemon: &Daemon, event: &str, detail: &str) {
+        activity::record(
+            daemon,
+            &NewEvent {
+                user: Some(&self.user),
+                event,
+                service: Some(&self.service),
+                rhost: self.rhost.as_deref(),
+                detail,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kauth_proto::{LoginMode, Outcome};
+
+    use super::*;
+    use crate::access::{Caller, Role};
+    use crate::api::login::{self, BeginArgs, Conversation};
+    use crate::config::Config;
+    use crate::store::Store;
+
+    const OLD: &str = "vq7-lantern-kettle-bramble";
+    const NEW: &str = "ochre-tundra-pivot-marmalade";
+
+    fn daemon_with_ann() -> (tempfile::TempDir, Daemon) {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            Config::parse("[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n").unwrap();
+        let hash = password::hash(OLD, &config.password).unwrap();
+        let mut store = Store::open(&dir.path().join("state")).unwrap();
+        store.add_account("ann", None, Some(&hash), 0).unwrap();
+        let daemon = Daemon::new(config, store, dir.path().join("kauthd.toml"));
+        (dir, daemon)
+    }
+
+    /// Runs a change conversation; returns the prompts, the texts shown
+    /// and the outcome.
+    fn run(daemon: &Daemon, user: &str, answers: &[&str]) -> (Vec<String>, Vec<String>, Outcome) {
+        let root = Caller {
+            uid: 0,
+            gid: 0,
+            pid: 1,
+            role: Role::Root,
+            name: None,
+        };
+        let mut slot: Option<Conversation> = None;
+        let args = BeginArgs {
+            user: user.to_owned(),
+            service: "passwd".to_owned(),
+            rhost: None,
+            mode: LoginMode::ChangePassword,
+            authtok: None,
+        };
+        let (mut prompts, mut texts) = (Vec::new(), Vec::new());
+        let mut answers = answers.iter();
+        let mut response = login::begin(daemon, &root, &mut slot, args);
+        for _ in 0..8 {
+            response = match response {
+                Response::Prompt { message, echo } => {
+                    assert!(!echo);
+                    prompts.push(message);
+                    let text = Secret::from(*answers.next().unwrap_or(&""));
+                    login::answer(daemon, &mut slot, &text)
+                }
+                Response::Message { text, .. } => {
+                    texts.push(text);
+                    login::next(&mut slot)
+                }
+                Response::Finished { outcome } => {
+                    assert!(slot.is_none(), "the conversation must be over");
+                    return (prompts, texts, outcome);
+                }
+                other => panic!("{other:?}"),
+            };
+        }
+        panic!("no outcome");
+    }
+
+    fn password_is(daemon: &Daemon, password: &str) -> bool {
+        let account = daemon.store().account("ann").unwrap().unwrap();
+        password::verify(password, &account.password_hash.unwrap())
+    }
+
+    #[test]
+    fn current_then_new_twice_changes_the_password() {
+        let (_dir, daemon) = daemon_with_ann();
+        let (prompts, texts, outcome) = run(&daemon, "ann", &[OLD, NEW, NEW]);
+        assert_eq!(prompts, [CURRENT_PROMPT, NEW_PROMPT, RETYPE_PROMPT]);
+        assert!(texts.is_empty(), "{texts:?}");
+        assert_eq!(outcome, Outcome::Success);
+        assert!(password_is(&daemon, NEW));
+    }
+
+    #[test]
+    fn a_wrong_current_password_stops_before_the_new_one() {
+        let (_dir, daemon) = daemon_with_ann();
+        let (prompts, texts, outcome) = run(&daemon, "ann", &["wrong", NEW, NEW]);
+        assert_eq!(prompts, [CURRENT_PROMPT]);
+        assert!(texts[0].contains("current password is wrong"), "{texts:?}");
+        assert_eq!(outcome, Outcome::Denied);
+        assert!(password_is(&daemon, OLD));
+    }
+
+    #[test]
+    fn an_unknown_user_is_refused_like_a_wrong_password() {
+        let (_dir, daemon) = daemon_with_ann();
+        let (prompts, texts, outcome) = run(&daemon, "nobody-here", &[OLD, NEW, NEW]);
+        assert_eq!(prompts, [CURRENT_PROMPT]);
+        assert!(texts[0].contains("current password is wrong"), "{texts:?}");
+        assert_eq!(outcome, Outcome::Denied);
+    }
+
+    #[test]
+    fn a_weak_new_password_is_refused_with_the_reason_at_once() {
+        let (_dir, daemon) = daemon_with_ann();
+        let (prompts, texts, outcome) = run(&daemon, "ann", &[OLD, "password123", "password123"]);
+        assert_eq!(prompts, [CURRENT_PROMPT, NEW_PROMPT]);
+        assert!(texts[0].contains("too short"), "{texts:?}");
+        assert_eq!(outcome, Outcome::Denied);
+        let (_, texts, _) = run(&daemon, "ann", &[OLD, OLD, OLD]);
+        assert!(texts[0].contains("same as the current"), "{texts:?}");
+        assert!(password_is(&daemon, OLD));
+    }
+
+    #[test]
+    fn a_mistyped_confirmation_changes_nothing() {
+        let (_dir, daemon) = daemon_with_ann();
+        let (prompts, texts, outcome) =
+            run(&daemon, "ann", &[OLD, NEW, "ochre-tundra-pivot-marmalad"]);
+        assert_eq!(prompts.len(), 3);
+        assert!(texts[0].contains("differ"), "{texts:?}");
+        assert_eq!(outcome, Outcome::Denied);
+        assert!(password_is(&daemon, OLD));
+    }
+}

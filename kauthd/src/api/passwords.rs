@@ -1,0 +1,567 @@
+//! Passwords over the protocol: a change (users their own, giving the
+//! current password; root and PAM callers anyone's, without it), reset
+//! tokens (made by root and PAM callers, spent by whoever holds one), and
+//! the steps every way of setting a password shares.
+
+// The error side of these helpers is the response sent back as it is.
+#![allow(clippy::result_large_err)]
+
+use kauth_proto::{ErrorCode, Response, Secret};
+use subtle::ConstantTimeEq;
+
+use super::twofactor::target;
+use super::{error, internal};
+use crate::access::Caller;
+use crate::activity;
+use crate::clock;
+use crate::code_check;
+use crate::daemon::Daemon;
+use crate::names;
+use crate::password;
+use crate::password_policy;
+use crate::procinfo;
+use crate::reset_token;
+use crate::sessions;
+use crate::store::Account;
+
+/// `PasswordChange`. Answers `Done`, or `SignedOut` with the ids of the
+/// other sessions that were ended when `sign_out_others` is set.
+pub fn change(
+    daemon: &Daemon,
+    caller: &Caller,
+    user: Option<&str>,
+    current: Option<&Secret>,
+    new: &Secret,
+    sign_out_others: bool,
+) -> Response {
+    let account = match target(daemon, caller, user, false) {
+        Ok(account) => account,
+        Err(Response::Error {
+            code: ErrorCode::NotFound,
+            ..
+        }) => {
+            return error(
+                ErrorCode::NotFound,
+                format!(
+                    "{} has no kauthd account, so no kauthd password; root creates one with `kauthctl user add NAME --password-stdin`",
+                    user.unwrap_or("this user")
+                ),
+            )
+        }
+        Err(response) => return response,
+    };
+    if !caller.is_privileged() {
+        if let Err(response) = self_service_allowed(&account, current) {
+            return response;
+        }
+    }
+    if let Some(current) = current {
+        if let Err(response) = check_current(daemon, &account, current) {
+            return response;
+        }
+    }
+    if let Err(why) = check_new_password(daemon, &account.name, new, current) {
+        return error(ErrorCode::Invalid, why);
+    }
+    if let Err(response) = store_new_password(daemon, &account, new) {
+        return response;
+    }
+    let by = caller.describe();
+    activity::event(
+        daemon,
+        Some(&account.name),
+        "password_changed",
+        &format!("by {by}"),
+    );
+    if !sign_out_others {
+        return Response::Done;
+    }
+    let keep = caller_session(daemon, caller, &account.name);
+    match sessions::sign_out_user(daemon, &account.name, keep.as_deref(), &by) {
+        Ok(ids) => Response::SignedOut { ids },
+        Err(e) => {
+            log::error!("store error: {e}");
+            error(
+                ErrorCode::Internal,
+                "the password was changed, but signing out the other sessions failed; see kauthd's log and use `kauthctl sessions sign-out --all`",
+            )
+        }
+    }
+}
+
+/// What an ordinary user needs to change their own password.
+fn self_service_allowed(account: &Account, current: Option<&Secret>) -> Result<(), Response> {
+    if account.locked {
+        return Err(error(
+            ErrorCode::Refused,
+            "your account is locked; ask the administrator",
+        ));
+    }
+    if account.password_hash.is_none() {
+        return Err(error(
+            ErrorCode::Refused,
+            format!(
+                "{} has no kauthd password to change; ask root to set one with `kauthctl user passwd {}`",
+                account.name, account.name
+            ),
+        ));
+    }
+    if current.is_none() {
+        return Err(error(
+            ErrorCode::Refused,
+            "give your current password to change it (`kauthctl passwd` asks for it)",
+        ));
+    }
+    Ok(())
+}
+
+/// The current password, checked under the failure rate limit.
+fn check_current(daemon: &Daemon, account: &Account, current: &Secret) -> Result<(), Response> {
+    let lock = code_check::current_lock(daemon, &account.name, None).map_err(|e| internal(&e))?;
+    if let Some(until) = lock {
+        return Err(error(
+            ErrorCode::Refused,
+            format!(
+                "too many failed attempts: try again after {}",
+                clock::format_time(until)
+            ),
+        ));
+    }
+    let config = daemon.config();
+    let hash = account.password_hash.as_deref();
+    if password::verify_or_dummy(current.expose(), hash, &config.password) {
+        return Ok(());
+    }
+    code_check::record_failure(daemon, &account.name, None).map_err(|e| internal(&e))?;
+    activity::event(
+        daemon,
+        Some(&account.name),
+        "password_change_failure",
+        "wrong current password",
+    );
+    Err(error(
+        ErrorCode::Refused,
+        match hash {
+            Some(_) => "the current password is wrong; nothing was changed".to_owned(),
+            None => format!(
+                "{} has no kauthd password yet, so there is no current password to give; leave it out",
+                account.name
+            ),
+        },
+    ))
+}
+
+/// Whether `new` may become `user`'s password: the policy, and not the
+/// current password again. The error is the reason, for the person.
+pub(super) fn check_new_password(
+    daemon: &Daemon,
+    user: &str,
+    new: &Secret,
+    current: Option<&Secret>,
+) -> Result<(), String> {
+    password_policy::check(new.expose(), user, &daemon.config().password)?;
+    let same =
+        current.is_some_and(|c| bool::from(c.expose().as_bytes().ct_eq(new.expose().as_bytes())));
+    if same {
+        return Err("The new password is the same as the current one: choose another.".to_owned());
+    }
+    Ok(())
+}
+
+/// Hashes and stores an accepted new password. Unused reset tokens of the
+/// account stop working.
+pub(super) fn store_new_password(
+    daemon: &Daemon,
+    account: &Account,
+    new: &Secret,
+) -> Result<(), Response> {
+    let config = daemon.config();
+    let hash = password::hash(new.expose(), &config.password).map_err(|why| {
+        log::error!("cannot hash a password: {why}");
+        error(
+            ErrorCode::Internal,
+            "kauthd could not hash the password; see its log",
+        )
+    })?;
+    let mut store = daemon.store();
+    store
+        .void_reset_tokens(account.id)
+        .and_then(|_| store.set_password_hash(account.id, &hash))
+        .map_err(|e| internal(&e))
+}
+
+/// After a successful password check: redoes a hash made with another
+/// cost than `[password]` asks for now. Failing here fails no login.
+pub(super) fn rehash_if_outdated(daemon: &Daemon, account: &Account, given: &Secret) {
+    let config = daemon.config();
+    let Some(old) = account.password_hash.as_deref() else {
+        return;
+    };
+    if !password::needs_rehash(old, &config.password) {
+        return;
+    }
+    let new = match password::hash(given.expose(), &config.password) {
+        Ok(new) => new,
+        Err(why) => {
+            log::error!(
+                "could not redo the password hash of {}: {why}",
+                account.name
+            );
+            return;
+        }
+    };
+    match daemon.store().replace_password_hash(account.id, old, &new) {
+        Ok(true) => log::info!(
+            "password hash of {} redone with the current [password] cost",
+            account.name
+        ),
+        Ok(false) => {} // the password changed meanwhile
+        Err(e) => log::error!(
+            "could not store the redone password hash of {}: {e}",
+            account.name
+        ),
+    }
+}
+
+/// The caller's own session of `user`, if the caller runs inside one: an
+/// open session whose process (same pid and start time) is the caller or
+/// one of its ancestors, e.g. `kauthctl` run from the shell of an SSH
+/// login. `--sign-out-others` leaves that one alone.
+fn caller_session(daemon: &Daemon, caller: &Caller, user: &str) -> Option<String> {
+    let open = daemon.store().open_sessions(Some(user)).ok()?;
+    let mut pid = caller.pid;
+    for _ in 0..64 {
+        let stat = procinfo::stat(pid)?;
+        let mine = open
+            .iter()
+            .find(|s| s.info.pid == pid && s.pid_start == Some(stat.start_time));
+        if let Some(session) = mine {
+            return Some(session.info.id.clone());
+        }
+        if stat.ppid <= 1 {
+            return None;
+        }
+        pid = stat.ppid;
+    }
+    None
+}
+
+/// `ResetTokenCreate`: root and PAM callers (a panel's "forgot your
+/// password?" mail).
+pub fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Response {
+    if !caller.is_privileged() {
+        log::warn!(
+            "refused a reset token for {user} to {}: not root and not in [access] pam_callers",
+            caller.describe()
+        );
+        return error(
+            ErrorCode::Forbidden,
+            format!(
+                "only root and [access] pam_callers may create reset tokens (you are {}); to change your own password use `kauthctl passwd`",
+                caller.describe()
+            ),
+        );
+    }
+    if let Err(why) = names::check_login_name(user) {
+        return error(ErrorCode::Invalid, why);
+    }
+    let account = match daemon.store().account(user) {
+        Ok(Some(account)) => account,
+        Ok(None) => {
+            return error(
+                ErrorCode::NotFound,
+                format!("there is no account named {user}; `kauthctl user list` shows them"),
+            )
+        }
+        Err(e) => return internal(&e),
+    };
+    let token = match reset_token::generate() {
+        Ok(token) => token,
+        Err(why) => {
+            log::error!("cannot make a reset token: {why}");
+            return error(
+                ErrorCode::Internal,
+                "kauthd could not make a token; see its log",
+            );
+        }
+    };
+    let now = clock::now();
+    let lifetime = i64::try_from(daemon.config().password.reset_token_seconds).unwrap_or(3600);
+    let expires = now.saturating_add(lifetime);
+    let digest = reset_token::digest(token.expose());
+    if let Err(e) = daemon
+        .store()
+        .add_reset_token(account.id, &digest, now, expires)
+    {
+        return internal(&e);
+    }
+    activity::event(
+        daemon,
+        Some(user),
+        "reset_token_created",
+        &format!(
+            "by {}; valid until {}",
+            caller.describe(),
+            clock::format_time(expires)
+        ),
+    );
+    Response::ResetToken {
+        user: user.to_owned(),
+        token,
+        expires,
+    }
+}
+
+/// `PasswordReset`: whoever holds a valid token may set a new password.
+pub fn reset(
+    daemon: &Daemon,
+    caller: &Caller,
+    user: &str,
+    token: &Secret,
+    new: &Secret,
+) -> Response {
+    let refused = || {
+        log::warn!(
+            "password reset for {user} refused to {}: unknown, used or expired token",
+            caller.describe()
+        );
+        error(
+            ErrorCode::Refused,
+            "the reset token is wrong, already used or expired; ask for a new one",
+        )
+    };
+    if names::check_login_name(user).is_err() {
+        return refused();
+    }
+    let digest = reset_token::digest(token.expose());
+    let account = match daemon.store().account(user) {
+        Ok(Some(account)) => account,
+        Ok(None) => return refused(),
+        Err(e) => return internal(&e),
+    };
+    match daemon
+        .store()
+        .reset_token_usable(account.id, &digest, clock::now())
+    {
+        Ok(true) => {}
+        Ok(false) => return refused(),
+        Err(e) => return internal(&e),
+    }
+    // A refused password leaves the token usable for a better one.
+    if let Err(why) = check_new_password(daemon, user, new, None) {
+        return error(ErrorCode::Invalid, why);
+    }
+    let config = daemon.config();
+    let hash = match password::hash(new.expose(), &config.password) {
+        Ok(hash) => hash,
+        Err(why) => {
+            log::error!("cannot hash a password: {why}");
+            return error(
+                ErrorCode::Internal,
+                "kauthd could not hash the password; see its log",
+            );
+        }
+    };
+    match daemon
+        .store()
+        .reset_password(account.id, &digest, &hash, clock::now())
+    {
+        Ok(true) => {}
+        Ok(false) => return refused(), // spent meanwhile, or expired while hashing
+        Err(e) => return internal(&e),
+    }
+    activity::event(
+        daemon,
+        Some(user),
+        "password_reset",
+        &format!("with a reset token, by {}", caller.describe()),
+    );
+    Response::Done
+}
+
+#[cfg(test)]
+mod tests {
+    use kauth_proto::{LoginMode, Outcome};
+
+    use super::*;
+    use crate::access::Role;
+    use crate::api::login::{self, BeginArgs};
+    use crate::config::Config;
+    use crate::store::Store;
+
+    const OLD: &str = "vq7-lantern-kettle-bramble";
+    const NEW: &str = "ochre-tundra-pivot-marmalade";
+
+    fn daemon(extra: &str) -> (tempfile::TempDir, Daemon) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n{extra}\n[policy]\nrequire = \"none\"\n"
+        );
+        let config = Config::parse(&text).unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let daemon = Daemon::new(config, store, dir.path().join("kauthd.toml"));
+        (dir, daemon)
+    }
+
+    fn add(daemon: &Daemon, name: &str, uid: Option<u32>, password: &str) -> Account {
+        let hash = password::hash(password, &daemon.config().password).unwrap();
+        daemon
+            .store()
+            .add_account(name, uid, Some(&hash), 0)
+            .unwrap()
+    }
+
+    fn caller(role: Role, uid: u32) -> Caller {
+        Caller {
+            uid,
+            gid: uid,
+            pid: std::process::id() as i32,
+            role,
+            name: None,
+        }
+    }
+
+    fn hash_of(daemon: &Daemon, name: &str) -> String {
+        daemon
+            .store()
+            .account(name)
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .unwrap()
+    }
+
+    fn code(response: &Response) -> Option<ErrorCode> {
+        match response {
+            Response::Error { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    fn login(daemon: &Daemon, user: &str, password: &str) -> bool {
+        let mut slot = None;
+        let args = BeginArgs {
+            user: user.to_owned(),
+            service: "test".to_owned(),
+            rhost: None,
+            mode: LoginMode::Password,
+            authtok: Some(Secret::from(password)),
+        };
+        let mut response = login::begin(daemon, &caller(Role::Root, 0), &mut slot, args);
+        for _ in 0..4 {
+            response = match response {
+                Response::Finished { outcome } => return outcome == Outcome::Success,
+                Response::Prompt { .. } => login::answer(daemon, &mut slot, &Secret::from("")),
+                Response::Message { .. } => login::next(&mut slot),
+                other => panic!("{other:?}"),
+            };
+        }
+        panic!("no outcome");
+    }
+
+    #[test]
+    fn a_successful_login_redoes_an_outdated_hash() {
+        let (_dir, daemon) = daemon("");
+        let older = crate::config::PasswordConfig {
+            argon2_memory_kib: 128,
+            ..daemon.config().password.clone()
+        };
+        let hash = password::hash(OLD, &older).unwrap();
+        daemon
+            .store()
+            .add_account("ann", None, Some(&hash), 0)
+            .unwrap();
+        assert!(!login(&daemon, "ann", "wrong password here"));
+        assert_eq!(hash_of(&daemon, "ann"), hash);
+        assert!(login(&daemon, "ann", OLD));
+        let redone = hash_of(&daemon, "ann");
+        assert!(redone.contains("m=64,"), "{redone}");
+        assert!(password::verify(OLD, &redone));
+        assert!(login(&daemon, "ann", OLD));
+    }
+
+    #[test]
+    fn a_user_changes_only_their_own_password_and_gives_the_current_one() {
+        let (_dir, daemon) = daemon("");
+        add(&daemon, "ann", Some(4242), OLD);
+        add(&daemon, "bob", Some(4243), OLD);
+        let ann = caller(Role::User, 4242);
+        let new = Secret::from(NEW);
+        let r = change(&daemon, &ann, None, None, &new, false);
+        assert_eq!(code(&r), Some(ErrorCode::Refused), "{r:?}");
+        let wrong = Secret::from("not the password at all");
+        let r = change(&daemon, &ann, None, Some(&wrong), &new, false);
+        assert_eq!(code(&r), Some(ErrorCode::Refused), "{r:?}");
+        let r = change(
+            &daemon,
+            &ann,
+            Some("bob"),
+            Some(&Secret::from(OLD)),
+            &new,
+            false,
+        );
+        assert_eq!(code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+        let r = change(&daemon, &ann, None, Some(&Secret::from(OLD)), &new, false);
+        assert!(matches!(r, Response::Done), "{r:?}");
+        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(password::verify(OLD, &hash_of(&daemon, "bob")));
+    }
+
+    #[test]
+    fn root_sets_a_password_without_the_current_one_but_not_a_weak_one() {
+        let (_dir, daemon) = daemon("");
+        add(&daemon, "ann", None, OLD);
+        let root = caller(Role::Root, 0);
+        let weak = Secret::from("password123");
+        let r = change(&daemon, &root, Some("ann"), None, &weak, false);
+        assert_eq!(code(&r), Some(ErrorCode::Invalid), "{r:?}");
+        let r = change(&daemon, &root, Some("ann"), None, &Secret::from(NEW), false);
+        assert!(matches!(r, Response::Done), "{r:?}");
+        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
+    }
+
+    #[test]
+    fn a_reset_token_is_made_by_privileged_callers_and_works_once() {
+        let (_dir, daemon) = daemon("");
+        add(&daemon, "ann", Some(4242), OLD);
+        let r = create_reset_token(&daemon, &caller(Role::User, 4242), "ann");
+        assert_eq!(code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+        let Response::ResetToken { token, expires, .. } =
+            create_reset_token(&daemon, &caller(Role::PamCaller, 33), "ann")
+        else {
+            panic!("no token");
+        };
+        assert!(expires > clock::now() + 3500);
+        let anyone = caller(Role::User, 4999);
+        let weak = reset(
+            &daemon,
+            &anyone,
+            "ann",
+            &token,
+            &Secret::from("password123"),
+        );
+        assert_eq!(code(&weak), Some(ErrorCode::Invalid), "{weak:?}");
+        let r = reset(&daemon, &anyone, "bob", &token, &Secret::from(NEW));
+        assert_eq!(code(&r), Some(ErrorCode::Refused), "{r:?}");
+        let r = reset(&daemon, &anyone, "ann", &token, &Secret::from(NEW));
+        assert!(matches!(r, Response::Done), "{r:?}");
+        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
+        let again = reset(&daemon, &anyone, "ann", &token, &Secret::from(OLD));
+        assert_eq!(code(&again), Some(ErrorCode::Refused), "{again:?}");
+        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
+    }
+
+    #[test]
+    fn a_password_change_voids_pending_reset_tokens() {
+        let (_dir, daemon) = daemon("");
+        add(&daemon, "ann", None, OLD);
+        let root = caller(Role::Root, 0);
+        let Response::ResetToken { token, .. } = create_reset_token(&daemon, &root, "ann") else {
+            panic!("no token");
+        };
+        let r = change(&daemon, &root, Some("ann"), None, &Secret::from(NEW), false);
+        assert!(matches!(r, Response::Done), "{r:?}");
+        let r = reset(&daemon, &root, "ann", &token, &Secret::from(OLD));
+        assert_eq!(code(&r), Some(ErrorCode::Refused), "{r:?}");
+    }
+}

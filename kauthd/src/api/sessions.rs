@@ -1,0 +1,202 @@
+//! Sessions (open, close, list, sign out, check) and the activity list.
+
+use kauth_proto::{ErrorCode, Response};
+
+use super::twofactor::own_name;
+use super::{error, internal};
+use crate::access::Caller;
+use crate::clock;
+use crate::daemon::Daemon;
+use crate::names;
+use crate::sessions::{self, OpenArgs};
+
+fn privileged_only(caller: &Caller, what: &str) -> Option<Response> {
+    if caller.is_privileged() {
+        return None;
+    }
+    log::warn!(
+        "refused {what} for {}: not root and not in [access] pam_callers",
+        caller.describe()
+    );
+    Some(error(
+        ErrorCode::Forbidden,
+        format!(
+            "{} may not {what}; add it to [access] pam_callers",
+            caller.describe()
+        ),
+    ))
+}
+
+pub fn open(
+    daemon: &Daemon,
+    caller: &Caller,
+    user: &str,
+    service: &str,
+    rhost: Option<&str>,
+    tty: Option<&str>,
+) -> Response {
+    if let Some(refusal) = privileged_only(caller, "open sessions") {
+        return refusal;
+    }
+    if let Err(why) = names::check_login_name(user) {
+        return error(ErrorCode::Invalid, why);
+    }
+    let args = OpenArgs {
+        user,
+        service,
+        rhost: rhost.filter(|h| !h.is_empty()),
+        tty: tty.filter(|t| !t.is_empty()),
+        pid: caller.pid,
+    };
+    match sessions::open(daemon, &args) {
+        Ok(id) => Response::SessionOpened { id },
+        Err(why) => {
+            log::error!("cannot record a session: {why}");
+            error(
+                ErrorCode::Internal,
+                "kauthd could not record the session; see its log",
+            )
+        }
+    }
+}
+
+pub fn close(daemon: &Daemon, caller: &Caller, id: &str) -> Response {
+    if let Some(refusal) = privileged_only(caller, "close sessions") {
+        return refusal;
+    }
+    // Bind the lookup first: the store lock must be released before
+    // `sessions::close` takes it again.
+    let found = daemon.store().session(id);
+    match found {
+        Ok(Some(record)) => match sessions::close(daemon, &record) {
+            Ok(()) => Response::Done,
+            Err(e) => internal(&e),
+        },
+        Ok(None) => error(ErrorCode::NotFound, "no such session"),
+        Err(e) => internal(&e),
+    }
+}
+
+/// Whose sessions or activity a request is about: the caller's own, or
+/// (root, PAM callers) the named user's or — with no name — everyone's.
+fn scope(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Result<Option<String>, Response> {
+    if caller.is_privileged() {
+        return Ok(user.map(str::to_owned));
+    }
+    let own = own_name(daemon, caller)?.ok_or_else(|| {
+        error(
+            ErrorCode::NotFound,
+            format!("{} has no user name in /etc/passwd", caller.describe()),
+        )
+    })?;
+    match user {
+        Some(name) if name != own => Err(error(
+            ErrorCode::Forbidden,
+            format!("you may only see your own sessions and activity, not {name}'s"),
+        )),
+        _ => Ok(Some(own)),
+    }
+}
+
+pub fn list(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response {
+    let user = match scope(daemon, caller, user) {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    match sessions::list(daemon, user.as_deref()) {
+        Ok(sessions) => Response::SessionList { sessions },
+        Err(e) => internal(&e),
+    }
+}
+
+pub fn sign_out(
+    daemon: &Daemon,
+    caller: &Caller,
+    id: Option<&str>,
+    user: Option<&str>,
+    all: bool,
+) -> Response {
+    let by = caller.describe();
+    match (id, all) {
+        (Some(id), false) => {
+            let record = match daemon.store().session(id) {
+                Ok(Some(record)) if record.info.state == "open" => record,
+                Ok(_) => {
+                    return error(
+                        ErrorCode::NotFound,
+                        format!("no open session {id}; `kauthctl sessions` lists them"),
+                    )
+                }
+                Err(e) => return internal(&e),
+            };
+            if let Err(response) = scope(daemon, caller, Some(&record.info.user)) {
+                return response;
+            }
+            match sessions::sign_out(daemon, &record, &by) {
+                Ok(true) => Response::SignedOut {
+                    ids: vec![record.info.id],
+                },
+                Ok(false) => error(ErrorCode::NotFound, "that session had already ended"),
+                Err(e) => internal(&e),
+            }
+        }
+        (None, true) => {
+            let user = match scope(daemon, caller, user) {
+                Ok(Some(user)) => user,
+                Ok(None) => {
+                    return error(
+                        ErrorCode::Invalid,
+                        "name the user whose sessions to sign out (--user NAME)",
+                    )
+                }
+                Err(response) => return response,
+            };
+            match sessions::sign_out_user(daemon, &user, None, &by) {
+                Ok(ids) => Response::SignedOut { ids },
+                Err(e) => internal(&e),
+            }
+        }
+        _ => error(ErrorCode::Invalid, "give either a session id or --all"),
+    }
+}
+
+pub fn check(daemon: &Daemon, caller: &Caller, id: &str) -> Response {
+    if let Some(refusal) = privileged_only(caller, "check sessions") {
+        return refusal;
+    }
+    if let Err(e) = sessions::reap(daemon, None) {
+        return internal(&e);
+    }
+    match daemon.store().session(id) {
+        Ok(Some(record)) => Response::SessionValidity {
+            id: id.to_owned(),
+            valid: record.info.state == "open",
+            user: Some(record.info.user),
+        },
+        Ok(None) => Response::SessionValidity {
+            id: id.to_owned(),
+            valid: false,
+            user: None,
+        },
+        Err(e) => internal(&e),
+    }
+}
+
+pub fn activity(
+    daemon: &Daemon,
+    caller: &Caller,
+    user: Option<&str>,
+    since: Option<i64>,
+    limit: Option<u32>,
+) -> Response {
+    let user = match scope(daemon, caller, user) {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    let since = since.unwrap_or_else(|| clock::now() - 30 * 86_400);
+    let limit = limit.unwrap_or(200).min(10_000);
+    match daemon.store().activity(user.as_deref(), since, limit) {
+        Ok(events) => Response::ActivityList { events },
+        Err(e) => internal(&e),
+    }
+}

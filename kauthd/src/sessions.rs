@@ -1,0 +1,212 @@
+//! PAM sessions: recorded when opened, ended when closed or signed out.
+//! Signing out a session of a `[sessions] kill_services` service (sshd)
+//! ends its process — only after checking, by pid and start time, that it
+//! is still the process that opened the session. Other sessions (a
+//! panel's) are marked revoked and the panel asks whether its
+//! `KAUTH_SESSION_ID` is still valid.
+
+use std::fmt::Write as _;
+
+use kauth_proto::SessionInfo;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::activity;
+use crate::clock;
+use crate::daemon::Daemon;
+use crate::procinfo;
+use crate::store::{NewEvent, NewSession, SessionRecord, StoreError};
+
+/// A new session id: 128 random bits, hex.
+fn new_id() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        let _ = write!(id, "{b:02x}");
+    }
+    Ok(id)
+}
+
+/// What the module told us about the session; the process is the peer's.
+#[derive(Debug)]
+pub struct OpenArgs<'a> {
+    pub user: &'a str,
+    pub service: &'a str,
+    pub rhost: Option<&'a str>,
+    pub tty: Option<&'a str>,
+    pub pid: i32,
+}
+
+pub fn open(daemon: &Daemon, args: &OpenArgs<'_>) -> Result<String, String> {
+    let id = new_id()?;
+    let pid_start = procinfo::stat(args.pid).map(|s| s.start_time);
+    let record = NewSession {
+        id: &id,
+        user: args.user,
+        service: args.service,
+        rhost: args.rhost,
+        tty: args.tty,
+        pid: args.pid,
+        pid_start,
+    };
+    daemon
+        .store()
+        .add_session(&record, clock::now())
+        .map_err(|e| e.to_string())?;
+    activity::record(
+        daemon,
+        &NewEvent {
+            user: Some(args.user),
+            event: "session_open",
+            service: Some(args.service),
+            rhost: args.rhost,
+            detail: &format!("session {} (process {})", short(&id), args.pid),
+        },
+    );
+    Ok(id)
+}
+
+/// The first characters of an id, enough to tell sessions apart in logs.
+pub fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+pub fn close(daemon: &Daemon, record: &SessionRecord) -> Result<(), StoreError> {
+    if daemon
+        .store()
+        .end_session(&record.info.id, "closed", clock::now())?
+    {
+        activity::record(
+            daemon,
+            &NewEvent {
+                user: Some(&record.info.user),
+                event: "session_close",
+                service: Some(&record.info.service),
+                rhost: record.info.rhost.as_deref(),
+                detail: &format!("session {}", short(&record.info.id)),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Whether the session's process is still the one that opened it.
+fn same_process(record: &SessionRecord) -> bool {
+    match (procinfo::stat(record.info.pid), record.pid_start) {
+        (Some(now), Some(then)) => !now.zombie && now.start_time == then,
+        _ => false,
+    }
+}
+
+fn is_kill_service(daemon: &Daemon, service: &str) -> bool {
+    daemon
+        .config()
+        .sessions
+        .kill_services
+        .iter()
+        .any(|s| s == service)
+}
+
+/// Ends a session for real: for a kill service, signals its process (and
+/// the process's children: sshd's per-connection child holds the network
+/// connection); otherwise marks it revoked. Returns whether it was open.
+pub fn sign_out(daemon: &Daemon, record: &SessionRecord, by: &str) -> Result<bool, StoreError> {
+    let now = clock::now();
+    let kill_service = is_kill_service(daemon, &record.info.service);
+    let how = if kill_service {
+        if same_process(record) {
+            terminate(record.info.pid);
+            "process ended"
+        } else {
+            "process already gone"
+        }
+    } else {
+        "revoked"
+    };
+    let state = if kill_service { "closed" } else { "revoked" };
+    if !daemon.store().end_session(&record.info.id, state, now)? {
+        return Ok(false);
+    }
+    activity::record(
+        daemon,
+        &NewEvent {
+            user: Some(&record.info.user),
+            event: "sign_out",
+            service: Some(&record.info.service),
+            rhost: record.info.rhost.as_deref(),
+            detail: &format!(
+                "session {} signed out by {by}: {how}",
+                short(&record.info.id)
+            ),
+        },
+    );
+    Ok(true)
+}
+
+/// SIGTERM to the process's children, then to the process.
+fn terminate(pid: i32) {
+    for child in procinfo::children(pid) {
+        let _ = kill(Pid::from_raw(child), Signal::SIGTERM);
+    }
+    if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGTERM) {
+        log::warn!("could not signal session process {pid}: {e}");
+    }
+}
+
+/// Open sessions (of one user or everyone). Sessions of kill services
+/// whose process is gone are closed first, so the list tells the truth.
+pub fn list(daemon: &Daemon, user: Option<&str>) -> Result<Vec<SessionInfo>, StoreError> {
+    reap(daemon, user)?;
+    Ok(daemon
+        .store()
+        .open_sessions(user)?
+        .into_iter()
+        .map(|r| r.info)
+        .collect())
+}
+
+/// Closes sessions of kill services whose process is gone (a crashed sshd,
+/// or sessions left open across a kauthd restart).
+pub fn reap(daemon: &Daemon, user: Option<&str>) -> Result<usize, StoreError> {
+    let open = daemon.store().open_sessions(user)?;
+    let mut closed = 0;
+    for record in open {
+        let dead = is_kill_service(daemon, &record.info.service) && !same_process(&record);
+        if dead
+            && daemon
+                .store()
+                .end_session(&record.info.id, "closed", clock::now())?
+        {
+            closed += 1;
+            log::info!(
+                "session {} of {} closed: its process {} is gone",
+                short(&record.info.id),
+                record.info.user,
+                record.info.pid
+            );
+        }
+    }
+    Ok(closed)
+}
+
+/// Signs out every open session of `user` except `keep` (the session the
+/// request came from, when known). Returns the ids ended.
+pub fn sign_out_user(
+    daemon: &Daemon,
+    user: &str,
+    keep: Option<&str>,
+    by: &str,
+) -> Result<Vec<String>, StoreError> {
+    let open = daemon.store().open_sessions(Some(user))?;
+    let mut ended = Vec::new();
+    for record in open {
+        if Some(record.info.id.as_str()) == keep {
+            continue;
+        }
+        if sign_out(daemon, &record, by)? {
+            ended.push(record.info.id);
+        }
+    }
+    Ok(ended)
+}
