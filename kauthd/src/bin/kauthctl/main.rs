@@ -42,11 +42,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn connect(cli: &Cli) -> Result<Client, Failure> {
-    // Trust a listener running as root, or as ourselves (a daemon we started).
+/// Who may be listening: root, ourselves (a daemon we started), and the
+/// `[access] daemon_user` of the system's kauthd.toml when readable.
+fn trusted_uids() -> Vec<u32> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    Client::connect(&cli.socket, TIMEOUT, &[0, me], "kauthctl").map_err(|e| match e {
+    let mut uids = vec![0, me];
+    let default = std::path::Path::new(kauthd::config::DEFAULT_CONFIG);
+    if let Ok(config) = kauthd::config::Config::load(default, false) {
+        let user = &config.access.daemon_user;
+        match user.parse::<u32>() {
+            Ok(uid) => uids.push(uid),
+            Err(_) => uids.extend(kauthd::unix_users::user_by_name(user).map(|u| u.uid)),
+        }
+    }
+    uids
+}
+
+fn connect(cli: &Cli) -> Result<Client, Failure> {
+    Client::connect(&cli.socket, TIMEOUT, &trusted_uids(), "kauthctl").map_err(|e| match e {
         ClientError::Unreachable(why) => Failure::unreachable(format!(
             "kauthd is not running or not reachable at {} ({why}). Start it (systemctl start kauthd) or point --socket / KAUTHD_SOCKET at its socket.",
             cli.socket.display()
