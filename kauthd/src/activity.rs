@@ -37,3 +37,24 @@ pub fn event(daemon: &Daemon, user: Option<&str>, event: &str, detail: &str) {
         },
     );
 }
+
+/// An event of a login on `service` (success, failure, password change).
+pub fn login_event(
+    daemon: &Daemon,
+    user: &str,
+    service: &str,
+    rhost: Option<&str>,
+    event: &str,
+    detail: &str,
+) {
+    record(
+        daemon,
+        &NewEvent {
+            user: Some(user),
+            event,
+            service: Some(service),
+            rhost,
+            detail,
+        },
+    );
+}

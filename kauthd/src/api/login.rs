@@ -17,7 +17,7 @@ use crate::daemon::Daemon;
 use crate::names;
 use crate::password;
 use crate::policy::{self, Decision, Subject};
-use crate::store::{Account, NewEvent, StoreError};
+use crate::store::{Account, StoreError};
 
 pub const PASSWORD_PROMPT: &str = "Password: ";
 pub const CODE_PROMPT: &str = "Verification code: ";
@@ -349,15 +349,13 @@ impl Conversation {
 
     /// Records an event of this login (syslog and the activity table).
     fn record(&self, daemon: &Daemon, event: &str, detail: &str) {
-        activity::record(
+        activity::login_event(
             daemon,
-            &NewEvent {
-                user: Some(&self.user),
-                event,
-                service: Some(&self.service),
-                rhost: self.rhost.as_deref(),
-                detail,
-            },
+            &self.user,
+            &self.service,
+            self.rhost.as_deref(),
+            event,
+            detail,
         );
     }
 }

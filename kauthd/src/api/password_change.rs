@@ -18,7 +18,7 @@ use crate::clock;
 use crate::code_check;
 use crate::daemon::Daemon;
 use crate::password;
-use crate::store::{Account, NewEvent};
+use crate::store::Account;
 
 pub const CURRENT_PROMPT: &str = "Current password: ";
 pub const NEW_PROMPT: &str = "New password: ";
@@ -211,15 +211,13 @@ impl ChangeConversation {
     }
 
     fn record(&self, daemon: &Daemon, event: &str, detail: &str) {
-        activity::record(
+        activity::login_event(
             daemon,
-            &NewEvent {
-                user: Some(&self.user),
-                event,
-                service: Some(&self.service),
-                rhost: self.rhost.as_deref(),
-                detail,
-            },
+            &self.user,
+            &self.service,
+            self.rhost.as_deref(),
+            event,
+            detail,
         );
     }
 }

@@ -113,18 +113,9 @@ impl Store {
             codes,
         } = *new;
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "DELETE FROM totp WHERE account_id = ?1",
-            params![account_id],
-        )?;
-        tx.execute(
-            "DELETE FROM totp_pending WHERE account_id = ?1",
-            params![account_id],
-        )?;
-        tx.execute(
-            "DELETE FROM drift_observations WHERE account_id = ?1",
-            params![account_id],
-        )?;
+        delete_rows(&tx, "totp", account_id)?;
+        delete_rows(&tx, "totp_pending", account_id)?;
+        delete_rows(&tx, "drift_observations", account_id)?;
         tx.execute(
             "INSERT INTO totp (account_id, secret, algorithm, digits, period, enabled_at,
                                last_counter, last_used, skew_steps)
@@ -151,22 +142,10 @@ impl Store {
     /// Removes TOTP, any pending enrollment and all recovery codes.
     pub fn disable_totp(&mut self, account_id: i64) -> StoreResult<bool> {
         let tx = self.conn.transaction()?;
-        let n = tx.execute(
-            "DELETE FROM totp WHERE account_id = ?1",
-            params![account_id],
-        )?;
-        tx.execute(
-            "DELETE FROM totp_pending WHERE account_id = ?1",
-            params![account_id],
-        )?;
-        tx.execute(
-            "DELETE FROM recovery_codes WHERE account_id = ?1",
-            params![account_id],
-        )?;
-        tx.execute(
-            "DELETE FROM drift_observations WHERE account_id = ?1",
-            params![account_id],
-        )?;
+        let n = delete_rows(&tx, "totp", account_id)?;
+        delete_rows(&tx, "totp_pending", account_id)?;
+        delete_rows(&tx, "recovery_codes", account_id)?;
+        delete_rows(&tx, "drift_observations", account_id)?;
         tx.commit()?;
         Ok(n > 0)
     }
@@ -195,10 +174,7 @@ impl Store {
             "UPDATE totp SET learned_offset = ?2 WHERE account_id = ?1",
             params![account_id, offset],
         )?;
-        tx.execute(
-            "DELETE FROM drift_observations WHERE account_id = ?1",
-            params![account_id],
-        )?;
+        delete_rows(&tx, "drift_observations", account_id)?;
         tx.commit()?;
         Ok(())
     }
@@ -368,16 +344,20 @@ impl Store {
     }
 }
 
+/// Deletes an account's rows from one of this module's tables.
+fn delete_rows(tx: &rusqlite::Transaction<'_>, table: &str, account_id: i64) -> StoreResult<usize> {
+    // `table` is always one of this file's constant names, never input.
+    let sql = format!("DELETE FROM {table} WHERE account_id = ?1");
+    Ok(tx.execute(&sql, params![account_id])?)
+}
+
 fn replace_codes(
     tx: &rusqlite::Transaction<'_>,
     account_id: i64,
     salt: &[u8],
     hashes: &[[u8; 32]],
 ) -> StoreResult<()> {
-    tx.execute(
-        "DELETE FROM recovery_codes WHERE account_id = ?1",
-        params![account_id],
-    )?;
+    delete_rows(tx, "recovery_codes", account_id)?;
     for hash in hashes {
         tx.execute(
             "INSERT INTO recovery_codes (account_id, salt, hash) VALUES (?1, ?2, ?3)",
