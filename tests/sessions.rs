@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use kauth_tests::daemon::{stderr, stdout, TestDaemon};
 use kauth_tests::login::{
-    connect, converse, login_code, login_password, oathtool_at_step, step_with_margin,
+    connect, converse, login_code, login_password, oathtool_at_step, recovery_codes,
+    step_with_margin,
 };
 use kauth_tests::pam::{Harness, PamConfDir};
 use kauth_tests::sshd::{
@@ -300,12 +301,7 @@ fn no_secret_appears_in_anything_kauthd_writes() {
         "--user",
         "ann",
     ]));
-    let recovery: Vec<String> = done["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
+    let recovery = recovery_codes(&done);
 
     // Failing and succeeding logins, recovery-code uses.
     let good = oathtool_at_step(&secret, step + 1);

@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kauth_tests::daemon::{stderr, stdout, TestDaemon};
+use kauth_tests::login::recovery_codes;
 use kauth_tests::sshd::{
     example_lines, example_pam_stack, random_hex, require_root_and_openssh, ClientKey, SshLogin,
     SshdSetup, SystemUser, TestSshd, Totp,
@@ -131,12 +132,7 @@ fn enroll(daemon: &TestDaemon, user: &SystemUser) -> (Totp, Vec<String>) {
     );
     let doc: serde_json::Value = serde_json::from_str(&confirmed).expect(&confirmed);
     assert_eq!(doc["ok"], true, "{confirmed}");
-    let recovery: Vec<String> = doc["recovery_codes"]
-        .as_array()
-        .expect(&confirmed)
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
+    let recovery = recovery_codes(&doc);
     assert!(!recovery.is_empty(), "{confirmed}");
     (totp, recovery)
 }
@@ -272,6 +268,33 @@ fn account_hook_refuses_a_key_login_that_skipped_the_code() {
     );
 }
 
+/// A wrong code after the right password, and a wrong password before a
+/// right code: both refused, with the same prompts and the same messages.
+fn assert_wrong_answers_look_the_same(
+    sshd: &TestSshd,
+    user: &SystemUser,
+    password: &str,
+    totp: &mut Totp,
+) {
+    let wrong_code = SshLogin::new(sshd, user)
+        .password(password)
+        .code(&totp.wrong_code())
+        .run();
+    wrong_code.assert_denied(sshd);
+    let wrong_password = SshLogin::new(sshd, user)
+        .password("Not-the-password-4711")
+        .code(&totp.fresh())
+        .run();
+    wrong_password.assert_denied(sshd);
+
+    assert_eq!(wrong_code.prompt_texts(), [PASSWORD_PROMPT, CODE_PROMPT]);
+    assert_eq!(wrong_code.prompt_texts(), wrong_password.prompt_texts());
+    assert_eq!(
+        wrong_code.stderr, wrong_password.stderr,
+        "the client saw different messages"
+    );
+}
+
 #[test]
 fn wrong_code_and_wrong_kauthd_password_look_the_same() {
     require_root_and_openssh();
@@ -281,23 +304,7 @@ fn wrong_code_and_wrong_kauthd_password_look_the_same() {
     let mut totp = import_totp(&daemon, &user);
     let sshd = sshd_for(PASSWORD_AND_CODE, &daemon);
 
-    let wrong_code = SshLogin::new(&sshd, &user)
-        .password(KAUTHD_PASSWORD)
-        .code(&totp.wrong_code())
-        .run();
-    wrong_code.assert_denied(&sshd);
-    let wrong_password = SshLogin::new(&sshd, &user)
-        .password("Not-the-password-4711")
-        .code(&totp.fresh())
-        .run();
-    wrong_password.assert_denied(&sshd);
-
-    assert_eq!(wrong_code.prompt_texts(), [PASSWORD_PROMPT, CODE_PROMPT]);
-    assert_eq!(wrong_code.prompt_texts(), wrong_password.prompt_texts());
-    assert_eq!(
-        wrong_code.stderr, wrong_password.stderr,
-        "the client saw different messages"
-    );
+    assert_wrong_answers_look_the_same(&sshd, &user, KAUTHD_PASSWORD, &mut totp);
 
     // The account still works: the refusals were about the answers.
     let run = SshLogin::new(&sshd, &user)
@@ -317,23 +324,7 @@ fn wrong_code_and_wrong_unix_password_look_the_same() {
     let mut totp = import_totp(&daemon, &user);
     let sshd = sshd_for(UNIX_THEN_CODE, &daemon);
 
-    let wrong_code = SshLogin::new(&sshd, &user)
-        .password(UNIX_PASSWORD)
-        .code(&totp.wrong_code())
-        .run();
-    wrong_code.assert_denied(&sshd);
-    let wrong_password = SshLogin::new(&sshd, &user)
-        .password("Not-the-password-4711")
-        .code(&totp.fresh())
-        .run();
-    wrong_password.assert_denied(&sshd);
-
-    assert_eq!(wrong_code.prompt_texts(), [PASSWORD_PROMPT, CODE_PROMPT]);
-    assert_eq!(wrong_code.prompt_texts(), wrong_password.prompt_texts());
-    assert_eq!(
-        wrong_code.stderr, wrong_password.stderr,
-        "the client saw different messages"
-    );
+    assert_wrong_answers_look_the_same(&sshd, &user, UNIX_PASSWORD, &mut totp);
 }
 
 #[test]

@@ -13,7 +13,8 @@ use std::time::Duration;
 use kauth_proto::Outcome;
 use kauth_tests::daemon::{stderr, stdout, TestDaemon};
 use kauth_tests::login::{
-    login_code, login_code_from, now, oathtool, oathtool_at_step, step_with_margin, LoginResult,
+    login_code, login_code_from, now, oathtool, oathtool_at_step, recovery_codes, step_with_margin,
+    LoginResult,
 };
 
 fn json(out: &std::process::Output) -> serde_json::Value {
@@ -58,12 +59,7 @@ fn enroll(daemon: &TestDaemon, user: &str) -> (String, Vec<String>, u64) {
         "--user",
         user,
     ]));
-    let codes: Vec<String> = confirmed["recovery_codes"]
-        .as_array()
-        .expect("recovery_codes")
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
+    let codes = recovery_codes(&confirmed);
     (secret, codes, step)
 }
 
@@ -203,12 +199,7 @@ fn regenerating_recovery_codes_kills_the_old_set() {
         "--user",
         "ann",
     ]));
-    let new: Vec<String> = new["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
+    let new = recovery_codes(&new);
     assert_eq!(new.len(), 10);
     assert_eq!(
         outcome(&login_code(&daemon.socket, "ann", &old[0])),

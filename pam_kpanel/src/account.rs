@@ -9,14 +9,14 @@
 
 use std::ffi::CStr;
 
-use kauth_proto::{Outcome, Request};
+use kauth_proto::Request;
 use pam::constants::{PamFlag, PamResultCode};
 
 use crate::context::{gather, load_options};
 use crate::daemon::{connect, unreachable_outcome};
 use crate::ffi::PAM_SILENT;
 use crate::pam_io::PamIo;
-use crate::relay::{failure_code, relay};
+use crate::relay::{hook_code, relay};
 
 pub fn account(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamResultCode {
     let Some(opts) = load_options(io, args) else {
@@ -34,14 +34,8 @@ pub fn account(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamResultC
         user: ctx.user,
         service: ctx.service,
     };
-    let code = match relay(io, &mut client, &check, flags & PAM_SILENT != 0) {
-        Ok(Outcome::Success) => PamResultCode::PAM_SUCCESS,
-        Ok(Outcome::Denied | Outcome::Locked) => PamResultCode::PAM_PERM_DENIED,
-        Err(e) => match failure_code(io, &e) {
-            PamResultCode::PAM_AUTH_ERR => PamResultCode::PAM_PERM_DENIED,
-            other => other,
-        },
-    };
+    let result = relay(io, &mut client, &check, flags & PAM_SILENT != 0);
+    let code = hook_code(io, result, PamResultCode::PAM_PERM_DENIED);
     io.debug(opts.debug, &format!("account check ended: {code:?}"));
     code
 }
@@ -49,7 +43,7 @@ pub fn account(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamResultC
 #[cfg(test)]
 #[allow(clippy::panic)]
 mod tests {
-    use kauth_proto::{MessageStyle, Response};
+    use kauth_proto::{MessageStyle, Outcome, Response};
 
     use super::*;
     use crate::pam_io::{Level, Style};

@@ -9,14 +9,14 @@
 
 use std::ffi::CStr;
 
-use kauth_proto::{LoginMode, Outcome, Request};
+use kauth_proto::{LoginMode, Request};
 use pam::constants::{PamFlag, PamResultCode};
 
 use crate::context::{gather, load_options};
 use crate::daemon::{connect, ConnectError};
 use crate::ffi::{PAM_PRELIM_CHECK, PAM_SILENT, PAM_UPDATE_AUTHTOK};
 use crate::pam_io::{Level, PamIo};
-use crate::relay::{failure_code, relay};
+use crate::relay::{hook_code, relay};
 
 pub fn chauthtok(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamResultCode {
     let Some(opts) = load_options(io, args) else {
@@ -58,14 +58,8 @@ pub fn chauthtok(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamResul
         mode: LoginMode::ChangePassword,
         authtok: None,
     };
-    let code = match relay(io, &mut client, &begin, flags & PAM_SILENT != 0) {
-        Ok(Outcome::Success) => PamResultCode::PAM_SUCCESS,
-        Ok(Outcome::Denied | Outcome::Locked) => PamResultCode::PAM_AUTHTOK_ERR,
-        Err(e) => match failure_code(io, &e) {
-            PamResultCode::PAM_AUTH_ERR => PamResultCode::PAM_AUTHTOK_ERR,
-            other => other,
-        },
-    };
+    let result = relay(io, &mut client, &begin, flags & PAM_SILENT != 0);
+    let code = hook_code(io, result, PamResultCode::PAM_AUTHTOK_ERR);
     io.debug(opts.debug, &format!("password change ended: {code:?}"));
     code
 }
@@ -73,7 +67,7 @@ pub fn chauthtok(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamResul
 #[cfg(test)]
 #[allow(clippy::panic)]
 mod tests {
-    use kauth_proto::Response;
+    use kauth_proto::{Outcome, Response};
 
     use super::*;
     use crate::testing::{Args, FakeDaemon, FakePam};

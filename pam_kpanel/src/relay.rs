@@ -142,6 +142,24 @@ pub fn failure_code(io: &dyn PamIo, err: &RelayError) -> PamResultCode {
     code
 }
 
+/// The code for a hook other than `auth`: success, or `refused` for a
+/// denial, a lock or a refused answer; daemon and conversation failures
+/// keep their own codes.
+pub fn hook_code(
+    io: &dyn PamIo,
+    result: Result<Outcome, RelayError>,
+    refused: PamResultCode,
+) -> PamResultCode {
+    match result {
+        Ok(Outcome::Success) => PamResultCode::PAM_SUCCESS,
+        Ok(Outcome::Denied | Outcome::Locked) => refused,
+        Err(e) => match failure_code(io, &e) {
+            PamResultCode::PAM_AUTH_ERR => refused,
+            other => other,
+        },
+    }
+}
+
 /// Shows a text. A text is no security decision: when the application
 /// cannot show it (some answer info texts with no response array), the
 /// conversation goes on; a prompt that fails ends it.

@@ -145,3 +145,13 @@ pub fn step_with_margin(margin: u64) -> u64 {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// The `recovery_codes` list of a kauthctl `--json` answer.
+pub fn recovery_codes(doc: &serde_json::Value) -> Vec<String> {
+    doc["recovery_codes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no recovery_codes in {doc}"))
+        .iter()
+        .map(|c| c.as_str().expect("a recovery code is a string").to_owned())
+        .collect()
+}

@@ -141,6 +141,14 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{n}{}", random_hex(3))
 }
 
+/// A new ed25519 key pair without a passphrase at `path` (and `path.pub`).
+fn ssh_keygen(path: &Path, comment: &str) {
+    let out = run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path));
+    assert!(out.status.success(), "ssh-keygen: {}", text(&out.stderr));
+}
+
 fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
         .output()
@@ -381,19 +389,7 @@ impl TestSshd {
         let service = PamService::install(&service_name, &setup.pam_stack);
 
         let host_key = dir.path().join("ssh_host_ed25519_key");
-        let out = run(Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "kauth-test-host",
-                "-f",
-            ])
-            .arg(&host_key));
-        assert!(out.status.success(), "ssh-keygen: {}", text(&out.stderr));
+        ssh_keygen(&host_key, "kauth-test-host");
         let keys_dir = dir.path().join("authorized_keys");
         fs::create_dir(&keys_dir).unwrap();
         fs::set_permissions(&keys_dir, fs::Permissions::from_mode(0o755)).unwrap();
@@ -576,19 +572,7 @@ impl ClientKey {
             .tempdir()
             .unwrap();
         let private = dir.path().join("id_ed25519");
-        let out = run(Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "kauth-test-client",
-                "-f",
-            ])
-            .arg(&private));
-        assert!(out.status.success(), "ssh-keygen: {}", text(&out.stderr));
+        ssh_keygen(&private, "kauth-test-client");
         let public = dir.path().join("id_ed25519.pub");
         ClientKey {
             _dir: dir,
