@@ -23,12 +23,21 @@ use crate::totp::{self, TotpError};
 /// libpam's limit for WINDOW_SIZE.
 const MAX_WINDOW_SIZE: u32 = 100;
 
+/// google-authenticator writes at most 10 scratch codes; more than this
+/// is not one of its files, and each code costs a hash at import.
+pub const MAX_SCRATCH_CODES: usize = 100;
+
+/// The largest file accepted. Real ones are a few hundred bytes.
+pub const MAX_FILE_BYTES: usize = 64 * 1024;
+
 /// Why a google-authenticator file could not be imported. Messages name
 /// lines and options but never repeat the secret or a scratch code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GoogleAuthError {
     /// There is no secret line at all.
     Empty,
+    /// The text is over [`MAX_FILE_BYTES`].
+    TooLarge,
     /// Line 1 is not a usable base32 secret.
     BadSecret(TotpError),
     /// The file is set up for counter-based codes.
@@ -39,6 +48,9 @@ pub enum GoogleAuthError {
     BadOption { line: usize, name: String },
     /// A line that should be a scratch code is not 8 digits.
     BadScratchCode { line: usize },
+    /// More than [`MAX_SCRATCH_CODES`] scratch codes; `line` holds the
+    /// first one too many.
+    TooManyScratchCodes { line: usize },
 }
 
 impl fmt::Display for GoogleAuthError {
@@ -47,6 +59,11 @@ impl fmt::Display for GoogleAuthError {
             GoogleAuthError::Empty => {
                 f.write_str("the google-authenticator file is empty (no secret on line 1)")
             }
+            GoogleAuthError::TooLarge => write!(
+                f,
+                "the google-authenticator file is larger than {} KiB, so it is not one",
+                MAX_FILE_BYTES / 1024
+            ),
             GoogleAuthError::BadSecret(reason) => {
                 write!(f, "the secret on line 1 cannot be used: {reason}")
             }
@@ -68,6 +85,11 @@ impl fmt::Display for GoogleAuthError {
             GoogleAuthError::BadScratchCode { line } => {
                 write!(f, "line {line} is not a valid 8-digit scratch code")
             }
+            GoogleAuthError::TooManyScratchCodes { line } => write!(
+                f,
+                "line {line}: the file has more than {MAX_SCRATCH_CODES} scratch codes \
+                 (google-authenticator writes at most 10); remove the extra ones"
+            ),
         }
     }
 }
@@ -136,6 +158,9 @@ fn parse_number<T: std::str::FromStr>(
 
 /// Parses the contents of a `~/.google_authenticator` file.
 pub fn parse(text: &str) -> Result<GoogleAuthFile, GoogleAuthError> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(GoogleAuthError::TooLarge);
+    }
     // Line numbers are 1-based, as an admin would count them in an editor.
     let lines: Vec<(usize, &str)> = text
         .split('\n')
@@ -233,6 +258,9 @@ pub fn parse(text: &str) -> Result<GoogleAuthFile, GoogleAuthError> {
         }
         if code.len() != 8 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(GoogleAuthError::BadScratchCode { line: number });
+        }
+        if file.scratch_codes.len() == MAX_SCRATCH_CODES {
+            return Err(GoogleAuthError::TooManyScratchCodes { line: number });
         }
         file.scratch_codes.push(Secret::new(code.to_string()));
     }
@@ -381,6 +409,49 @@ mod tests {
         assert_eq!(
             parse(&text).err(),
             Some(GoogleAuthError::BadScratchCode { line: 3 })
+        );
+    }
+
+    #[test]
+    fn more_than_100_scratch_codes_are_refused() {
+        let with_codes = |n: usize| {
+            let mut text = format!("{SECRET}\n\" TOTP_AUTH\n");
+            for i in 0..n {
+                text.push_str(&format!("{}\n", 10_000_000 + i));
+            }
+            text
+        };
+        let Ok(file) = parse(&with_codes(MAX_SCRATCH_CODES)) else {
+            panic!("100 codes should parse")
+        };
+        assert_eq!(file.scratch_codes.len(), MAX_SCRATCH_CODES);
+        let err = parse(&with_codes(MAX_SCRATCH_CODES + 1)).err();
+        assert_eq!(
+            err,
+            Some(GoogleAuthError::TooManyScratchCodes { line: 103 })
+        );
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("more than 100 scratch codes"), "{message}");
+    }
+
+    #[test]
+    fn text_over_64_kib_is_refused() {
+        let mut text = format!("{SECRET}\n\" TOTP_AUTH\n");
+        text.push_str(&"\n".repeat(MAX_FILE_BYTES - text.len()));
+        assert!(parse(&text).is_ok());
+        text.push('\n');
+        assert_eq!(parse(&text).err(), Some(GoogleAuthError::TooLarge));
+    }
+
+    #[test]
+    fn a_secret_over_64_bytes_is_refused() {
+        // 104 base32 characters: 65 bytes.
+        let text = format!("{}\n\" TOTP_AUTH\n", "JBSWY3DP".repeat(13));
+        assert_eq!(
+            parse(&text).err(),
+            Some(GoogleAuthError::BadSecret(TotpError::SecretTooLong {
+                bits: 520
+            }))
         );
     }
 

@@ -21,6 +21,10 @@ pub const MIN_SECRET_BYTES: usize = 10;
 /// 160 bits, the size RFC 4226 recommends and authenticator apps expect.
 pub const NEW_SECRET_BYTES: usize = 20;
 
+/// 512 bits, the block size of SHA-512: HMAC hashes a longer key down
+/// first, so more adds nothing. A cap for secrets imported from elsewhere.
+pub const MAX_SECRET_BYTES: usize = 64;
+
 /// Why a TOTP operation could not be carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TotpError {
@@ -36,6 +40,8 @@ pub enum TotpError {
     BadSecretEncoding,
     /// The secret decodes to fewer than [`MIN_SECRET_BYTES`] bytes.
     SecretTooShort { bits: usize },
+    /// The secret decodes to more than [`MAX_SECRET_BYTES`] bytes.
+    SecretTooLong { bits: usize },
     /// The system random number generator failed.
     Random,
 }
@@ -63,6 +69,11 @@ impl fmt::Display for TotpError {
                 f,
                 "the TOTP secret is too short ({bits} bits; at least {} are needed)",
                 MIN_SECRET_BYTES * 8
+            ),
+            TotpError::SecretTooLong { bits } => write!(
+                f,
+                "the TOTP secret is too long ({bits} bits; at most {} are accepted)",
+                MAX_SECRET_BYTES * 8
             ),
             TotpError::Random => f.write_str("the system random number generator failed"),
         }
@@ -439,6 +450,11 @@ pub fn decode_secret(text: &str) -> Result<Zeroizing<Vec<u8>>, TotpError> {
             bits: secret.len() * 8,
         });
     }
+    if secret.len() > MAX_SECRET_BYTES {
+        return Err(TotpError::SecretTooLong {
+            bits: secret.len() * 8,
+        });
+    }
     Ok(secret)
 }
 
@@ -784,9 +800,18 @@ mod tests {
         assert_eq!(short, None);
         let short = decode_secret("GEZDGNBVGY3TQ").err(); // 8 bytes
         assert_eq!(short, Some(TotpError::SecretTooShort { bits: 64 }));
+        let long = encode_secret(&seed(MAX_SECRET_BYTES + 1));
+        let err = decode_secret(&long).err();
+        assert_eq!(err, Some(TotpError::SecretTooLong { bits: 520 }));
+        let longest = encode_secret(&seed(MAX_SECRET_BYTES));
+        assert_eq!(
+            decode_secret(&longest).map(|s| s.len()),
+            Ok(MAX_SECRET_BYTES)
+        );
         for err in [
             TotpError::BadSecretEncoding,
             TotpError::SecretTooShort { bits: 64 },
+            TotpError::SecretTooLong { bits: 520 },
         ] {
             assert!(!err.to_string().contains("GEZD"));
         }
