@@ -116,7 +116,8 @@ pub enum TwoFaCommand {
         /// Only confirm a begun enrollment with a current code (step 2).
         #[arg(long, value_name = "CODE")]
         confirm: Option<String>,
-        /// Also write the recovery codes to FILE (mode 0600).
+        /// Also write the recovery codes to FILE (mode 0600; replaced if it
+        /// exists, refused if it is a symbolic link).
         #[arg(long, value_name = "FILE")]
         save_codes: Option<PathBuf>,
         /// Write the QR code as a PNG image (mode 0600: it holds the secret).
@@ -143,7 +144,8 @@ pub enum TwoFaCommand {
         /// Replace all recovery codes with a new set, shown once.
         #[arg(long)]
         regenerate: bool,
-        /// Also write the new codes to FILE (mode 0600).
+        /// Also write the new codes to FILE (mode 0600; replaced if it
+        /// exists, refused if it is a symbolic link).
         #[arg(long, value_name = "FILE")]
         save_codes: Option<PathBuf>,
         #[command(flatten)]
@@ -155,7 +157,7 @@ pub enum TwoFaCommand {
     Import {
         #[arg(long)]
         user: String,
-        /// The secret, base32.
+        /// The secret, base32 (10 to 64 bytes once decoded).
         #[arg(long)]
         secret: String,
         /// SHA1, SHA256 or SHA512.
@@ -218,6 +220,7 @@ pub enum ImportCommand {
     GoogleAuthenticator {
         #[arg(long)]
         user: String,
+        /// The file: a regular file of at most 64 KiB (not a symbolic link).
         file: PathBuf,
     },
 }

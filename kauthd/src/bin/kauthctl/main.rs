@@ -12,6 +12,7 @@ mod passwords;
 mod policy;
 mod prompt;
 mod qr;
+mod safe_file;
 mod sessions;
 mod twofactor;
 

@@ -1,10 +1,6 @@
-//! QR codes for the otpauth URI: drawn in the terminal, or written as PNG
-//! or SVG for a panel. The files hold the secret, so they are 0600.
-
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+//! QR codes for the otpauth URI: drawn in the terminal, or as PNG or SVG
+//! for a panel (the caller writes those as private files: they hold the
+//! secret).
 
 use qrcode::render::{svg, unicode};
 use qrcode::{Color, EcLevel, QrCode};
@@ -24,15 +20,16 @@ pub fn terminal(uri: &str) -> Result<String, String> {
         .build())
 }
 
-pub fn write_svg(uri: &str, path: &Path) -> Result<(), String> {
-    let image = code(uri)?
+/// The QR code as an SVG document.
+pub fn svg(uri: &str) -> Result<String, String> {
+    Ok(code(uri)?
         .render::<svg::Color<'_>>()
         .min_dimensions(256, 256)
-        .build();
-    write_private(path, image.as_bytes())
+        .build())
 }
 
-pub fn write_png(uri: &str, path: &Path) -> Result<(), String> {
+/// The QR code as a PNG image.
+pub fn png(uri: &str) -> Result<Vec<u8>, String> {
     const SCALE: usize = 8;
     const QUIET: usize = 4;
     let code = code(uri)?;
@@ -62,21 +59,5 @@ pub fn write_png(uri: &str, path: &Path) -> Result<(), String> {
             .write_image_data(&pixels)
             .map_err(|e| format!("cannot encode the PNG: {e}"))?;
     }
-    write_private(path, &data)
-}
-
-/// Writes a file only its owner can read (it holds a secret).
-pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|e| format!("cannot set permissions on {}: {e}", path.display()))?;
-    file.write_all(data)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    Ok(data)
 }

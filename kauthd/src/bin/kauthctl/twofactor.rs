@@ -8,8 +8,10 @@ use serde_json::{json, Value};
 use crate::args::{ImportCommand, ProofArgs, TwoFaCommand};
 use crate::commands::{call, expect_done};
 use crate::output::{Failure, Output};
+use crate::safe_file::{self, PrivateFile};
 use crate::{prompt, qr};
 use kauthd::clock::format_time;
+use kauthd::google_auth;
 
 pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<(), Failure> {
     match command {
@@ -23,20 +25,23 @@ pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<
             qr_svg,
             proof,
         } => {
-            let files = QrFiles {
-                png: qr_png.as_deref(),
-                svg: qr_svg.as_deref(),
-            };
+            // Every file is checked and created before kauthd is asked
+            // anything, so a bad path changes nothing.
+            let save = private_file(save_codes.as_deref())?;
             if let Some(code) = confirm {
                 return enroll_confirm(
                     client,
                     out,
                     user.clone(),
                     Secret::from(code.as_str()),
-                    save_codes.as_deref(),
+                    save,
                 );
             }
-            enroll_begin(client, out, user.clone(), proof, &files)?;
+            let files = QrFiles {
+                png: private_file(qr_png.as_deref())?,
+                svg: private_file(qr_svg.as_deref())?,
+            };
+            enroll_begin(client, out, user.clone(), proof, files)?;
             if *begin {
                 return Ok(());
             }
@@ -48,7 +53,7 @@ pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<
             }
             let code = prompt::line("Enter the 6-digit code your app shows to confirm: ")
                 .map_err(input_failure)?;
-            enroll_confirm(client, out, user.clone(), code, save_codes.as_deref())
+            enroll_confirm(client, out, user.clone(), code, save)
         }
         TwoFaCommand::Disable { users, proof } => {
             let response = with_proof(client, out, proof, |proof| Request::TwoFactorDisable {
@@ -77,6 +82,11 @@ pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<
             save_codes,
             proof,
         } => {
+            let save = if *regenerate {
+                private_file(save_codes.as_deref())?
+            } else {
+                None
+            };
             let response = if *regenerate {
                 with_proof(client, out, proof, |proof| Request::RecoveryCodes {
                     user: user.clone(),
@@ -102,7 +112,7 @@ pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<
                     Ok(())
                 }
                 Response::NewRecoveryCodes { user, codes } => {
-                    show_codes(out, &user, &codes, save_codes.as_deref(), false)
+                    show_codes(out, &user, &codes, save, false)
                 }
                 other => Err(Failure::from_response(other)),
             }
@@ -131,8 +141,15 @@ pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<
 
 pub fn import(command: &ImportCommand, client: &mut Client, out: &Output) -> Result<(), Failure> {
     let ImportCommand::GoogleAuthenticator { user, file } = command;
-    let contents = std::fs::read_to_string(file)
-        .map_err(|e| Failure::failed("invalid", format!("cannot read {}: {e}", file.display())))?;
+    let mut bytes =
+        safe_file::read_limited(file, google_auth::MAX_FILE_BYTES as u64).map_err(input_failure)?;
+    let contents = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+        zeroize::Zeroize::zeroize(&mut e.into_bytes());
+        input_failure(format!(
+            "{} is not a google-authenticator file (it is not text)",
+            file.display()
+        ))
+    })?;
     let request = Request::ImportGoogleAuthenticator {
         user: user.clone(),
         contents: Secret::new(contents),
@@ -162,6 +179,13 @@ pub fn import(command: &ImportCommand, client: &mut Client, out: &Output) -> Res
 
 fn input_failure(message: String) -> Failure {
     Failure::failed("invalid", message)
+}
+
+/// The file to write at `path`, if one was asked for.
+fn private_file(path: Option<&Path>) -> Result<Option<PrivateFile>, Failure> {
+    path.map(PrivateFile::create)
+        .transpose()
+        .map_err(input_failure)
 }
 
 /// A response's fields as JSON, without its `type` tag.
@@ -250,9 +274,9 @@ fn status(client: &mut Client, out: &Output, user: Option<String>) -> Result<(),
     Ok(())
 }
 
-struct QrFiles<'a> {
-    png: Option<&'a Path>,
-    svg: Option<&'a Path>,
+struct QrFiles {
+    png: Option<PrivateFile>,
+    svg: Option<PrivateFile>,
 }
 
 fn enroll_begin(
@@ -260,7 +284,7 @@ fn enroll_begin(
     out: &Output,
     user: Option<String>,
     proof: &ProofArgs,
-    files: &QrFiles<'_>,
+    files: QrFiles,
 ) -> Result<Response, Failure> {
     let response = with_proof(client, out, proof, |proof| Request::EnrollBegin {
         user: user.clone(),
@@ -280,11 +304,13 @@ fn enroll_begin(
     else {
         return Err(Failure::from_response(response));
     };
-    if let Some(path) = files.png {
-        qr::write_png(uri.expose(), path).map_err(input_failure)?;
+    if let Some(file) = files.png {
+        file.commit(&qr::png(uri.expose()).map_err(input_failure)?)
+            .map_err(input_failure)?;
     }
-    if let Some(path) = files.svg {
-        qr::write_svg(uri.expose(), path).map_err(input_failure)?;
+    if let Some(file) = files.svg {
+        file.commit(qr::svg(uri.expose()).map_err(input_failure)?.as_bytes())
+            .map_err(input_failure)?;
     }
     if out.is_json() {
         out.success("", fields(&response));
@@ -308,7 +334,7 @@ fn enroll_confirm(
     out: &Output,
     user: Option<String>,
     code: Secret,
-    save: Option<&Path>,
+    save: Option<PrivateFile>,
 ) -> Result<(), Failure> {
     match call(client, &Request::EnrollConfirm { user, code })? {
         Response::NewRecoveryCodes { user, codes } => show_codes(out, &user, &codes, save, true),
@@ -321,16 +347,17 @@ fn show_codes(
     out: &Output,
     user: &str,
     codes: &[Secret],
-    save: Option<&Path>,
+    save: Option<PrivateFile>,
     enrolled: bool,
 ) -> Result<(), Failure> {
-    if let Some(path) = save {
-        let mut text = String::new();
+    let saved_to = save.as_ref().map(|file| file.path().to_owned());
+    if let Some(file) = save {
+        let mut text = zeroize::Zeroizing::new(String::new());
         for code in codes {
             text.push_str(code.expose());
             text.push('\n');
         }
-        qr::write_private(path, text.as_bytes()).map_err(input_failure)?;
+        file.commit(text.as_bytes()).map_err(input_failure)?;
     }
     let list: Vec<&str> = codes.iter().map(Secret::expose).collect();
     let mut text = String::new();
@@ -344,7 +371,7 @@ fn show_codes(
     for code in &list {
         text.push_str(&format!("    {code}\n"));
     }
-    if let Some(path) = save {
+    if let Some(path) = saved_to {
         text.push_str(&format!(
             "\nSaved to {} (readable only by you).",
             path.display()
