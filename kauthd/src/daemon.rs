@@ -1,36 +1,34 @@
 //! The state every connection shares: the current config and the store.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::procinfo::{self, ProcessId};
+use crate::recent_codes::RecentCodes;
 use crate::store::Store;
 
 #[derive(Debug)]
 pub struct Daemon {
     config: RwLock<Arc<Config>>,
     store: Mutex<Store>,
-    /// Which (process, user) passed a code check recently, so that the PAM
-    /// `account` step of the same login knows the code was given.
-    recent_codes: Mutex<HashMap<(i32, String), Instant>>,
+    /// Which (process, user) passed a code check a moment ago, so that the
+    /// PAM `account` step of the same login knows the code was given.
+    recent_codes: Mutex<RecentCodes>,
     /// When kauthd last warned that the server clock looks wrong.
     last_drift_warning: AtomicI64,
     pub config_path: PathBuf,
     pub started: Instant,
 }
 
-/// How long a passed code check counts for the same login's account step.
-const RECENT_CODE_SECONDS: u64 = 600;
-
 impl Daemon {
     pub fn new(config: Config, store: Store, config_path: PathBuf) -> Daemon {
         Daemon {
             config: RwLock::new(Arc::new(config)),
             store: Mutex::new(store),
-            recent_codes: Mutex::new(HashMap::new()),
+            recent_codes: Mutex::new(RecentCodes::default()),
             last_drift_warning: AtomicI64::new(0),
             config_path,
             started: Instant::now(),
@@ -55,28 +53,38 @@ impl Daemon {
 
     /// Notes that process `pid` got a code accepted for `user`. Its parent
     /// counts too: sshd runs PAM authentication in a child of the process
-    /// that later runs the account step.
+    /// that later runs the account step. Both are keyed by their start
+    /// time; a process that cannot be identified is not remembered (its
+    /// account step is then refused).
     pub fn remember_code(&self, pid: i32, user: &str) {
-        let parent = crate::procinfo::stat(pid).map(|s| s.ppid);
-        let mut map = match self.recent_codes.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
+        let Some(me) = procinfo::stat(pid) else {
+            return;
         };
-        map.retain(|_, at| at.elapsed().as_secs() < RECENT_CODE_SECONDS);
-        map.insert((pid, user.to_owned()), Instant::now());
-        if let Some(parent) = parent.filter(|p| *p > 1) {
-            map.insert((parent, user.to_owned()), Instant::now());
-        }
+        let mut processes = vec![ProcessId {
+            pid,
+            start_time: me.start_time,
+        }];
+        processes.extend(
+            Some(me.ppid)
+                .filter(|parent| *parent > 1)
+                .and_then(procinfo::identify),
+        );
+        self.recent_codes()
+            .remember(&processes, user, Instant::now());
     }
 
-    /// Whether process `pid` got a code accepted for `user` in this login.
+    /// Whether process `pid` (the same process, not one that reused its
+    /// pid) got a code accepted for `user` in this login.
     pub fn code_given_recently(&self, pid: i32, user: &str) -> bool {
-        let map = match self.recent_codes.lock() {
+        procinfo::identify(pid)
+            .is_some_and(|process| self.recent_codes().given(process, user, Instant::now()))
+    }
+
+    fn recent_codes(&self) -> MutexGuard<'_, RecentCodes> {
+        match self.recent_codes.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        map.get(&(pid, user.to_owned()))
-            .is_some_and(|at| at.elapsed().as_secs() < RECENT_CODE_SECONDS)
+        }
     }
 
     /// True at most once every ten minutes, for the clock-drift warning.

@@ -26,6 +26,7 @@ pub mod housekeeping;
 pub mod manpage;
 pub mod policy;
 pub mod procinfo;
+pub mod recent_codes;
 pub mod recovery;
 pub mod sessions;
 pub mod totp;

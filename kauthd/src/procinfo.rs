@@ -10,6 +10,21 @@ pub struct ProcStat {
     pub zombie: bool,
 }
 
+/// One process, told apart from a later one that reuses its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProcessId {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+/// `pid` with its start time, or `None` when no such process runs.
+pub fn identify(pid: i32) -> Option<ProcessId> {
+    stat(pid).map(|s| ProcessId {
+        pid,
+        start_time: s.start_time,
+    })
+}
+
 pub fn stat(pid: i32) -> Option<ProcStat> {
     if pid <= 0 {
         return None;

@@ -2,7 +2,7 @@
 //! reload on SIGHUP, clean stop on SIGTERM.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kauth_proto::{write_frame, ErrorCode, Response};
+use kauth_proto::{read_frame, write_frame, ErrorCode, Request, Response};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::os::fd::AsFd;
 
@@ -63,6 +63,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     let mut last_upkeep = Instant::now();
 
     let active = Arc::new(AtomicUsize::new(0));
+    let turning_away = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         if last_upkeep.elapsed().as_secs() >= housekeeping::INTERVAL_SECONDS {
             housekeeping::run(&daemon);
@@ -75,7 +76,7 @@ pub fn run(options: &Options) -> Result<(), String> {
             continue;
         }
         match listener.accept() {
-            Ok((stream, _)) => admit(&daemon, &active, stream),
+            Ok((stream, _)) => admit(&daemon, &active, &turning_away, stream),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
@@ -100,14 +101,19 @@ fn wait_readable(listener: &UnixListener) -> bool {
 }
 
 /// Starts a thread for the connection, or turns it away when full.
-fn admit(daemon: &Arc<Daemon>, active: &Arc<AtomicUsize>, stream: UnixStream) {
+fn admit(
+    daemon: &Arc<Daemon>,
+    active: &Arc<AtomicUsize>,
+    turning_away: &Arc<AtomicUsize>,
+    stream: UnixStream,
+) {
     if stream.set_nonblocking(false).is_err() {
         return;
     }
     let limit = daemon.config().daemon.max_connections;
     if active.fetch_add(1, Ordering::SeqCst) >= limit {
         active.fetch_sub(1, Ordering::SeqCst);
-        turn_away(stream, limit);
+        turn_away(stream, limit, turning_away);
         return;
     }
     let daemon = Arc::clone(daemon);
@@ -131,9 +137,50 @@ impl Drop for ActiveGuard {
     }
 }
 
-fn turn_away(mut stream: UnixStream, limit: usize) {
+/// How many turned-away connections are answered at once. Beyond this
+/// they are closed without an answer, which clients treat as a failure
+/// too; the bound keeps a flood from costing more than a few threads.
+const MAX_TURNING_AWAY: usize = 4;
+
+/// How long a turned-away client has, in all, to send its hello; and how
+/// long writing the answer may take.
+const TURN_AWAY_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The most read from a turned-away client (a hello is a few dozen bytes).
+const MAX_HELLO_BYTES: u64 = 1024;
+
+/// Answers `busy` on a short-lived thread, so the accept loop never waits
+/// for a turned-away client.
+fn turn_away(stream: UnixStream, limit: usize, turning_away: &Arc<AtomicUsize>) {
     log::warn!("turning a connection away: all {limit} connection slots are in use");
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+    if turning_away.fetch_add(1, Ordering::SeqCst) >= MAX_TURNING_AWAY {
+        turning_away.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let guard = ActiveGuard(Arc::clone(turning_away));
+    let spawned = std::thread::Builder::new()
+        .name("turn-away".into())
+        .spawn(move || {
+            let _guard = guard;
+            answer_busy(stream, limit);
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start a thread to turn a connection away: {e}");
+    }
+}
+
+/// Reads the client's hello, then answers `busy`. Answering first and
+/// closing would make the client's hello fail with a broken pipe or a
+/// reset instead of letting it read why it was turned away.
+fn answer_busy(mut stream: UnixStream, limit: usize) {
+    let mut hello = DeadlineReader {
+        stream: &stream,
+        deadline: Instant::now() + TURN_AWAY_TIMEOUT,
+    }
+    .take(MAX_HELLO_BYTES);
+    // Whatever came (a hello, garbage, nothing in time), the answer is the same.
+    let _ = read_frame::<_, Request>(&mut hello);
+    let _ = stream.set_write_timeout(Some(TURN_AWAY_TIMEOUT));
     let _ = write_frame(
         &mut stream,
         &Response::Error {
@@ -141,6 +188,24 @@ fn turn_away(mut stream: UnixStream, limit: usize) {
             message: format!("kauthd is serving its maximum of {limit} connections; try again"),
         },
     );
+}
+
+/// Reads from a stream until a deadline for the whole read, not per call.
+struct DeadlineReader<'a> {
+    stream: &'a UnixStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let mut stream = self.stream;
+        stream.set_read_timeout(Some(left))?;
+        stream.read(buf)
+    }
 }
 
 fn reload_config(daemon: &Daemon, options: &Options) {

@@ -5,7 +5,8 @@
 //! Outcome → PAM code: Success → PAM_SUCCESS, Denied and Locked →
 //! PAM_PERM_DENIED (PAM_ACCT_EXPIRED would tell the user something false).
 //! kauthd unreachable → PAM_AUTHINFO_UNAVAIL, or PAM_SUCCESS under
-//! `failmode=safe`.
+//! `failmode=safe` (only when nothing listens); a busy or broken daemon →
+//! PAM_AUTHINFO_UNAVAIL.
 
 use std::ffi::CStr;
 

@@ -3,8 +3,9 @@
 //! Outcome → PAM code: Success → PAM_SUCCESS, Denied → PAM_AUTH_ERR,
 //! Locked → PAM_MAXTRIES (sshd then stops offering further attempts).
 //! kauthd unreachable → PAM_AUTHINFO_UNAVAIL, or PAM_SUCCESS under
-//! `failmode=safe`; a broken daemon → PAM_AUTHINFO_UNAVAIL; the
-//! application's conversation failing → PAM_CONV_ERR.
+//! `failmode=safe` (only when nothing listens); a busy or broken daemon →
+//! PAM_AUTHINFO_UNAVAIL; the application's conversation failing →
+//! PAM_CONV_ERR.
 
 use std::ffi::CStr;
 

@@ -1,7 +1,7 @@
 //! Opening a checked connection to kauthd, and what `failmode=` does when
 //! that is impossible.
 
-use kauth_proto::{Client, ClientError, FrameError};
+use kauth_proto::{Client, ClientError};
 use pam::constants::PamResultCode;
 
 use crate::options::{FailMode, Options};
@@ -13,11 +13,14 @@ const CLIENT_NAME: &str = "pam_kpanel";
 /// Why no usable connection could be opened.
 #[derive(Debug)]
 pub enum ConnectError {
-    /// Nobody answered in time (no socket, refused, timed out, hung up
-    /// during the handshake). This is what `failmode=` is about.
+    /// Nothing listens: no socket at the path, or nobody accepting on it
+    /// (ENOENT, ECONNREFUSED). This is the only case `failmode=` is about.
     Unreachable(ClientError),
-    /// Something answered but is not a kauthd we may trust or understand
-    /// (wrong uid, wrong protocol version, garbage). Always fails closed.
+    /// Something is there but gave no usable connection: not accepted in
+    /// time, busy, hung up or silent after connecting, not a kauthd we may
+    /// trust (wrong uid) or understand (version, garbage). Always fails
+    /// closed: an attacker who can make kauthd busy or slow must not turn
+    /// `failmode=safe` into a way around the code.
     Broken(ClientError),
 }
 
@@ -35,9 +38,7 @@ pub fn connect(opts: &Options) -> Result<Client, ConnectError> {
 
 fn classify(err: ClientError) -> ConnectError {
     match err {
-        ClientError::Unreachable(_)
-        | ClientError::Frame(FrameError::Io(_))
-        | ClientError::Frame(FrameError::Closed) => ConnectError::Unreachable(err),
+        ClientError::Unreachable(_) => ConnectError::Unreachable(err),
         other => ConnectError::Broken(other),
     }
 }
@@ -49,7 +50,8 @@ fn effective_uid() -> u32 {
 
 /// The result for a hook that could not reach kauthd: `secure_code` under
 /// `failmode=secure`, success (logged at warning level) under
-/// `failmode=safe`. A listener that is there but wrong always fails closed.
+/// `failmode=safe`. A listener that is there but busy, silent or wrong
+/// always fails closed.
 pub fn unreachable_outcome(
     io: &dyn PamIo,
     opts: &Options,
@@ -81,6 +83,8 @@ pub fn unreachable_outcome(
 mod tests {
     use std::io;
 
+    use kauth_proto::FrameError;
+
     use super::*;
     use crate::testing::FakePam;
 
@@ -93,17 +97,45 @@ mod tests {
     }
 
     #[test]
-    fn only_an_absent_or_silent_daemon_counts_as_unreachable() {
+    fn only_a_daemon_that_is_not_listening_counts_as_unreachable() {
         let missing = ClientError::Unreachable(io::ErrorKind::NotFound.into());
-        let hung_up = ClientError::Frame(FrameError::Closed);
-        let untrusted = ClientError::UntrustedPeer { uid: 4242 };
-        let garbage = ClientError::Frame(FrameError::Malformed("x".into()));
-        let version = ClientError::Version { ours: 1, theirs: 2 };
+        let refused = ClientError::Unreachable(io::ErrorKind::ConnectionRefused.into());
         assert!(matches!(classify(missing), ConnectError::Unreachable(_)));
-        assert!(matches!(classify(hung_up), ConnectError::Unreachable(_)));
-        assert!(matches!(classify(untrusted), ConnectError::Broken(_)));
-        assert!(matches!(classify(garbage), ConnectError::Broken(_)));
-        assert!(matches!(classify(version), ConnectError::Broken(_)));
+        assert!(matches!(classify(refused), ConnectError::Unreachable(_)));
+        for there in [
+            ClientError::Connect(io::ErrorKind::TimedOut.into()),
+            ClientError::Busy("all 2 slots are in use".into()),
+            ClientError::Frame(FrameError::Closed),
+            ClientError::Frame(FrameError::Io(io::ErrorKind::BrokenPipe.into())),
+            ClientError::Frame(FrameError::Io(io::ErrorKind::ConnectionReset.into())),
+            ClientError::Frame(FrameError::Io(io::ErrorKind::WouldBlock.into())),
+            ClientError::UntrustedPeer { uid: 4242 },
+            ClientError::Frame(FrameError::Malformed("x".into())),
+            ClientError::Version { ours: 1, theirs: 2 },
+        ] {
+            let shown = there.to_string();
+            assert!(
+                matches!(classify(there), ConnectError::Broken(_)),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_busy_daemon_fails_closed_even_with_failmode_safe() {
+        let pam = FakePam::new("ann");
+        let busy = ClientError::Busy("kauthd is serving its maximum of 2 connections".into());
+        let code = unreachable_outcome(
+            &pam,
+            &safe(),
+            &classify(busy),
+            PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        );
+        assert_eq!(code, PamResultCode::PAM_AUTHINFO_UNAVAIL);
+        let errors = pam.logged(Level::Err);
+        assert!(errors[0].starts_with("kauthd is busy"), "{errors:?}");
+        assert!(errors[0].ends_with("; failing closed"), "{errors:?}");
+        assert!(pam.logged(Level::Warning).is_empty());
     }
 
     #[test]

@@ -10,14 +10,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::codec::{read_frame, write_frame, FrameError};
-use crate::messages::{Request, Response};
+use crate::messages::{ErrorCode, Request, Response};
 use crate::peer::peer_cred;
 use crate::PROTOCOL_VERSION;
 
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// No daemon answered at the socket path (missing, refused, or too slow).
+    /// Nothing listens at the socket path: no socket there (ENOENT) or
+    /// nobody accepting on it (ECONNREFUSED). The only error that means
+    /// "kauthd is not running"; every other one means something is there.
     Unreachable(io::Error),
     /// Something listens there, but not as a uid we trust.
     UntrustedPeer { uid: u32 },
@@ -27,6 +29,14 @@ pub enum ClientError {
     Frame(FrameError),
     /// The daemon answered with something that does not fit the request.
     Unexpected(String),
+    /// Something is at the socket path but the connection could not be
+    /// set up: not accepted before the timeout (a listener whose backlog
+    /// stays full is there, only overwhelmed), permission denied, or the
+    /// socket could not be configured.
+    Connect(io::Error),
+    /// kauthd answered the hello with `busy`: all its connection slots are
+    /// in use. Its message says so.
+    Busy(String),
 }
 
 impl fmt::Display for ClientError {
@@ -43,6 +53,11 @@ impl fmt::Display for ClientError {
             ),
             ClientError::Frame(e) => write!(f, "talking to kauthd failed: {e}"),
             ClientError::Unexpected(what) => write!(f, "kauthd answered unexpectedly: {what}"),
+            ClientError::Connect(e) => write!(f, "cannot connect to kauthd: {e}"),
+            ClientError::Busy(message) => write!(
+                f,
+                "kauthd is busy ({message}); if this lasts, see kauthd's log for who holds its connections, or raise [daemon] max_connections"
+            ),
         }
     }
 }
@@ -70,12 +85,12 @@ impl Client {
         trusted_uids: &[u32],
         client_name: &str,
     ) -> Result<Client, ClientError> {
-        let stream = connect_with_deadline(path, timeout).map_err(ClientError::Unreachable)?;
+        let stream = connect_with_deadline(path, timeout).map_err(connect_error)?;
         stream
             .set_read_timeout(Some(timeout))
             .and_then(|()| stream.set_write_timeout(Some(timeout)))
-            .map_err(ClientError::Unreachable)?;
-        let cred = peer_cred(&stream).map_err(ClientError::Unreachable)?;
+            .map_err(ClientError::Connect)?;
+        let cred = peer_cred(&stream).map_err(ClientError::Connect)?;
         if !trusted_uids.contains(&cred.uid) {
             return Err(ClientError::UntrustedPeer { uid: cred.uid });
         }
@@ -90,6 +105,10 @@ impl Client {
                 ours: PROTOCOL_VERSION,
                 theirs: version,
             }),
+            Response::Error {
+                code: ErrorCode::Busy,
+                message,
+            } => Err(ClientError::Busy(message)),
             Response::Error { message, .. } => Err(ClientError::Unexpected(message)),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
@@ -105,6 +124,15 @@ impl Client {
     pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.stream.set_read_timeout(timeout)?;
         self.stream.set_write_timeout(timeout)
+    }
+}
+
+/// Only "nothing listens" makes kauthd unreachable; any other failure to
+/// connect (a timeout included) means something is at the socket path.
+fn connect_error(err: io::Error) -> ClientError {
+    match err.raw_os_error() {
+        Some(libc::ENOENT | libc::ECONNREFUSED) => ClientError::Unreachable(err),
+        _ => ClientError::Connect(err),
     }
 }
 
@@ -223,6 +251,57 @@ mod tests {
             "t",
         );
         assert!(matches!(r, Err(ClientError::Unreachable(_))));
+    }
+
+    #[test]
+    fn a_socket_nobody_accepts_on_is_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        drop(UnixListener::bind(&path).unwrap());
+        let r = Client::connect(&path, Duration::from_secs(1), &[0], "t");
+        assert!(matches!(r, Err(ClientError::Unreachable(_))), "{r:?}");
+    }
+
+    #[test]
+    fn only_nothing_listening_is_unreachable() {
+        let unreachable = |e: io::Error| matches!(connect_error(e), ClientError::Unreachable(_));
+        assert!(unreachable(io::Error::from_raw_os_error(libc::ENOENT)));
+        assert!(unreachable(io::Error::from_raw_os_error(
+            libc::ECONNREFUSED
+        )));
+        assert!(!unreachable(io::Error::from_raw_os_error(libc::EACCES)));
+        assert!(!unreachable(io::Error::from_raw_os_error(libc::ETIMEDOUT)));
+        // What connect_with_deadline returns when the backlog stays full.
+        assert!(!unreachable(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "kauthd did not accept the connection in time"
+        )));
+    }
+
+    #[test]
+    fn a_busy_answer_to_the_hello_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let _: Request = read_frame(&mut conn).unwrap();
+            let busy = Response::Error {
+                code: ErrorCode::Busy,
+                message: "all 2 slots are in use".into(),
+            };
+            write_frame(&mut conn, &busy).unwrap();
+        });
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        let r = Client::connect(&path, Duration::from_secs(5), &[me], "t");
+        server.join().unwrap();
+        match r {
+            Err(e @ ClientError::Busy(_)) => {
+                assert!(e.to_string().starts_with("kauthd is busy"), "{e}")
+            }
+            other => panic!("expected busy, got {other:?}"),
+        }
     }
 
     #[test]
