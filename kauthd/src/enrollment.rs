@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::activity;
 use crate::clock;
-use crate::code_check;
+use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
 use crate::google_auth;
 use crate::recovery;
@@ -24,6 +24,10 @@ pub enum EnrollError {
     NoPending,
     /// The code does not match the new secret.
     WrongCode,
+    /// Too many failed attempts: nothing was checked.
+    Locked {
+        until: i64,
+    },
     Invalid(String),
     Store(StoreError),
     Internal(String),
@@ -89,16 +93,20 @@ pub fn confirm(
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    let Some(m) = totp::find_match(
-        &pending.secret,
-        &pending.params,
-        &digits_only,
-        u64::try_from(now).unwrap_or(0),
-        config.totp.skew_steps,
-        0,
-    ) else {
-        code_check::record_failure(daemon, &account.name, None)?;
-        return Err(EnrollError::WrongCode);
+    let outcome = code_check::attempt(daemon, &account.name, None, || {
+        Ok(totp::find_match(
+            &pending.secret,
+            &pending.params,
+            &digits_only,
+            u64::try_from(now).unwrap_or(0),
+            config.totp.skew_steps,
+            0,
+        ))
+    })?;
+    let m = match outcome {
+        Attempt::Right(m) => m,
+        Attempt::Locked { until } => return Err(EnrollError::Locked { until }),
+        Attempt::Wrong => return Err(EnrollError::WrongCode),
     };
     let codes = recovery::generate(config.recovery.codes)
         .map_err(|e| EnrollError::Internal(e.to_string()))?;
