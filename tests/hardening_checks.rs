@@ -1,6 +1,7 @@
 //! Locks come before any check: a locked login looks the same whatever the
 //! password (and costs no argon2 run), and every request that checks a
 //! password, a code or a token counts its failures and honours the lock.
+//! A pending enrollment is dropped after a handful of wrong codes.
 //!
 //! These tests need root: the login conversation is for root and PAM
 //! callers, and self-service runs kauthctl as `nobody`.
@@ -257,6 +258,45 @@ fn wrong_enrollment_codes_lock_and_the_right_one_is_then_refused() {
     // The lock was the only obstacle: lifted, the right code confirms.
     assert!(daemon.ctl(&["user", "unlock", "nobody"]).status.success());
     let out = confirm(&daemon, &oathtool_at_step(&secret, step));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn five_wrong_enrollment_codes_drop_the_pending_enrollment() {
+    let daemon = TestDaemon::start("[ratelimit]\nmax_failures = 20\n");
+    let secret = begin_enrollment(&daemon);
+    let step = step_with_margin(10);
+    let wrong = wrong_code(&secret, step);
+    for _ in 0..4 {
+        let out = confirm(&daemon, &wrong);
+        assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
+    }
+    let out = confirm(&daemon, &wrong);
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert!(
+        said.contains("enrollment was cancelled") && said.contains("kauthctl 2fa enroll"),
+        "{said}"
+    );
+    // The old secret's right code no longer confirms anything.
+    let out = confirm(&daemon, &oathtool_at_step(&secret, step));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the dropped enrollment was confirmed"
+    );
+    assert!(
+        stderr(&out).contains("no enrollment is waiting"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(two_factor_status(&daemon).contains("nobody: off"));
+
+    // Beginning again gives a new secret, which confirms.
+    let fresh = begin_enrollment(&daemon);
+    assert_ne!(fresh, secret);
+    let out = confirm(&daemon, &oathtool_at_step(&fresh, step_with_margin(4)));
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

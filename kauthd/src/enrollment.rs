@@ -18,12 +18,19 @@ use crate::totp::{self, TotpParams};
 /// How long an unconfirmed enrollment stays valid.
 pub const PENDING_SECONDS: i64 = 600;
 
+/// Wrong codes a pending enrollment survives: the last one drops it, so
+/// guessing has a handful of tries per secret, not the whole window.
+pub const MAX_WRONG_CONFIRM_CODES: u32 = 5;
+
 #[derive(Debug)]
 pub enum EnrollError {
     /// Nothing to confirm (never begun, or expired).
     NoPending,
     /// The code does not match the new secret.
     WrongCode,
+    /// The code does not match, and it was the last wrong code allowed:
+    /// the pending enrollment is gone.
+    PendingDropped,
     /// Too many failed attempts: nothing was checked.
     Locked {
         until: i64,
@@ -106,7 +113,7 @@ pub fn confirm(
     let m = match outcome {
         Attempt::Right(m) => m,
         Attempt::Locked { until } => return Err(EnrollError::Locked { until }),
-        Attempt::Wrong => return Err(EnrollError::WrongCode),
+        Attempt::Wrong => return Err(wrong_confirm_code(daemon, account)?),
     };
     let codes = recovery::generate(config.recovery.codes)
         .map_err(|e| EnrollError::Internal(e.to_string()))?;
@@ -130,6 +137,24 @@ pub fn confirm(
         "two-factor authentication turned on (TOTP)",
     );
     Ok(codes)
+}
+
+/// Counts a wrong confirming code; the last one allowed drops the pending
+/// enrollment.
+fn wrong_confirm_code(daemon: &Daemon, account: &Account) -> Result<EnrollError, StoreError> {
+    let mut store = daemon.store();
+    if store.count_wrong_pending_code(account.id)? < MAX_WRONG_CONFIRM_CODES {
+        return Ok(EnrollError::WrongCode);
+    }
+    store.clear_pending_totp(account.id)?;
+    drop(store);
+    activity::event(
+        daemon,
+        Some(&account.name),
+        "enroll_cancelled",
+        &format!("pending enrollment dropped after {MAX_WRONG_CONFIRM_CODES} wrong codes"),
+    );
+    Ok(EnrollError::PendingDropped)
 }
 
 /// A new set of recovery codes; the old set stops working.

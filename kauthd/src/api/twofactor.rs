@@ -139,6 +139,13 @@ fn enroll_error(e: EnrollError) -> Response {
             ErrorCode::Refused,
             "that code does not match the new secret; check the server and phone clocks and try the current code",
         ),
+        EnrollError::PendingDropped => error(
+            ErrorCode::Refused,
+            format!(
+                "that code does not match the new secret either: after {} wrong codes the enrollment was cancelled; start again with `kauthctl 2fa enroll` (you will get a new secret: remove the old entry from your authenticator app)",
+                enrollment::MAX_WRONG_CONFIRM_CODES
+            ),
+        ),
         EnrollError::Locked { until } => too_many_failures(until),
         EnrollError::Invalid(why) => error(ErrorCode::Invalid, why),
         EnrollError::Store(e) => internal(&e),
