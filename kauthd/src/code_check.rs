@@ -99,6 +99,39 @@ pub fn record_failure(daemon: &Daemon, name: &str, rhost: Option<&str>) -> Resul
     Ok(())
 }
 
+/// What came of one attempt made under the rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt<T> {
+    /// The answer was right; `T` says what it was.
+    Right(T),
+    /// The answer was wrong, and counted as a failure.
+    Wrong,
+    /// The name or the host is locked: nothing was checked or counted.
+    Locked { until: i64 },
+}
+
+/// The one rule for every password, code, recovery code or token a person
+/// gives: the locks on `name` and `rhost` first (while locked, nothing is
+/// checked, so a locked attempt costs no argon2 run and tells nothing),
+/// then `verify`, and a wrong answer counts as a failure against the name
+/// and the host, locking them at `[ratelimit] max_failures`.
+/// `verify` returns what the right answer was, or `None` when it is wrong.
+pub fn attempt<T>(
+    daemon: &Daemon,
+    name: &str,
+    rhost: Option<&str>,
+    verify: impl FnOnce() -> Result<Option<T>, StoreError>,
+) -> Result<Attempt<T>, StoreError> {
+    if let Some(until) = current_lock(daemon, name, rhost)? {
+        return Ok(Attempt::Locked { until });
+    }
+    if let Some(right) = verify()? {
+        return Ok(Attempt::Right(right));
+    }
+    record_failure(daemon, name, rhost)?;
+    Ok(Attempt::Wrong)
+}
+
 /// Checks `answer` as a TOTP code, then as a recovery code, for `name`
 /// (whose account may not exist: the answer is then simply wrong).
 pub fn check(
@@ -108,21 +141,23 @@ pub fn check(
     rhost: Option<&str>,
     answer: &Secret,
 ) -> Result<CodeOutcome, StoreError> {
-    if let Some(until) = current_lock(daemon, name, rhost)? {
-        return Ok(CodeOutcome::Locked { until });
-    }
-    if let Some(account) = account {
+    let outcome = attempt(daemon, name, rhost, || {
+        let Some(account) = account else {
+            return Ok(None);
+        };
         if check_totp(daemon, account, answer.expose())? {
-            daemon.store().clear_failures(LimitKey::Account(name))?;
-            return Ok(CodeOutcome::Accepted(Factor::Totp));
+            return Ok(Some(Factor::Totp));
         }
-        if let Some(left) = check_recovery(daemon, account, answer.expose())? {
+        Ok(check_recovery(daemon, account, answer.expose())?.map(|left| Factor::Recovery { left }))
+    })?;
+    Ok(match outcome {
+        Attempt::Right(factor) => {
             daemon.store().clear_failures(LimitKey::Account(name))?;
-            return Ok(CodeOutcome::Accepted(Factor::Recovery { left }));
+            CodeOutcome::Accepted(factor)
         }
-    }
-    record_failure(daemon, name, rhost)?;
-    Ok(CodeOutcome::Rejected)
+        Attempt::Wrong => CodeOutcome::Rejected,
+        Attempt::Locked { until } => CodeOutcome::Locked { until },
+    })
 }
 
 /// The code with spaces removed, if it has the shape of a TOTP code.

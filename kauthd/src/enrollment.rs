@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::activity;
 use crate::clock;
-use crate::code_check;
+use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
 use crate::google_auth;
 use crate::recovery;
@@ -18,12 +18,23 @@ use crate::totp::{self, TotpParams};
 /// How long an unconfirmed enrollment stays valid.
 pub const PENDING_SECONDS: i64 = 600;
 
+/// Wrong codes a pending enrollment survives: the last one drops it, so
+/// guessing has a handful of tries per secret, not the whole window.
+pub const MAX_WRONG_CONFIRM_CODES: u32 = 5;
+
 #[derive(Debug)]
 pub enum EnrollError {
     /// Nothing to confirm (never begun, or expired).
     NoPending,
     /// The code does not match the new secret.
     WrongCode,
+    /// The code does not match, and it was the last wrong code allowed:
+    /// the pending enrollment is gone.
+    PendingDropped,
+    /// Too many failed attempts: nothing was checked.
+    Locked {
+        until: i64,
+    },
     Invalid(String),
     Store(StoreError),
     Internal(String),
@@ -89,16 +100,20 @@ pub fn confirm(
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    let Some(m) = totp::find_match(
-        &pending.secret,
-        &pending.params,
-        &digits_only,
-        u64::try_from(now).unwrap_or(0),
-        config.totp.skew_steps,
-        0,
-    ) else {
-        code_check::record_failure(daemon, &account.name, None)?;
-        return Err(EnrollError::WrongCode);
+    let outcome = code_check::attempt(daemon, &account.name, None, || {
+        Ok(totp::find_match(
+            &pending.secret,
+            &pending.params,
+            &digits_only,
+            u64::try_from(now).unwrap_or(0),
+            config.totp.skew_steps,
+            0,
+        ))
+    })?;
+    let m = match outcome {
+        Attempt::Right(m) => m,
+        Attempt::Locked { until } => return Err(EnrollError::Locked { until }),
+        Attempt::Wrong => return Err(wrong_confirm_code(daemon, account)?),
     };
     let codes = recovery::generate(config.recovery.codes)
         .map_err(|e| EnrollError::Internal(e.to_string()))?;
@@ -122,6 +137,24 @@ pub fn confirm(
         "two-factor authentication turned on (TOTP)",
     );
     Ok(codes)
+}
+
+/// Counts a wrong confirming code; the last one allowed drops the pending
+/// enrollment.
+fn wrong_confirm_code(daemon: &Daemon, account: &Account) -> Result<EnrollError, StoreError> {
+    let mut store = daemon.store();
+    if store.count_wrong_pending_code(account.id)? < MAX_WRONG_CONFIRM_CODES {
+        return Ok(EnrollError::WrongCode);
+    }
+    store.clear_pending_totp(account.id)?;
+    drop(store);
+    activity::event(
+        daemon,
+        Some(&account.name),
+        "enroll_cancelled",
+        &format!("pending enrollment dropped after {MAX_WRONG_CONFIRM_CODES} wrong codes"),
+    );
+    Ok(EnrollError::PendingDropped)
 }
 
 /// A new set of recovery codes; the old set stops working.

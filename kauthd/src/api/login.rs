@@ -12,7 +12,7 @@ use super::{error, internal};
 use crate::access::Caller;
 use crate::activity;
 use crate::clock;
-use crate::code_check::{self, CodeOutcome, Factor};
+use crate::code_check::{self, Attempt, CodeOutcome, Factor};
 use crate::daemon::Daemon;
 use crate::names;
 use crate::password;
@@ -203,24 +203,60 @@ impl Conversation {
         daemon.store().account(&self.user)
     }
 
+    /// The password, checked only when neither root's lock nor a rate
+    /// limit lock holds: a locked attempt gets the same answer whatever
+    /// the password, without an argon2 run.
     fn password_answer(&mut self, daemon: &Daemon, password: &Secret) -> Response {
         let config = daemon.config();
         let account = match self.account(daemon) {
             Ok(account) => account,
             Err(e) => return internal(&e),
         };
-        let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
-        self.first_factor_ok = password::verify_or_dummy(password.expose(), hash, &config.password);
-        if let Some(account) = account.as_ref().filter(|_| self.first_factor_ok) {
-            rehash_if_outdated(daemon, account, password);
+        if let Some(refused) = self.refuse_if_root_locked(daemon, account.as_ref()) {
+            return refused;
         }
-        if !self.first_factor_ok {
-            if let Err(e) = code_check::record_failure(daemon, &self.user, self.rhost.as_deref()) {
-                return internal(&e);
+        let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
+        let outcome = code_check::attempt(daemon, &self.user, self.rhost.as_deref(), || {
+            Ok(password::verify_or_dummy(password.expose(), hash, &config.password).then_some(()))
+        });
+        match outcome {
+            Ok(Attempt::Right(())) => {
+                self.first_factor_ok = true;
+                if let Some(account) = account.as_ref() {
+                    rehash_if_outdated(daemon, account, password);
+                }
             }
-            self.record(daemon, "login_failure", "wrong password");
+            Ok(Attempt::Wrong) => {
+                self.first_factor_ok = false;
+                self.record(daemon, "login_failure", "wrong password");
+            }
+            Ok(Attempt::Locked { until }) => return self.refuse_locked(daemon, until),
+            Err(e) => return internal(&e),
         }
         self.after_first_factor(daemon)
+    }
+
+    /// Root locked the account: refused before any password is checked.
+    fn refuse_if_root_locked(
+        &self,
+        daemon: &Daemon,
+        account: Option<&Account>,
+    ) -> Option<Response> {
+        if !account.is_some_and(|a| a.locked) {
+            return None;
+        }
+        self.record(daemon, "login_failure", "account locked by root");
+        Some(finished(Outcome::Locked))
+    }
+
+    /// Locked after repeated failures (of this name or this host).
+    fn refuse_locked(&self, daemon: &Daemon, until: i64) -> Response {
+        let detail = format!(
+            "locked after repeated failures until {}",
+            clock::format_time(until)
+        );
+        self.record(daemon, "login_failure", &detail);
+        finished(Outcome::Locked)
     }
 
     /// Decides what follows the first factor: a code prompt, a notice, or
@@ -242,19 +278,11 @@ impl Conversation {
             Ok(account) => account,
             Err(e) => return internal(&e),
         };
-        if account.as_ref().is_some_and(|a| a.locked) {
-            self.record(daemon, "login_failure", "account locked by root");
-            return finished(Outcome::Locked);
+        if let Some(refused) = self.refuse_if_root_locked(daemon, account.as_ref()) {
+            return refused;
         }
         match code_check::current_lock(daemon, &self.user, self.rhost.as_deref()) {
-            Ok(Some(until)) => {
-                let detail = format!(
-                    "locked after repeated failures until {}",
-                    clock::format_time(until)
-                );
-                self.record(daemon, "login_failure", &detail);
-                return finished(Outcome::Locked);
-            }
+            Ok(Some(until)) => return self.refuse_locked(daemon, until),
             Ok(None) => {}
             Err(e) => return internal(&e),
         }

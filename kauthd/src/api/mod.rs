@@ -212,3 +212,14 @@ pub(crate) fn root_only(caller: &Caller, what: &str) -> Response {
         ),
     )
 }
+
+/// The refusal while a rate-limit lock holds (nothing was checked).
+pub(crate) fn too_many_failures(until: i64) -> Response {
+    error(
+        ErrorCode::Refused,
+        format!(
+            "too many failed attempts: nothing was checked; try again after {} (root can lift the lock with `kauthctl user unlock NAME`)",
+            crate::clock::format_time(until)
+        ),
+    )
+}

@@ -15,7 +15,7 @@ use super::passwords::{check_new_password, store_new_password};
 use super::{error, internal};
 use crate::activity;
 use crate::clock;
-use crate::code_check;
+use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
 use crate::password;
 use crate::store::Account;
@@ -72,29 +72,32 @@ impl ChangeConversation {
         };
         let steps = match code_check::current_lock(daemon, user, rhost) {
             Ok(None) => prompt(CURRENT_PROMPT),
-            Ok(Some(until)) => {
-                change.record(
-                    daemon,
-                    "password_change_failure",
-                    "locked after repeated failures",
-                );
-                change.step = Step::Over;
-                vec![
-                    Response::Message {
-                        style: MessageStyle::Error,
-                        text: format!(
-                            "Too many failed attempts: try again after {}.",
-                            clock::format_time(until)
-                        ),
-                    },
-                    Response::Finished {
-                        outcome: Outcome::Locked,
-                    },
-                ]
-            }
+            Ok(Some(until)) => change.locked(daemon, until),
             Err(e) => change.fail(&e),
         };
         (change, steps)
+    }
+
+    /// Refused while a rate-limit lock holds; the change is over.
+    fn locked(&mut self, daemon: &Daemon, until: i64) -> Vec<Response> {
+        self.record(
+            daemon,
+            "password_change_failure",
+            "locked after repeated failures",
+        );
+        self.step = Step::Over;
+        vec![
+            Response::Message {
+                style: MessageStyle::Error,
+                text: format!(
+                    "Too many failed attempts: try again after {}.",
+                    clock::format_time(until)
+                ),
+            },
+            Response::Finished {
+                outcome: Outcome::Locked,
+            },
+        ]
     }
 
     /// The answer to the last prompt; returns the next steps.
@@ -116,24 +119,8 @@ impl ChangeConversation {
             Ok(account) => account,
             Err(e) => return self.fail(&e),
         };
-        let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
-        let right = password::verify_or_dummy(current.expose(), hash, &config.password);
-        let account = match account {
-            Some(account) if right => account,
-            _ => {
-                if let Err(e) =
-                    code_check::record_failure(daemon, &self.user, self.rhost.as_deref())
-                {
-                    return self.fail(&e);
-                }
-                self.record(daemon, "password_change_failure", "wrong current password");
-                return self.deny(format!(
-                    "Password not changed: the current password is wrong, or {} has no kauthd password (the administrator sets one with `kauthctl user passwd {}`).",
-                    self.user, self.user
-                ));
-            }
-        };
-        if account.locked {
+        // Root's lock before the password, so the answer does not depend on it.
+        if account.as_ref().is_some_and(|a| a.locked) {
             self.record(daemon, "password_change_failure", "account locked by root");
             self.step = Step::Over;
             return vec![
@@ -146,6 +133,23 @@ impl ChangeConversation {
                 },
             ];
         }
+        let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
+        // The rate-limit lock again: it may have come since the prompt.
+        let outcome = code_check::attempt(daemon, &self.user, self.rhost.as_deref(), || {
+            Ok(password::verify_or_dummy(current.expose(), hash, &config.password).then_some(()))
+        });
+        let account = match (outcome, account) {
+            (Ok(Attempt::Right(())), Some(account)) => account,
+            (Ok(Attempt::Locked { until }), _) => return self.locked(daemon, until),
+            (Err(e), _) => return self.fail(&e),
+            _ => {
+                self.record(daemon, "password_change_failure", "wrong current password");
+                return self.deny(format!(
+                    "Password not changed: the current password is wrong, or {} has no kauthd password (the administrator sets one with `kauthctl user passwd {}`).",
+                    self.user, self.user
+                ));
+            }
+        };
         self.account = Some(account);
         self.current = Some(current.clone());
         self.step = Step::New;

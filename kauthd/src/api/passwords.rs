@@ -10,11 +10,11 @@ use kauth_proto::{ErrorCode, Response, Secret};
 use subtle::ConstantTimeEq;
 
 use super::twofactor::target;
-use super::{error, internal};
+use super::{error, internal, too_many_failures};
 use crate::access::Caller;
 use crate::activity;
 use crate::clock;
-use crate::code_check;
+use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
 use crate::names;
 use crate::password;
@@ -117,22 +117,17 @@ fn self_service_allowed(account: &Account, current: Option<&Secret>) -> Result<(
 
 /// The current password, checked under the failure rate limit.
 fn check_current(daemon: &Daemon, account: &Account, current: &Secret) -> Result<(), Response> {
-    let lock = code_check::current_lock(daemon, &account.name, None).map_err(|e| internal(&e))?;
-    if let Some(until) = lock {
-        return Err(error(
-            ErrorCode::Refused,
-            format!(
-                "too many failed attempts: try again after {}",
-                clock::format_time(until)
-            ),
-        ));
-    }
     let config = daemon.config();
     let hash = account.password_hash.as_deref();
-    if password::verify_or_dummy(current.expose(), hash, &config.password) {
-        return Ok(());
+    let outcome = code_check::attempt(daemon, &account.name, None, || {
+        Ok(password::verify_or_dummy(current.expose(), hash, &config.password).then_some(()))
+    });
+    match outcome {
+        Ok(Attempt::Right(())) => return Ok(()),
+        Ok(Attempt::Wrong) => {}
+        Ok(Attempt::Locked { until }) => return Err(too_many_failures(until)),
+        Err(e) => return Err(internal(&e)),
     }
-    code_check::record_failure(daemon, &account.name, None).map_err(|e| internal(&e))?;
     activity::event(
         daemon,
         Some(&account.name),
@@ -334,19 +329,22 @@ pub fn reset(
         return refused();
     }
     let digest = reset_token::digest(token.expose());
-    let account = match daemon.store().account(user) {
-        Ok(Some(account)) => account,
-        Ok(None) => return refused(),
+    // A wrong token counts as a failure for the name, known or not.
+    let outcome = code_check::attempt(daemon, user, None, || {
+        let Some(account) = daemon.store().account(user)? else {
+            return Ok(None);
+        };
+        let usable = daemon
+            .store()
+            .reset_token_usable(account.id, &digest, clock::now())?;
+        Ok(usable.then_some(account))
+    });
+    let account = match outcome {
+        Ok(Attempt::Right(account)) => account,
+        Ok(Attempt::Wrong) => return refused(),
+        Ok(Attempt::Locked { until }) => return too_many_failures(until),
         Err(e) => return internal(&e),
     };
-    match daemon
-        .store()
-        .reset_token_usable(account.id, &digest, clock::now())
-    {
-        Ok(true) => {}
-        Ok(false) => return refused(),
-        Err(e) => return internal(&e),
-    }
     // A refused password leaves the token usable for a better one.
     if let Err(why) = check_new_password(daemon, user, new, None) {
         return error(ErrorCode::Invalid, why);

@@ -3,10 +3,10 @@
 
 use kauth_proto::{ErrorCode, Proof, Response, Secret, TwoFactorEntry, TwoFactorState};
 
-use super::{error, internal, root_only};
+use super::{error, internal, root_only, too_many_failures};
 use crate::access::Caller;
 use crate::clock;
-use crate::code_check::{self, CodeOutcome};
+use crate::code_check::{self, Attempt, CodeOutcome};
 use crate::daemon::Daemon;
 use crate::enrollment::{self, EnrollError};
 use crate::names;
@@ -95,25 +95,18 @@ fn check_proof(
             format!("{what}; give your password (if you have one) and a current verification code or a recovery code"),
         )
     };
-    if let Some(until) =
-        code_check::current_lock(daemon, &account.name, None).map_err(|e| internal(&e))?
-    {
-        return Err(error(
-            ErrorCode::Refused,
-            format!(
-                "too many failed attempts: try again after {}",
-                clock::format_time(until)
-            ),
-        ));
-    }
     if let Some(hash) = &account.password_hash {
-        let ok = proof
-            .password
-            .as_ref()
-            .is_some_and(|p| password::verify(p.expose(), hash));
-        if !ok {
-            code_check::record_failure(daemon, &account.name, None).map_err(|e| internal(&e))?;
-            return Err(refused("the password is missing or wrong"));
+        let given = proof.password.as_ref();
+        let outcome = code_check::attempt(daemon, &account.name, None, || {
+            Ok(given
+                .is_some_and(|p| password::verify(p.expose(), hash))
+                .then_some(()))
+        });
+        match outcome {
+            Ok(Attempt::Right(())) => {}
+            Ok(Attempt::Wrong) => return Err(refused("the password is missing or wrong")),
+            Ok(Attempt::Locked { until }) => return Err(too_many_failures(until)),
+            Err(e) => return Err(internal(&e)),
         }
     }
     let enrolled = daemon
@@ -126,7 +119,10 @@ fn check_proof(
         };
         match code_check::check(daemon, &account.name, Some(account), None, code) {
             Ok(CodeOutcome::Accepted(_)) => {}
-            Ok(_) => return Err(refused("the verification code is wrong or already used")),
+            Ok(CodeOutcome::Rejected) => {
+                return Err(refused("the verification code is wrong or already used"))
+            }
+            Ok(CodeOutcome::Locked { until }) => return Err(too_many_failures(until)),
             Err(e) => return Err(internal(&e)),
         }
     }
@@ -143,6 +139,14 @@ fn enroll_error(e: EnrollError) -> Response {
             ErrorCode::Refused,
             "that code does not match the new secret; check the server and phone clocks and try the current code",
         ),
+        EnrollError::PendingDropped => error(
+            ErrorCode::Refused,
+            format!(
+                "that code does not match the new secret either: after {} wrong codes the enrollment was cancelled; start again with `kauthctl 2fa enroll` (you will get a new secret: remove the old entry from your authenticator app)",
+                enrollment::MAX_WRONG_CONFIRM_CODES
+            ),
+        ),
+        EnrollError::Locked { until } => too_many_failures(until),
         EnrollError::Invalid(why) => error(ErrorCode::Invalid, why),
         EnrollError::Store(e) => internal(&e),
         EnrollError::Internal(why) => {

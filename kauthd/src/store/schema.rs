@@ -109,6 +109,8 @@ const MIGRATIONS: &[&str] = &[
         used       INTEGER
     );
     CREATE INDEX reset_tokens_account ON reset_tokens(account_id);",
+    // 5: wrong codes given to confirm a pending enrollment
+    "ALTER TABLE totp_pending ADD COLUMN wrong_codes INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own

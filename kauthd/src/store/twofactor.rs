@@ -266,6 +266,21 @@ impl Store {
         Ok(())
     }
 
+    /// Counts a wrong code given to confirm the pending enrollment; returns
+    /// how many wrong codes it has had (0 if there is none pending).
+    pub fn count_wrong_pending_code(&mut self, account_id: i64) -> StoreResult<u32> {
+        Ok(self
+            .conn
+            .query_row(
+                "UPDATE totp_pending SET wrong_codes = wrong_codes + 1
+                 WHERE account_id = ?1 RETURNING wrong_codes",
+                params![account_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
     pub fn unused_recovery_codes(&self, account_id: i64) -> StoreResult<Vec<StoredRecoveryCode>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, salt, hash FROM recovery_codes WHERE account_id = ?1 AND used_at IS NULL ORDER BY id",
@@ -365,4 +380,27 @@ fn replace_codes(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    #[test]
+    fn wrong_pending_codes_are_counted_until_a_new_enrollment_begins() {
+        let (_dir, mut store) = test_store();
+        let ann = store.add_account("ann", None, None, 0).unwrap();
+        assert_eq!(store.count_wrong_pending_code(ann.id).unwrap(), 0);
+        let params = TotpParams::default();
+        store
+            .set_pending_totp(ann.id, &[1; 20], &params, 10)
+            .unwrap();
+        assert_eq!(store.count_wrong_pending_code(ann.id).unwrap(), 1);
+        assert_eq!(store.count_wrong_pending_code(ann.id).unwrap(), 2);
+        store
+            .set_pending_totp(ann.id, &[2; 20], &params, 20)
+            .unwrap();
+        assert_eq!(store.count_wrong_pending_code(ann.id).unwrap(), 1);
+    }
 }
