@@ -27,5 +27,6 @@ pub mod manpage;
 pub mod policy;
 pub mod procinfo;
 pub mod recovery;
+pub mod replay_guard;
 pub mod sessions;
 pub mod totp;
