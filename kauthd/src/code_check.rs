@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::drift::{self, Observation};
 use crate::recovery::{self, HashCost};
+use crate::replay_guard::{self, Guard};
 use crate::store::{Account, LimitKey, Limits, NewEvent, StoreError};
 use crate::totp;
 
@@ -153,6 +154,9 @@ pub fn check(
     Ok(match outcome {
         Attempt::Right(factor) => {
             daemon.store().clear_failures(LimitKey::Account(name))?;
+            if let (Factor::Recovery { .. }, Some(account)) = (factor, account) {
+                repair_guard_at_recovery(daemon, account);
+            }
             CodeOutcome::Accepted(factor)
         }
         Attempt::Wrong => CodeOutcome::Rejected,
@@ -180,6 +184,9 @@ fn check_totp(daemon: &Daemon, account: &Account, answer: &str) -> Result<bool, 
         return Ok(false);
     };
     let skew = cred.skew_steps.unwrap_or(config.totp.skew_steps);
+    if let Some(ahead) = Guard::of(&cred, skew).and_then(|g| g.ahead_seconds(now_u)) {
+        warn_guard_ahead(daemon, &account.name, ahead);
+    }
     if let Some(m) = totp::find_match_after(
         &cred.secret,
         &cred.params,
@@ -240,6 +247,60 @@ fn check_totp(daemon: &Daemon, account: &Account, answer: &str) -> Result<bool, 
     ) {
         Some(m) => store.accept_totp(account.id, m.counter, m.offset, now),
         None => Ok(false),
+    }
+}
+
+/// A guard beyond the window refuses every code until the clock catches
+/// up, with nothing else to tell why: say so (at most every ten minutes
+/// per user), with the way out.
+fn warn_guard_ahead(daemon: &Daemon, name: &str, ahead_seconds: u64) {
+    if !daemon.may_warn_about_guard(name) {
+        return;
+    }
+    let gap = replay_guard::describe(ahead_seconds);
+    log::error!(
+        "every code of {name} is refused: the last accepted code is {gap} in the future (the server clock probably ran ahead when it was accepted); `kauthctl 2fa reset-guard --user {name}` repairs it, as does a login with a recovery code"
+    );
+}
+
+/// Puts `account`'s replay guard back to the end of its current window if
+/// it is beyond it. Returns how many seconds ahead it was (0: it was not,
+/// nothing changed). Codes accepted up to now stay refused; codes accepted
+/// while the clock was ahead work again when their time comes.
+pub fn reset_guard(daemon: &Daemon, account: &Account) -> Result<u64, StoreError> {
+    let skew = daemon.config().totp.skew_steps;
+    let now = u64::try_from(clock::now()).unwrap_or(0);
+    let mut store = daemon.store();
+    let Some(guard) = store.totp(account.id)?.and_then(|c| Guard::of(&c, skew)) else {
+        return Ok(0);
+    };
+    let Some(ahead) = guard.ahead_seconds(now) else {
+        return Ok(0);
+    };
+    if !store.lower_guard(account.id, guard.window_end(now))? {
+        return Ok(0);
+    }
+    Ok(ahead)
+}
+
+/// A recovery code proves the person as well as a code would: a guard the
+/// clock left in the future is repaired on the way in.
+fn repair_guard_at_recovery(daemon: &Daemon, account: &Account) {
+    match reset_guard(daemon, account) {
+        Ok(0) => {}
+        Ok(ahead) => activity::event(
+            daemon,
+            Some(&account.name),
+            "guard_reset",
+            &format!(
+                "replay guard repaired at a recovery-code login: it was {} ahead of the clock",
+                replay_guard::describe(ahead)
+            ),
+        ),
+        Err(e) => log::error!(
+            "could not repair the replay guard of {} after a recovery-code login: {e}",
+            account.name
+        ),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The state every connection shares: the current config and the store.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -19,9 +20,15 @@ pub struct Daemon {
     recent_codes: Mutex<RecentCodes>,
     /// When kauthd last warned that the server clock looks wrong.
     last_drift_warning: AtomicI64,
+    /// When kauthd last warned, per user, that their replay guard is ahead
+    /// of the clock (monotonic time: the wall clock is what jumped).
+    guard_warnings: Mutex<HashMap<String, Instant>>,
     pub config_path: PathBuf,
     pub started: Instant,
 }
+
+/// The least time between two warnings about one user's replay guard.
+const GUARD_WARNING_SECONDS: u64 = 600;
 
 impl Daemon {
     pub fn new(config: Config, store: Store, config_path: PathBuf) -> Daemon {
@@ -30,6 +37,7 @@ impl Daemon {
             store: Mutex::new(store),
             recent_codes: Mutex::new(RecentCodes::default()),
             last_drift_warning: AtomicI64::new(0),
+            guard_warnings: Mutex::new(HashMap::new()),
             config_path,
             started: Instant::now(),
         }
@@ -95,6 +103,21 @@ impl Daemon {
                 .last_drift_warning
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
+    }
+
+    /// True at most once every ten minutes per user, for the warning that
+    /// the user's replay guard is ahead of the clock.
+    pub fn may_warn_about_guard(&self, user: &str) -> bool {
+        let mut map = match self.guard_warnings.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.retain(|_, at| at.elapsed().as_secs() < GUARD_WARNING_SECONDS);
+        if map.contains_key(user) {
+            return false;
+        }
+        map.insert(user.to_owned(), Instant::now());
+        true
     }
 
     /// The store, locked: every check-and-update runs alone. A panic in

@@ -28,5 +28,6 @@ pub mod policy;
 pub mod procinfo;
 pub mod recent_codes;
 pub mod recovery;
+pub mod replay_guard;
 pub mod sessions;
 pub mod totp;

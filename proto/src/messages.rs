@@ -194,6 +194,10 @@ pub enum Request {
 
     /// Figures for `kauthctl doctor`. Root only.
     Diagnostics,
+
+    /// Repair a replay guard left in the future by a server clock that ran
+    /// ahead: it goes back to the end of the user's current window. Root only.
+    TwoFactorResetGuard { user: String },
 }
 
 /// What a user gives to make a sensitive change: the password (if the
@@ -326,6 +330,12 @@ pub enum Response {
         expires: i64,
     },
     Diagnostics(DiagnosticsReport),
+    /// Answer to `TwoFactorResetGuard`: how far ahead of the clock the
+    /// guard was, in seconds (0: it was not ahead, nothing changed).
+    GuardReset {
+        user: String,
+        ahead_seconds: u64,
+    },
 }
 
 /// `[policy]` as in force, and optionally what it means for one user.
@@ -380,7 +390,7 @@ pub struct ActivityEvent {
     pub user: Option<String>,
     /// e.g. `login_success`, `login_failure`, `enroll`, `disable`,
     /// `recovery_code_used`, `recovery_codes_regenerated`,
-    /// `password_changed`, `sign_out`, `admin`.
+    /// `password_changed`, `sign_out`, `admin`, `guard_reset`.
     pub event: String,
     pub service: Option<String>,
     pub rhost: Option<String>,
@@ -401,6 +411,16 @@ pub struct DiagnosticsReport {
     /// Median offset of those codes in time steps (positive: phones ahead).
     pub median_offset_steps: i64,
     pub period: u64,
+    /// Users whose replay guard (last accepted code) is beyond the end of
+    /// their window: every real code is refused until the clock catches up.
+    #[serde(default)]
+    pub guard_ahead_users: u64,
+    /// A few of them (at most ten), furthest ahead first.
+    #[serde(default)]
+    pub guard_ahead_names: Vec<String>,
+    /// How far ahead the furthest one is, in seconds.
+    #[serde(default)]
+    pub guard_ahead_max_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -79,6 +79,10 @@ impl TestDaemon {
     }
 
     fn spawn(&mut self) {
+        self.spawn_with_env(&[]);
+    }
+
+    fn spawn_with_env(&mut self, env: &[(&str, &str)]) {
         let stderr = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -93,7 +97,8 @@ impl TestDaemon {
             .env("KAUTHD_SYSLOG_SOCKET", self.dir.path().join("syslog.sock"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr);
+            .stderr(stderr)
+            .envs(env.iter().copied());
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no
         // Rust state; it makes a test run that is killed take kauthd with it.
         unsafe {
@@ -175,6 +180,13 @@ impl TestDaemon {
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
+    }
+
+    /// Starts the daemon again on the same state with extra environment
+    /// variables (e.g. libfaketime's `LD_PRELOAD` and `FAKETIME`).
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.kill9();
+        self.spawn_with_env(env);
     }
 
     /// Runs kauthctl against this daemon as the current user.

@@ -1,6 +1,7 @@
 //! `kauthctl doctor`'s figures from the daemon: where it listens and keeps
-//! its state, and how users' recent codes matched the server clock. Root
-//! only: it says how many people logged in recently.
+//! its state, how users' recent codes matched the server clock, and whose
+//! replay guard a clock that ran ahead left in the future. Root only: it
+//! says how many people logged in recently.
 
 use kauth_proto::{DiagnosticsReport, Response};
 
@@ -8,21 +9,38 @@ use super::{internal, root_only};
 use crate::access::Caller;
 use crate::clock;
 use crate::daemon::Daemon;
+use crate::replay_guard::Guard;
+use crate::store::GuardRow;
 
 /// How far back a user's last accepted code counts (one day).
 const RECENT_SECONDS: i64 = 86_400;
+
+/// How many users whose guard is ahead the answer names (all are counted).
+const GUARD_AHEAD_NAMES: usize = 10;
 
 pub fn report(daemon: &Daemon, caller: &Caller) -> Response {
     if !caller.is_root() {
         return root_only(caller, "read kauthd's diagnostics");
     }
-    let since = clock::now().saturating_sub(RECENT_SECONDS);
-    let offsets = match daemon.store().recent_offsets(since) {
-        Ok(offsets) => offsets,
-        Err(e) => return internal(&e),
+    let now = clock::now();
+    let since = now.saturating_sub(RECENT_SECONDS);
+    let (offsets, guards) = {
+        let store = daemon.store();
+        match store
+            .recent_offsets(since)
+            .and_then(|o| Ok((o, store.guards()?)))
+        {
+            Ok(found) => found,
+            Err(e) => return internal(&e),
+        }
     };
     let skew = summarize(&offsets);
     let config = daemon.config();
+    let ahead = guards_ahead(
+        &guards,
+        config.totp.skew_steps,
+        u64::try_from(now).unwrap_or(0),
+    );
     Response::Diagnostics(DiagnosticsReport {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         socket: config.daemon.socket.display().to_string(),
@@ -32,7 +50,28 @@ pub fn report(daemon: &Daemon, caller: &Caller) -> Response {
         off_centre_users: skew.off_centre,
         median_offset_steps: skew.median_offset_steps,
         period: config.totp.period,
+        guard_ahead_users: u64::try_from(ahead.len()).unwrap_or(u64::MAX),
+        guard_ahead_max_seconds: ahead.first().map_or(0, |(_, seconds)| *seconds),
+        guard_ahead_names: ahead
+            .into_iter()
+            .take(GUARD_AHEAD_NAMES)
+            .map(|(name, _)| name)
+            .collect(),
     })
+}
+
+/// The users whose replay guard is beyond their window, with how far (in
+/// seconds), furthest ahead first.
+fn guards_ahead(rows: &[GuardRow], default_skew: u32, now: u64) -> Vec<(String, u64)> {
+    let mut ahead: Vec<(String, u64)> = rows
+        .iter()
+        .filter_map(|row| {
+            let seconds = Guard::of_row(row, default_skew).ahead_seconds(now)?;
+            Some((row.name.clone(), seconds))
+        })
+        .collect();
+    ahead.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    ahead
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -59,6 +98,33 @@ fn summarize(offsets: &[i64]) -> Skew {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::totp::TotpParams;
+
+    fn row(name: &str, last_counter: u64) -> GuardRow {
+        GuardRow {
+            name: name.to_owned(),
+            last_counter,
+            params: TotpParams::default(),
+            learned_offset: 0,
+            skew_steps: None,
+        }
+    }
+
+    #[test]
+    fn guards_ahead_are_listed_furthest_first() {
+        let now = 1_800_000_000; // step 60_000_000
+        let rows = [
+            row("ann", 60_000_001),
+            row("bob", 60_000_010),
+            row("cid", 60_002_880),
+            row("dee", 59_000_000),
+        ];
+        assert_eq!(
+            guards_ahead(&rows, 1, now),
+            vec![("cid".to_owned(), 2879 * 30), ("bob".to_owned(), 9 * 30)]
+        );
+        assert_eq!(guards_ahead(&rows, 10, now).len(), 1);
+    }
 
     #[test]
     fn no_recent_codes_is_all_zero() {

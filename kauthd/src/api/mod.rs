@@ -167,6 +167,7 @@ pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Respo
         Request::PasswordReset { user, token, new } => {
             passwords::reset(daemon, caller, &user, &token, &new)
         }
+        Request::TwoFactorResetGuard { user } => twofactor::reset_guard(daemon, caller, &user),
         _ => error(
             ErrorCode::BadRequest,
             "this kauthd does not serve that request yet",

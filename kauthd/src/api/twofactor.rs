@@ -1,16 +1,18 @@
 //! Two-factor self-service and administration: status, enroll, confirm,
-//! disable, recovery codes, list, imports.
+//! disable, recovery codes, list, imports, resetting a replay guard.
 
 use kauth_proto::{ErrorCode, Proof, Response, Secret, TwoFactorEntry, TwoFactorState};
 
 use super::{error, internal, root_only, too_many_failures};
 use crate::access::Caller;
+use crate::activity;
 use crate::clock;
 use crate::code_check::{self, Attempt, CodeOutcome};
 use crate::daemon::Daemon;
 use crate::enrollment::{self, EnrollError};
 use crate::names;
 use crate::password;
+use crate::replay_guard;
 use crate::store::{Account, StoreError};
 use crate::totp::{self, TotpParams};
 use crate::unix_users;
@@ -440,5 +442,50 @@ pub fn import_google_authenticator(
             notes: imported.notes,
         },
         Err(e) => enroll_error(e),
+    }
+}
+
+/// Puts back a replay guard that a clock which ran ahead left in the
+/// future (see [`code_check::reset_guard`]). Root only.
+pub fn reset_guard(daemon: &Daemon, caller: &Caller, user: &str) -> Response {
+    if !caller.is_root() {
+        return root_only(caller, "reset a replay guard");
+    }
+    let account = match target(daemon, caller, Some(user), false) {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    match daemon.store().has_totp(account.id) {
+        Ok(true) => {}
+        Ok(false) => {
+            return error(
+                ErrorCode::NotFound,
+                format!(
+                    "two-factor authentication is not on for {}: there is no replay guard to reset",
+                    account.name
+                ),
+            )
+        }
+        Err(e) => return internal(&e),
+    }
+    let ahead_seconds = match code_check::reset_guard(daemon, &account) {
+        Ok(ahead) => ahead,
+        Err(e) => return internal(&e),
+    };
+    if ahead_seconds > 0 {
+        activity::event(
+            daemon,
+            Some(&account.name),
+            "admin",
+            &format!(
+                "replay guard reset by {}: it was {} ahead of the clock",
+                caller.describe(),
+                replay_guard::describe(ahead_seconds)
+            ),
+        );
+    }
+    Response::GuardReset {
+        user: account.name,
+        ahead_seconds,
     }
 }

@@ -24,6 +24,7 @@ pub use activity::NewEvent;
 pub use policy_overrides::Override;
 pub use ratelimit::{LimitKey, Limits};
 pub use sessions::{NewSession, SessionRecord};
+pub use twofactor::GuardRow;
 pub use twofactor::{NewTotp, PendingTotp, StoredRecoveryCode, TotpCredential, TwoFactorRow};
 
 pub const DATABASE_FILE: &str = "kauthd.sqlite";

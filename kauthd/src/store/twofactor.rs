@@ -58,6 +58,17 @@ pub struct TwoFactorRow {
     pub codes_left: u64,
 }
 
+/// One user's replay guard, for finding those a clock that ran ahead left
+/// in the future.
+#[derive(Debug, Clone)]
+pub struct GuardRow {
+    pub name: String,
+    pub last_counter: u64,
+    pub params: TotpParams,
+    pub learned_offset: i64,
+    pub skew_steps: Option<u32>,
+}
+
 fn params_from(row: &Row<'_>, first: usize) -> rusqlite::Result<TotpParams> {
     let algorithm: String = row.get(first)?;
     Ok(TotpParams {
@@ -166,6 +177,36 @@ impl Store {
             params![account_id, to_i64(counter), now, offset],
         )?;
         Ok(n == 1)
+    }
+
+    /// Puts the replay guard back to `counter` when it is beyond it (never
+    /// forward). False when it was not beyond it.
+    pub fn lower_guard(&mut self, account_id: i64, counter: u64) -> StoreResult<bool> {
+        let n = self.conn.execute(
+            "UPDATE totp SET last_counter = ?2 WHERE account_id = ?1 AND last_counter > ?2",
+            params![account_id, to_i64(counter)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Every user's replay guard (users who never used a code have none).
+    pub fn guards(&self) -> StoreResult<Vec<GuardRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.name, t.last_counter, t.algorithm, t.digits, t.period, t.learned_offset,
+                    t.skew_steps
+             FROM totp t JOIN accounts a ON a.id = t.account_id
+             WHERE t.last_counter IS NOT NULL ORDER BY a.name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(GuardRow {
+                name: r.get(0)?,
+                last_counter: counter_from(r.get(1)?).unwrap_or(0),
+                params: params_from(r, 2)?,
+                learned_offset: r.get(5)?,
+                skew_steps: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn set_learned_offset(&mut self, account_id: i64, offset: i64) -> StoreResult<()> {

@@ -168,6 +168,23 @@ pub enum TwoFaCommand {
         #[arg(long, default_value_t = 30)]
         period: u64,
     },
+    /// Repair a replay guard left in the future by a server clock that ran ahead (root).
+    ///
+    /// kauthd refuses a code whose time step is not after the last one it
+    /// accepted for the user. If the server clock once ran ahead (booted a
+    /// day in the future, say) and accepted a code, every real code of that
+    /// user is refused until the clock catches up: kauthd logs an error
+    /// naming the user and `kauthctl doctor` lists them. This puts the guard
+    /// back to the end of the user's current window: codes used up to now
+    /// stay spent, and the user's codes work again once that window has
+    /// passed (about a minute with the default settings).
+    /// A login with a recovery code repairs it too. Codes typed while the
+    /// clock was ahead become valid again when their time comes.
+    ResetGuard {
+        /// The user whose guard is ahead (`kauthctl doctor` names them).
+        #[arg(long, value_name = "NAME")]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

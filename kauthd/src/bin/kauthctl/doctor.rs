@@ -5,7 +5,8 @@
 //!   kauthd observed in users' recent codes;
 //! - files: the state directory (owner-only), the database (0600), the
 //!   config file (not writable by others), the socket;
-//! - daemon: reachable, the running version and config;
+//! - daemon: reachable, the running version and config, users whose
+//!   replay guard a clock that ran ahead left in the future;
 //! - pam: every stack in /etc/pam.d that uses pam_kpanel, evaluated the way
 //!   libpam does, for ways a login could pass while kauthd says no;
 //! - sshd: the settings that would skip PAM's code prompt or break it.
@@ -614,6 +615,7 @@ fn check_daemon(config: &Config, config_path: &Path, judge_skew: bool, report: &
             if judge_skew {
                 check_observed_skew(&diag, report);
             }
+            check_guards(&diag, report);
         }
         Ok(Response::Error {
             code: ErrorCode::BadRequest,
@@ -730,4 +732,33 @@ fn check_observed_skew(diag: &DiagnosticsReport, report: &mut Report) {
             format!("users' codes match the server clock ({users} users in the last day, {off} off-centre)"),
         );
     }
+}
+
+/// Users whose last accepted code is beyond their window: a clock that ran
+/// ahead accepted it, and every real code of theirs is refused until the
+/// clock catches up.
+fn check_guards(diag: &DiagnosticsReport, report: &mut Report) {
+    let count = diag.guard_ahead_users;
+    if count == 0 {
+        report.ok("guard", "no user's replay guard is ahead of the clock");
+        return;
+    }
+    let names = &diag.guard_ahead_names;
+    let mut who = names.join(", ");
+    let unnamed = count.saturating_sub(u64::try_from(names.len()).unwrap_or(0));
+    if unnamed > 0 {
+        who.push_str(&format!(" and {unnamed} more"));
+    }
+    let example = names.first().map_or("NAME", String::as_str);
+    let gap = kauthd::replay_guard::describe(diag.guard_ahead_max_seconds);
+    let what = if count == 1 {
+        format!("the replay guard of {who} is {gap} ahead of the clock")
+    } else {
+        format!("the replay guards of {count} users are ahead of the clock, by up to {gap}: {who}")
+    };
+    report.add(
+        Finding::problem("guard", what)
+        .why("kauthd accepted a code while the server clock ran ahead; it refuses every code of theirs older than that one, so they cannot log in with a code until the clock catches up")
+        .fix(format!("for each user: `kauthctl 2fa reset-guard --user {example}` (a login with a recovery code repairs it too); keep the clock synchronised (`timedatectl`)")),
+    );
 }

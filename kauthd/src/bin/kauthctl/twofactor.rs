@@ -136,6 +136,7 @@ pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<
             out,
             &format!("two-factor authentication is on for {user} with the imported secret"),
         ),
+        TwoFaCommand::ResetGuard { user } => reset_guard(client, out, user),
     }
 }
 
@@ -402,6 +403,32 @@ fn list(client: &mut Client, out: &Output) -> Result<(), Failure> {
             u.last_used.map_or_else(|| "never".to_owned(), format_time)
         ));
     }
+    out.success(&text, fields(&response));
+    Ok(())
+}
+
+fn reset_guard(client: &mut Client, out: &Output, user: &str) -> Result<(), Failure> {
+    let response = call(
+        client,
+        &Request::TwoFactorResetGuard {
+            user: user.to_owned(),
+        },
+    )?;
+    let Response::GuardReset {
+        user,
+        ahead_seconds,
+    } = &response
+    else {
+        return Err(Failure::from_response(response));
+    };
+    let text = if *ahead_seconds == 0 {
+        format!("the replay guard of {user} is not ahead of the clock: nothing to reset")
+    } else {
+        format!(
+            "the replay guard of {user} was {} ahead of the clock and is reset: codes used up to now stay refused, and {user}'s codes work again once the current window has passed (about a minute with the default settings)",
+            kauthd::replay_guard::describe(*ahead_seconds)
+        )
+    };
     out.success(&text, fields(&response));
     Ok(())
 }
