@@ -21,6 +21,7 @@ pub mod activity;
 pub mod code_check;
 pub mod drift;
 pub mod enrollment;
+pub mod escape;
 pub mod google_auth;
 pub mod housekeeping;
 pub mod manpage;
