@@ -4,6 +4,7 @@
 pub mod access;
 pub mod api;
 pub mod argon2_pool;
+pub mod client_fields;
 pub mod clock;
 pub mod config;
 pub mod connection;

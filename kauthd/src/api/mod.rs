@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use kauth_proto::{ErrorCode, Request, Response};
 
 use crate::access::Caller;
+use crate::client_fields;
 use crate::daemon::Daemon;
 use crate::store::StoreError;
 
@@ -44,6 +45,9 @@ impl ConnState {
 
 pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response {
     let caller = &state.caller;
+    if let Err(why) = client_fields::check_request(&request) {
+        return error(ErrorCode::BadRequest, format!("request refused: {why}"));
+    }
     match request {
         Request::Hello { .. } => error(ErrorCode::BadRequest, "hello was already sent"),
         Request::Status => status(daemon),
