@@ -29,5 +29,6 @@ pub mod manpage;
 pub mod policy;
 pub mod procinfo;
 pub mod recovery;
+pub mod refusal_log;
 pub mod sessions;
 pub mod totp;

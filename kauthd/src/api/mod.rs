@@ -21,6 +21,7 @@ use kauth_proto::{ErrorCode, Request, Response};
 use crate::access::Caller;
 use crate::client_fields;
 use crate::daemon::Daemon;
+use crate::refusal_log;
 use crate::store::StoreError;
 
 /// What a connection remembers between requests.
@@ -207,7 +208,10 @@ pub(crate) fn internal(e: &StoreError) -> Response {
 
 /// The standard refusal for a request that needs root.
 pub(crate) fn root_only(caller: &Caller, what: &str) -> Response {
-    log::warn!("refused {what} for {}: root only", caller.describe());
+    refusal_log::warn(
+        caller,
+        format_args!("refused {what} for {}: root only", caller.describe()),
+    );
     error(
         ErrorCode::Forbidden,
         format!(
