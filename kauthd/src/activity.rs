@@ -3,16 +3,18 @@
 
 use crate::clock;
 use crate::daemon::Daemon;
+use crate::escape;
 use crate::store::NewEvent;
 
 /// Records an event at info level (failures at warning level).
 pub fn record(daemon: &Daemon, event: &NewEvent<'_>) {
+    let shown = |value: Option<&str>| value.map_or_else(|| "-".to_owned(), escape::for_log);
     let line = format!(
         "{}: user={} service={} rhost={} {}",
         event.event,
-        event.user.unwrap_or("-"),
-        event.service.unwrap_or("-"),
-        event.rhost.unwrap_or("-"),
+        shown(event.user),
+        shown(event.service),
+        shown(event.rhost),
         event.detail
     );
     if event.event.ends_with("failure") || event.event == "lockout" {

@@ -13,6 +13,7 @@ use kauth_proto::{
 
 use crate::access;
 use crate::api::{self, ConnState};
+use crate::client_fields;
 use crate::daemon::Daemon;
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,17 +72,24 @@ pub fn serve(daemon: Arc<Daemon>, mut stream: UnixStream) {
 /// Reads the client's hello and answers it; false ends the connection.
 fn hello(stream: &mut UnixStream) -> bool {
     let reply = match read_frame::<_, Request>(stream) {
-        Ok(Request::Hello { version, .. }) if version == PROTOCOL_VERSION => {
-            let welcome = Response::Welcome {
-                version: PROTOCOL_VERSION,
-                server: format!("kauthd {}", env!("CARGO_PKG_VERSION")),
-            };
-            return write_frame(stream, &welcome).is_ok();
+        Ok(Request::Hello { version, client }) => {
+            match client_fields::check("client", &client, client_fields::MAX_CLIENT) {
+                Err(why) => error(ErrorCode::BadRequest, format!("hello refused: {why}")),
+                Ok(()) if version == PROTOCOL_VERSION => {
+                    let welcome = Response::Welcome {
+                        version: PROTOCOL_VERSION,
+                        server: format!("kauthd {}", env!("CARGO_PKG_VERSION")),
+                    };
+                    return write_frame(stream, &welcome).is_ok();
+                }
+                Ok(()) => error(
+                    ErrorCode::UnsupportedVersion,
+                    format!(
+                        "this kauthd speaks protocol version {PROTOCOL_VERSION}, not {version}"
+                    ),
+                ),
+            }
         }
-        Ok(Request::Hello { version, .. }) => error(
-            ErrorCode::UnsupportedVersion,
-            format!("this kauthd speaks protocol version {PROTOCOL_VERSION}, not {version}"),
-        ),
         Ok(_) => error(
             ErrorCode::BadRequest,
             "the first message on a connection must be hello".to_owned(),

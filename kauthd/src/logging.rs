@@ -1,11 +1,18 @@
 //! Log to stderr and to syslog (facility authpriv). Callers must never
-//! pass a secret in a log line.
+//! pass a secret in a log line. Every line is escaped here (a value with a
+//! newline cannot forge a second line, nor an ESC reach a terminal) and
+//! cut to [`MAX_LINE_CHARS`].
 
 use std::io::Write;
 use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use syslog::{Facility, Formatter3164, LoggerBackend};
+
+use crate::escape;
+
+/// Longest log line written; the rest is cut, saying how long it was.
+pub const MAX_LINE_CHARS: usize = 2048;
 
 struct DaemonLogger {
     syslog: Option<Mutex<syslog::Logger<LoggerBackend, Formatter3164>>>,
@@ -21,7 +28,7 @@ impl Log for DaemonLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let text = record.args().to_string();
+        let text = line(&record.args().to_string());
         let _ = writeln!(
             std::io::stderr(),
             "kauthd: {}: {text}",
@@ -43,6 +50,15 @@ impl Log for DaemonLogger {
 
     fn flush(&self) {
         let _ = std::io::stderr().flush();
+    }
+}
+
+/// What is written for a message: escaped, and cut when too long.
+fn line(message: &str) -> String {
+    let escaped = escape::escape(message);
+    match escaped.char_indices().nth(MAX_LINE_CHARS) {
+        None => escaped.into_owned(),
+        Some((cut, _)) => format!("{}… (line cut, {} bytes)", &escaped[..cut], escaped.len()),
     }
 }
 
@@ -70,5 +86,26 @@ pub fn init(debug: bool) {
     let logger = DaemonLogger { syslog, level };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_cannot_hold_a_second_line_or_an_escape() {
+        assert_eq!(
+            line("rhost=1.2.3.4\nkauthd: info: login_success: user=root"),
+            "rhost=1.2.3.4\\x0akauthd: info: login_success: user=root"
+        );
+        assert_eq!(line("\u{1b}[2J"), "\\x1b[2J");
+    }
+
+    #[test]
+    fn long_lines_are_cut() {
+        let cut = line(&"x".repeat(100_000));
+        assert!(cut.len() < MAX_LINE_CHARS + 64);
+        assert!(cut.ends_with("(line cut, 100000 bytes)"), "{cut}");
     }
 }

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::connection;
 use crate::daemon::Daemon;
 use crate::housekeeping;
+use crate::refusal_log;
 use crate::store::Store;
 
 /// Everything needed to start: where the config came from and whether it
@@ -69,6 +70,7 @@ pub fn run(options: &Options) -> Result<(), String> {
             housekeeping::run(&daemon);
             last_upkeep = Instant::now();
         }
+        refusal_log::flush();
         if reload.swap(false, Ordering::Relaxed) {
             reload_config(&daemon, options);
         }

@@ -17,6 +17,7 @@ use crate::daemon::Daemon;
 use crate::names;
 use crate::password;
 use crate::policy::{self, Decision, Subject};
+use crate::refusal_log;
 use crate::store::{Account, StoreError};
 
 pub const PASSWORD_PROMPT: &str = "Password: ";
@@ -82,9 +83,12 @@ pub fn begin(
     args: BeginArgs,
 ) -> Response {
     if !caller.is_privileged() {
-        log::warn!(
-            "refused a login conversation from {}: not root and not in [access] pam_callers",
-            caller.describe()
+        refusal_log::warn(
+            caller,
+            format_args!(
+                "refused a login conversation from {}: not root and not in [access] pam_callers",
+                caller.describe()
+            ),
         );
         return error(
             ErrorCode::Forbidden,

@@ -19,7 +19,9 @@ use std::collections::VecDeque;
 use kauth_proto::{ErrorCode, Request, Response};
 
 use crate::access::Caller;
+use crate::client_fields;
 use crate::daemon::Daemon;
+use crate::refusal_log;
 use crate::store::StoreError;
 
 /// What a connection remembers between requests.
@@ -44,6 +46,9 @@ impl ConnState {
 
 pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response {
     let caller = &state.caller;
+    if let Err(why) = client_fields::check_request(&request) {
+        return error(ErrorCode::BadRequest, format!("request refused: {why}"));
+    }
     match request {
         Request::Hello { .. } => error(ErrorCode::BadRequest, "hello was already sent"),
         Request::Status => status(daemon),
@@ -204,7 +209,10 @@ pub(crate) fn internal(e: &StoreError) -> Response {
 
 /// The standard refusal for a request that needs root.
 pub(crate) fn root_only(caller: &Caller, what: &str) -> Response {
-    log::warn!("refused {what} for {}: root only", caller.describe());
+    refusal_log::warn(
+        caller,
+        format_args!("refused {what} for {}: root only", caller.describe()),
+    );
     error(
         ErrorCode::Forbidden,
         format!(

@@ -16,10 +16,12 @@ use crate::activity;
 use crate::clock;
 use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
+use crate::escape;
 use crate::names;
 use crate::password;
 use crate::password_policy;
 use crate::procinfo;
+use crate::refusal_log;
 use crate::reset_token;
 use crate::sessions;
 use crate::store::Account;
@@ -245,9 +247,13 @@ fn caller_session(daemon: &Daemon, caller: &Caller, user: &str) -> Option<String
 /// password?" mail).
 pub fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Response {
     if !caller.is_privileged() {
-        log::warn!(
-            "refused a reset token for {user} to {}: not root and not in [access] pam_callers",
-            caller.describe()
+        refusal_log::warn(
+            caller,
+            format_args!(
+                "refused a reset token for {} to {}: not root and not in [access] pam_callers",
+                escape::for_log(user),
+                caller.describe()
+            ),
         );
         return error(
             ErrorCode::Forbidden,
@@ -316,9 +322,13 @@ pub fn reset(
     new: &Secret,
 ) -> Response {
     let refused = || {
-        log::warn!(
-            "password reset for {user} refused to {}: unknown, used or expired token",
-            caller.describe()
+        refusal_log::warn(
+            caller,
+            format_args!(
+                "password reset for {} refused to {}: unknown, used or expired token",
+                escape::for_log(user),
+                caller.describe()
+            ),
         );
         error(
             ErrorCode::Refused,

@@ -8,15 +8,19 @@ use crate::access::Caller;
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::names;
+use crate::refusal_log;
 use crate::sessions::{self, OpenArgs};
 
 fn privileged_only(caller: &Caller, what: &str) -> Option<Response> {
     if caller.is_privileged() {
         return None;
     }
-    log::warn!(
-        "refused {what} for {}: not root and not in [access] pam_callers",
-        caller.describe()
+    refusal_log::warn(
+        caller,
+        format_args!(
+            "refused {what} for {}: not root and not in [access] pam_callers",
+            caller.describe()
+        ),
     );
     Some(error(
         ErrorCode::Forbidden,

@@ -10,8 +10,10 @@ use crate::clock;
 use crate::code_check::{self, Attempt, CodeOutcome};
 use crate::daemon::Daemon;
 use crate::enrollment::{self, EnrollError};
+use crate::escape;
 use crate::names;
 use crate::password;
+use crate::refusal_log;
 use crate::replay_guard;
 use crate::store::{Account, StoreError};
 use crate::totp::{self, TotpParams};
@@ -27,6 +29,10 @@ pub fn target(
     user: Option<&str>,
     create: bool,
 ) -> Result<Account, Response> {
+    if let Some(name) = user {
+        // Before anything logs it.
+        names::check_login_name(name).map_err(|why| error(ErrorCode::Invalid, why))?;
+    }
     let own = own_name(daemon, caller)?;
     let name = match user {
         None => own.ok_or_else(|| {
@@ -38,7 +44,14 @@ pub fn target(
         Some(name) if own.as_deref() == Some(name) => name.to_owned(),
         Some(name) if caller.is_privileged() => name.to_owned(),
         Some(name) => {
-            log::warn!("refused a request for {name} from {}: not their account", caller.describe());
+            refusal_log::warn(
+                caller,
+                format_args!(
+                    "refused a request for {} from {}: not their account",
+                    escape::for_log(name),
+                    caller.describe()
+                ),
+            );
             return Err(error(
                 ErrorCode::Forbidden,
                 format!("you may only manage your own account, not {name}"),

@@ -4,7 +4,7 @@ use kauth_proto::{Client, Request, Response};
 use serde_json::json;
 
 use crate::args::{Cli, Command, UserCommand};
-use crate::output::{Failure, Output};
+use crate::output::{cell, Failure, Output};
 use crate::{passwords, policy, prompt, sessions, twofactor};
 
 pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> {
@@ -127,7 +127,7 @@ fn list_users(client: &mut Client, out: &Output) -> Result<(), Failure> {
     for u in &users {
         text.push_str(&format!(
             "\n{:<24} {:>7} {:<8} {:<4} {:<6} {}",
-            u.name,
+            cell(&u.name),
             u.uid.map_or_else(|| "-".to_owned(), |n| n.to_string()),
             yes_no(u.has_password),
             if u.two_factor { "on" } else { "off" },

@@ -1,9 +1,46 @@
 //! Printing results: text for people, one JSON document with `--json`.
+//! Everything printed goes through [`terminal_text`] or [`json_text`], so
+//! a value from kauthd (a host, a tty, a detail) cannot send a control
+//! sequence to the terminal.
 
+use std::borrow::Cow;
 use std::process::ExitCode;
 
 use kauth_proto::Response;
+use kauthd::escape;
 use serde_json::{json, Value};
+
+/// One value for a table cell or a line: every control character,
+/// newlines included, shown as an escape.
+pub fn cell(value: &str) -> Cow<'_, str> {
+    escape::escape(value)
+}
+
+/// Text for the terminal: its own line breaks kept, every other control
+/// character shown as an escape.
+pub fn terminal_text(text: &str) -> Cow<'_, str> {
+    escape::escape_keeping_lines(text)
+}
+
+/// A JSON document on one line. serde_json escapes C0 controls; DEL, C1
+/// and the bidi controls are valid raw in JSON, so they are written as
+/// `\uXXXX` escapes too (the same document for a parser, nothing for a
+/// terminal to act on).
+pub fn json_text(value: &Value) -> String {
+    let text = value.to_string();
+    if !text.chars().any(escape::is_unsafe) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if escape::is_unsafe(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Why a command did not succeed, and the exit code that says so.
 #[derive(Debug)]
@@ -88,9 +125,9 @@ impl Output {
                 _ => serde_json::Map::new(),
             };
             doc.insert("ok".to_owned(), Value::Bool(true));
-            println!("{}", Value::Object(doc));
+            println!("{}", json_text(&Value::Object(doc)));
         } else if !text.is_empty() {
-            println!("{text}");
+            println!("{}", terminal_text(text));
         }
     }
 
@@ -99,13 +136,30 @@ impl Output {
             return ExitCode::from(failure.exit);
         }
         if self.json {
-            println!(
-                "{}",
-                json!({"ok": false, "error": failure.code, "message": failure.message})
-            );
+            let doc = json!({"ok": false, "error": failure.code, "message": failure.message});
+            println!("{}", json_text(&doc));
         } else {
-            eprintln!("kauthctl: {}", failure.message);
+            eprintln!("kauthctl: {}", terminal_text(&failure.message));
         }
         ExitCode::from(failure.exit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_keeps_its_lines_but_not_escapes() {
+        assert_eq!(cell("1.2.3.4\n\u{1b}[2J"), "1.2.3.4\\x0a\\x1b[2J");
+        assert_eq!(terminal_text("a\nb\u{1b}[2J"), "a\nb\\x1b[2J");
+    }
+
+    #[test]
+    fn json_escapes_every_control_character_and_stays_the_same_document() {
+        let doc = json!({"rhost": "h\u{1b}[31m\u{9b}2J\u{7f}\u{202e}"});
+        let text = json_text(&doc);
+        assert!(!text.chars().any(escape::is_unsafe), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), doc);
     }
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::args::SessionsAction;
 use crate::commands::call;
-use crate::output::{Failure, Output};
+use crate::output::{cell, json_text, Failure, Output};
 
 /// The session this kauthctl runs in, if PAM exported its id.
 fn current_session() -> Option<String> {
@@ -58,10 +58,8 @@ pub fn run(
                         out.success(&text, json!({"id": id, "valid": true, "user": user}));
                         Ok(())
                     } else if out.is_json() {
-                        println!(
-                            "{}",
-                            json!({"ok": true, "id": id, "valid": false, "user": user})
-                        );
+                        let doc = json!({"ok": true, "id": id, "valid": false, "user": user});
+                        println!("{}", json_text(&doc));
                         Err(Failure::silent())
                     } else {
                         Err(Failure::failed("invalid", text))
@@ -94,11 +92,11 @@ fn list(user: Option<&str>, client: &mut Client, out: &Output) -> Result<(), Fai
         text.push_str(&format!(
             "\n{} {:<32} {:<16} {:<12} {:<16} {:<8} {}",
             if mine { "*" } else { " " },
-            s.id,
-            s.user,
-            s.service,
-            s.rhost.as_deref().unwrap_or("local"),
-            s.tty.as_deref().unwrap_or("-"),
+            cell(&s.id),
+            cell(&s.user),
+            cell(&s.service),
+            cell(s.rhost.as_deref().unwrap_or("local")),
+            cell(s.tty.as_deref().unwrap_or("-")),
             format_time(s.started)
         ));
         let mut row = serde_json::to_value(s).unwrap_or_default();
@@ -146,11 +144,11 @@ pub fn activity(
         text.push_str(&format!(
             "\n{:<19}  {:<16} {:<26} {:<12} {:<16} {}",
             format_time(e.at),
-            e.user.as_deref().unwrap_or("-"),
-            e.event,
-            e.service.as_deref().unwrap_or("-"),
-            e.rhost.as_deref().unwrap_or("-"),
-            e.detail
+            cell(e.user.as_deref().unwrap_or("-")),
+            cell(&e.event),
+            cell(e.service.as_deref().unwrap_or("-")),
+            cell(e.rhost.as_deref().unwrap_or("-")),
+            cell(&e.detail)
         ));
     }
     out.success(&text, json!({ "events": events }));

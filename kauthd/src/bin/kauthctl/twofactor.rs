@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::args::{ImportCommand, ProofArgs, TwoFaCommand};
 use crate::commands::{call, expect_done};
-use crate::output::{Failure, Output};
+use crate::output::{cell, Failure, Output};
 use crate::safe_file::{self, PrivateFile};
 use crate::{prompt, qr};
 use kauthd::clock::format_time;
@@ -318,7 +318,11 @@ fn enroll_begin(
         return Ok(response);
     }
     let picture = qr::terminal(uri.expose()).map_err(input_failure)?;
-    println!("Scan this QR code with your authenticator app ({issuer}: {user}):\n");
+    println!(
+        "Scan this QR code with your authenticator app ({}: {}):\n",
+        cell(issuer),
+        cell(user)
+    );
     println!("{picture}");
     println!("Can't scan the code? Add an account by hand with this setup key:\n");
     println!("    {}\n", setup_key.expose());
@@ -397,7 +401,7 @@ fn list(client: &mut Client, out: &Output) -> Result<(), Failure> {
     for u in users {
         text.push_str(&format!(
             "\n{:<24} {:<20} {:>5} {}",
-            u.name,
+            cell(&u.name),
             format_time(u.enrolled_at),
             u.recovery_codes_left,
             u.last_used.map_or_else(|| "never".to_owned(), format_time)
