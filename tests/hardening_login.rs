@@ -288,3 +288,44 @@ fn the_account_step_is_refused_once_the_code_is_older_than_the_expiry() {
         daemon.stderr()
     );
 }
+
+/// A listener that welcomes the module, then stops reading: the module's
+/// next write fails with EPIPE.
+fn daemon_that_hangs_up_after_the_hello(socket: &Path) -> std::thread::JoinHandle<()> {
+    let listener = UnixListener::bind(socket).unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let _: Request = read_frame(&mut conn).unwrap();
+        conn.shutdown(std::net::Shutdown::Read).unwrap();
+        let welcome = Response::Welcome {
+            version: PROTOCOL_VERSION,
+            server: "kauthd test".into(),
+        };
+        write_frame(&mut conn, &welcome).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+    })
+}
+
+#[test]
+fn a_daemon_that_hangs_up_fails_the_login_without_killing_the_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("hangs-up.sock");
+    let fake = daemon_that_hangs_up_after_the_hello(&socket);
+    let conf = kpanel_service(&socket, "otp_only failmode=safe");
+    let run = Harness::new(HARNESS, &conf, SERVICE)
+        .user("ann")
+        .op("auth")
+        .run();
+    assert!(
+        run.status.is_some(),
+        "the PAM application was killed by a signal: {}",
+        run.stderr
+    );
+    assert_eq!(
+        run.code("auth"),
+        Some("PAM_AUTHINFO_UNAVAIL"),
+        "{}",
+        run.stdout
+    );
+    fake.join().unwrap();
+}

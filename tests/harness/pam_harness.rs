@@ -187,6 +187,14 @@ struct ConvState {
 }
 
 fn main() -> ExitCode {
+    // Like most C PAM applications, leave SIGPIPE at its default (the Rust
+    // runtime ignores it), so a module that writes to a closed socket
+    // without MSG_NOSIGNAL kills this process and the test sees it.
+    // SAFETY: called first thing, before any other thread exists; SIG_DFL
+    // is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let config = match parse_args(std::env::args().skip(1)) {
         Ok(config) => config,
         Err(why) => {
