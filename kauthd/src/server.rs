@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kauth_proto::peer::peer_cred;
 use kauth_proto::{read_frame, write_frame, ErrorCode, Request, Response};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::os::fd::AsFd;
 
+use crate::access;
 use crate::config::Config;
 use crate::connection;
 use crate::daemon::Daemon;
@@ -115,6 +117,7 @@ fn admit(
     let limit = daemon.config().daemon.max_connections;
     if active.fetch_add(1, Ordering::SeqCst) >= limit {
         active.fetch_sub(1, Ordering::SeqCst);
+        log_turned_away(daemon, &stream, limit);
         turn_away(stream, limit, turning_away);
         return;
     }
@@ -154,7 +157,6 @@ const MAX_HELLO_BYTES: u64 = 1024;
 /// Answers `busy` on a short-lived thread, so the accept loop never waits
 /// for a turned-away client.
 fn turn_away(stream: UnixStream, limit: usize, turning_away: &Arc<AtomicUsize>) {
-    log::warn!("turning a connection away: all {limit} connection slots are in use");
     if turning_away.fetch_add(1, Ordering::SeqCst) >= MAX_TURNING_AWAY {
         turning_away.fetch_sub(1, Ordering::SeqCst);
         return;
@@ -169,6 +171,23 @@ fn turn_away(stream: UnixStream, limit: usize, turning_away: &Arc<AtomicUsize>) 
     if let Err(e) = spawned {
         log::error!("cannot start a thread to turn a connection away: {e}");
     }
+}
+
+/// Logs a turned-away connection with the uid it came from; an ordinary
+/// uid's lines are rate-limited, so a flood of connections is no flood of
+/// log lines.
+fn log_turned_away(daemon: &Daemon, stream: &UnixStream, limit: usize) {
+    let Ok(cred) = peer_cred(stream) else {
+        return;
+    };
+    let caller = access::classify(cred, &daemon.config());
+    refusal_log::warn(
+        &caller,
+        format_args!(
+            "turned a connection from {} away: all {limit} connection slots are in use",
+            caller.describe()
+        ),
+    );
 }
 
 /// Reads the client's hello, then answers `busy`. Answering first and
