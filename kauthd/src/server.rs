@@ -32,15 +32,20 @@ pub struct Options {
 pub fn run(options: &Options) -> Result<(), String> {
     let config =
         Config::load(&options.config_path, options.config_explicit).map_err(|e| e.to_string())?;
-    let store = Store::open(&config.daemon.state_dir).map_err(|e| {
-        format!(
-            "cannot open the store in {}: {e}",
-            config.daemon.state_dir.display()
-        )
-    })?;
+    // The socket first: a second kauthd on a live socket says so.
     let socket_path = config.daemon.socket.clone();
     let listener = bind(&socket_path)?;
     let bound_inode = fs::metadata(&socket_path).map(|m| m.ino()).ok();
+    let store = match Store::open(&config.daemon.state_dir) {
+        Ok(store) => store,
+        Err(e) => {
+            remove_own_socket(&socket_path, bound_inode);
+            return Err(format!(
+                "cannot open the store in {}: {e}",
+                config.daemon.state_dir.display()
+            ));
+        }
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
@@ -86,11 +91,15 @@ pub fn run(options: &Options) -> Result<(), String> {
     }
 
     log::info!("stopping on signal");
-    // Remove the socket only if it is still the one we bound.
-    if fs::metadata(&socket_path).map(|m| m.ino()).ok() == bound_inode {
-        let _ = fs::remove_file(&socket_path);
-    }
+    remove_own_socket(&socket_path, bound_inode);
     Ok(())
+}
+
+/// Removes the socket only if it is still the one we bound.
+fn remove_own_socket(path: &Path, bound_inode: Option<u64>) {
+    if fs::metadata(path).map(|m| m.ino()).ok() == bound_inode {
+        let _ = fs::remove_file(path);
+    }
 }
 
 /// Waits up to a quarter second for a connection, so signals are noticed.

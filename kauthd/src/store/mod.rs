@@ -1,6 +1,12 @@
 //! The store: one SQLite database in the state dir. WAL with
 //! `synchronous=FULL`, so a write kauthd acknowledged survives a crash or
 //! power loss. Each submodule holds the queries for one kind of record.
+//!
+//! kauthd holds the database in exclusive locking mode: the WAL index lives
+//! in kauthd's memory rather than in a mapped `-shm` file (a `-shm` file
+//! that cannot be written would kill the process with SIGBUS), and a second
+//! kauthd on the same state dir is refused. `secure_delete` overwrites
+//! deleted content.
 
 mod accounts;
 mod activity;
@@ -17,7 +23,7 @@ use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, ErrorCode};
 
 pub use accounts::Account;
 pub use activity::NewEvent;
@@ -40,6 +46,8 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    /// Another process (another kauthd) holds the database.
+    InUse(PathBuf),
 }
 
 impl fmt::Display for StoreError {
@@ -52,6 +60,11 @@ impl fmt::Display for StoreError {
             StoreError::TooNew { found, known } => write!(
                 f,
                 "the database has schema version {found} but this kauthd knows only up to {known}; run a newer kauthd"
+            ),
+            StoreError::InUse(path) => write!(
+                f,
+                "{} is in use by another process (another kauthd on the same state directory?); stop it first",
+                path.display()
             ),
         }
     }
@@ -91,12 +104,13 @@ impl Store {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
             .map_err(|e| StoreError::Io(path.clone(), e))?;
         let conn = Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            log::warn!("SQLite refused WAL mode (got {mode}); continuing with it");
-        }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        conn.busy_timeout(std::time::Duration::from_secs(2))?;
+        configure(&conn).map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::InUse(path.clone())
+            }
+            _ => StoreError::Sqlite(e),
+        })?;
         let mut store = Store { conn };
         schema::migrate(&mut store.conn)?;
         Ok(store)
@@ -108,6 +122,25 @@ impl Store {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
+}
+
+/// The connection's settings. Exclusive locking must come before the first
+/// access so that SQLite keeps the WAL index in memory; that first access
+/// (switching to WAL) takes the lock, and fails if another process has it.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("PRAGMA locking_mode=EXCLUSIVE;")?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        log::warn!("SQLite refused WAL mode (got {mode}); continuing with it");
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+    )?;
+    // A read takes the lock now rather than at the first request.
+    conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    Ok(())
 }
 
 fn prepare_state_dir(dir: &Path) -> StoreResult<()> {
