@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::totp::{Algorithm, TotpParams};
 
 pub const DEFAULT_CONFIG: &str = "/etc/kauthd/kauthd.toml";
+pub const DEFAULT_SECRET_KEY_FILE: &str = "/etc/kauthd/secret.key";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,6 +34,10 @@ pub struct DaemonConfig {
     /// Seconds a connection may sit idle (this includes a person typing a
     /// code at a prompt, so it should not be shorter than sshd's grace time).
     pub idle_timeout: u64,
+    /// The key that encrypts TOTP secrets in the database; created at the
+    /// first start. Kept apart from the state dir so a copy of the database
+    /// holds no usable secret.
+    pub secret_key_file: PathBuf,
 }
 
 impl Default for DaemonConfig {
@@ -42,6 +47,7 @@ impl Default for DaemonConfig {
             state_dir: PathBuf::from("/var/lib/kauthd"),
             max_connections: 64,
             idle_timeout: 120,
+            secret_key_file: PathBuf::from(DEFAULT_SECRET_KEY_FILE),
         }
     }
 }
@@ -274,6 +280,9 @@ impl Config {
         if !self.daemon.state_dir.is_absolute() {
             return bad("daemon.state_dir", "must be an absolute path");
         }
+        if !self.daemon.secret_key_file.is_absolute() {
+            return bad("daemon.secret_key_file", "must be an absolute path");
+        }
         if self.totp.algorithm.parse::<Algorithm>().is_err() {
             return bad(
                 "totp.algorithm",
@@ -363,6 +372,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = Config::load(&dir.path().join("kauthd.toml"), false).unwrap();
         assert_eq!(c.daemon.socket, PathBuf::from("/run/kauthd/kauthd.sock"));
+        assert_eq!(
+            c.daemon.secret_key_file,
+            PathBuf::from("/etc/kauthd/secret.key")
+        );
         assert_eq!(c.totp.digits, 6);
         assert_eq!(c.recovery.codes, 10);
         assert_eq!(c.policy.require, "all");

@@ -29,3 +29,7 @@ pub mod procinfo;
 pub mod recovery;
 pub mod sessions;
 pub mod totp;
+
+pub mod key_file;
+pub mod rekey;
+pub mod secret_box;

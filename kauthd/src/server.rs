@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::connection;
 use crate::daemon::Daemon;
 use crate::housekeeping;
-use crate::store::Store;
+use crate::rekey;
 
 /// Everything needed to start: where the config came from and whether it
 /// was named on the command line.
@@ -36,14 +36,11 @@ pub fn run(options: &Options) -> Result<(), String> {
     let socket_path = config.daemon.socket.clone();
     let listener = bind(&socket_path)?;
     let bound_inode = fs::metadata(&socket_path).map(|m| m.ino()).ok();
-    let store = match Store::open(&config.daemon.state_dir) {
+    let store = match rekey::open_store(&config.daemon.state_dir, &config.daemon.secret_key_file) {
         Ok(store) => store,
         Err(e) => {
             remove_own_socket(&socket_path, bound_inode);
-            return Err(format!(
-                "cannot open the store in {}: {e}",
-                config.daemon.state_dir.display()
-            ));
+            return Err(e);
         }
     };
 
@@ -154,15 +151,18 @@ fn turn_away(mut stream: UnixStream, limit: usize) {
 
 fn reload_config(daemon: &Daemon, options: &Options) {
     match Config::load(&options.config_path, options.config_explicit) {
-        Ok(new) => {
+        Ok(mut new) => {
             let old = daemon.config();
             if new.daemon.socket != old.daemon.socket
                 || new.daemon.state_dir != old.daemon.state_dir
+                || new.daemon.secret_key_file != old.daemon.secret_key_file
             {
                 log::warn!(
-                    "daemon.socket and daemon.state_dir changes take effect only after a restart"
+                    "daemon.socket, daemon.state_dir and daemon.secret_key_file changes take effect only after a restart"
                 );
             }
+            // The key file in use stays the one the store was opened with.
+            new.daemon.secret_key_file = old.daemon.secret_key_file.clone();
             daemon.replace_config(new);
             log::info!(
                 "configuration reloaded from {}",

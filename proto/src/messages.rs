@@ -194,6 +194,10 @@ pub enum Request {
 
     /// Figures for `kauthctl doctor`. Root only.
     Diagnostics,
+
+    /// Replace the key that encrypts TOTP secrets: kauthd makes a new key
+    /// file and re-encrypts every secret with it. Root only.
+    Rekey,
 }
 
 /// What a user gives to make a sensitive change: the password (if the
@@ -326,6 +330,12 @@ pub enum Response {
         expires: i64,
     },
     Diagnostics(DiagnosticsReport),
+    /// Answer to `Rekey`: the new key's id (8 hex digits) and how many
+    /// secrets it now encrypts.
+    Rekeyed {
+        key_id: String,
+        secrets: u64,
+    },
 }
 
 /// `[policy]` as in force, and optionally what it means for one user.

@@ -92,7 +92,11 @@ fn generate_man(dir: &std::path::Path) -> ExitCode {
                 ),
                 Para::Item(
                     "/var/lib/kauthd/kauthd.sqlite",
-                    "The database: accounts, password hashes, TOTP secrets, hashed recovery codes, sessions, activity. The directory is 0700 and the file 0600, owned by root.",
+                    "The database: accounts, password hashes, TOTP secrets (encrypted), hashed recovery codes, sessions, activity. The directory is 0700 and the file 0600, owned by root. kauthd holds it exclusively while it runs.",
+                ),
+                Para::Item(
+                    "/etc/kauthd/secret.key",
+                    "The key that encrypts the TOTP secrets in the database (daemon.secret_key_file), created at the first start, mode 0400. Back it up apart from the database, which is useless without it; replace it with kauthctl rekey.",
                 ),
             ],
         },

@@ -6,7 +6,8 @@
 //! in kauthd's memory rather than in a mapped `-shm` file (a `-shm` file
 //! that cannot be written would kill the process with SIGBUS), and a second
 //! kauthd on the same state dir is refused. `secure_delete` overwrites
-//! deleted content.
+//! deleted content. TOTP secrets are stored sealed with the key of
+//! `secret_box` (see `twofactor` and `sealing`).
 
 mod accounts;
 mod activity;
@@ -14,6 +15,7 @@ mod policy_overrides;
 mod ratelimit;
 mod reset_tokens;
 mod schema;
+mod sealing;
 mod sessions;
 mod twofactor;
 
@@ -25,10 +27,13 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, ErrorCode};
 
+use crate::secret_box::{SealError, SecretKey};
+
 pub use accounts::Account;
 pub use activity::NewEvent;
 pub use policy_overrides::Override;
 pub use ratelimit::{LimitKey, Limits};
+pub use sealing::KeyUse;
 pub use sessions::{NewSession, SessionRecord};
 pub use twofactor::{NewTotp, PendingTotp, StoredRecoveryCode, TotpCredential, TwoFactorRow};
 
@@ -46,6 +51,8 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    /// A stored TOTP secret could not be sealed or opened.
+    Sealed(SealError),
     /// Another process (another kauthd) holds the database.
     InUse(PathBuf),
 }
@@ -61,6 +68,7 @@ impl fmt::Display for StoreError {
                 f,
                 "the database has schema version {found} but this kauthd knows only up to {known}; run a newer kauthd"
             ),
+            StoreError::Sealed(e) => write!(f, "{e}"),
             StoreError::InUse(path) => write!(
                 f,
                 "{} is in use by another process (another kauthd on the same state directory?); stop it first",
@@ -71,6 +79,12 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl From<SealError> for StoreError {
+    fn from(e: SealError) -> Self {
+        StoreError::Sealed(e)
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -85,12 +99,15 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
+    /// The key that seals TOTP secrets.
+    key: SecretKey,
 }
 
 impl Store {
     /// Opens (creating if needed) the database in `state_dir`, which is made
-    /// owner-only, and brings its schema up to date.
-    pub fn open(state_dir: &Path) -> StoreResult<Store> {
+    /// owner-only, brings its schema up to date and seals with `key` any
+    /// TOTP secret still stored in plain text.
+    pub fn open(state_dir: &Path, key: SecretKey) -> StoreResult<Store> {
         prepare_state_dir(state_dir)?;
         let path = state_dir.join(DATABASE_FILE);
         // Create the file ourselves so it is 0600 from its first byte;
@@ -111,8 +128,12 @@ impl Store {
             }
             _ => StoreError::Sqlite(e),
         })?;
-        let mut store = Store { conn };
+        let mut store = Store { conn, key };
+        // A database from before sealing may hold plaintext secrets, also
+        // in free pages of deleted rows: scrub it once.
+        let scrub = !schema::seals_secrets(&store.conn)?;
         schema::migrate(&mut store.conn)?;
+        store.seal_plaintext_secrets(scrub)?;
         Ok(store)
     }
 
@@ -157,9 +178,14 @@ fn prepare_state_dir(dir: &Path) -> StoreResult<()> {
 }
 
 #[cfg(test)]
+pub(crate) fn test_key() -> SecretKey {
+    SecretKey::generate().unwrap()
+}
+
+#[cfg(test)]
 pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), test_key()).unwrap();
     (dir, store)
 }
 
@@ -180,8 +206,9 @@ mod tests {
     fn reopening_keeps_the_schema_version() {
         let (dir, store) = test_store();
         let v = store.schema_version().unwrap();
+        let key = store.key.clone();
         drop(store);
-        let again = Store::open(dir.path()).unwrap();
+        let again = Store::open(dir.path(), key).unwrap();
         assert_eq!(again.schema_version().unwrap(), v);
         assert!(v >= 1);
     }
