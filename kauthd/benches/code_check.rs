@@ -23,7 +23,11 @@ fn main() {
         .expect("temp dir");
     let mut config = Config::parse("[ratelimit]\nmax_failures = 1000000\n").expect("config");
     config.daemon.state_dir = dir.path().join("state");
-    let mut store = Store::open(&config.daemon.state_dir).expect("store");
+    let mut store = Store::open(
+        &config.daemon.state_dir,
+        kauthd::secret_box::SecretKey::generate().expect("key"),
+    )
+    .expect("store");
     let params = TotpParams::default();
     let secret = totp::generate_secret().expect("secret");
     let account = store.add_account("bench", None, None, 0).expect("account");

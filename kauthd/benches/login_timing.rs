@@ -29,7 +29,11 @@ fn main() -> ExitCode {
     // Default argon2 cost; no rate limit getting in the way.
     let mut config = Config::parse("[ratelimit]\nmax_failures = 1000000\n").expect("config");
     config.daemon.state_dir = dir.path().join("state");
-    let mut store = Store::open(&config.daemon.state_dir).expect("store");
+    let mut store = Store::open(
+        &config.daemon.state_dir,
+        kauthd::secret_box::SecretKey::generate().expect("key"),
+    )
+    .expect("store");
     let hash = password::hash("vq7-lantern-kettle-bramble", &config.password).expect("hash");
     store
         .add_account("known", None, Some(&hash), 0)

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::totp::{Algorithm, TotpParams};
 
 pub const DEFAULT_CONFIG: &str = "/etc/kauthd/kauthd.toml";
+pub const DEFAULT_SECRET_KEY_FILE: &str = "/etc/kauthd/secret.key";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,6 +34,10 @@ pub struct DaemonConfig {
     /// Seconds a connection may sit idle (this includes a person typing a
     /// code at a prompt, so it should not be shorter than sshd's grace time).
     pub idle_timeout: u64,
+    /// The key that encrypts TOTP secrets in the database; created at the
+    /// first start. Kept apart from the state dir so a copy of the database
+    /// holds no usable secret.
+    pub secret_key_file: PathBuf,
 }
 
 impl Default for DaemonConfig {
@@ -42,6 +47,7 @@ impl Default for DaemonConfig {
             state_dir: PathBuf::from("/var/lib/kauthd"),
             max_connections: 64,
             idle_timeout: 120,
+            secret_key_file: PathBuf::from(DEFAULT_SECRET_KEY_FILE),
         }
     }
 }
@@ -229,7 +235,8 @@ impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Reads and checks a config file. A missing file at the default path
-    /// means "all defaults"; a missing file named explicitly is an error.
+    /// means "all defaults"; a missing file named explicitly is an error, and
+    /// so is a file with no setting in it.
     pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
         let err = |message: String| ConfigError {
             path: path.to_owned(),
@@ -237,15 +244,24 @@ impl Config {
         };
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default())
+            }
             Err(e) => return Err(err(format!("cannot read the file: {e}"))),
         };
         Config::parse(&text).map_err(err)
     }
 
     /// Parses config text; the error names the key and what is wrong with it.
+    /// Text with no setting at all (empty, blank or only comments) is
+    /// refused: it is far more likely a truncated or wiped file than a wish
+    /// to reset every key to its default.
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(&e))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| describe_toml_error(&e))?;
+        if table.is_empty() {
+            return Err(EMPTY_CONFIG.to_owned());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -263,6 +279,9 @@ impl Config {
         }
         if !self.daemon.state_dir.is_absolute() {
             return bad("daemon.state_dir", "must be an absolute path");
+        }
+        if !self.daemon.secret_key_file.is_absolute() {
+            return bad("daemon.secret_key_file", "must be an absolute path");
         }
         if self.totp.algorithm.parse::<Algorithm>().is_err() {
             return bad(
@@ -337,6 +356,8 @@ impl Config {
     }
 }
 
+const EMPTY_CONFIG: &str = "the file has no settings (it is empty or holds only comments), so every key would silently fall back to its default; kauthd refuses it. Restore the file (the packaged one documents every key), or delete it to run on the defaults on purpose";
+
 /// toml's message already names the line, the key and the reason.
 fn describe_toml_error(e: &toml::de::Error) -> String {
     e.to_string().trim_end().to_owned()
@@ -347,13 +368,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_file_gives_the_documented_defaults() {
-        let c = Config::parse("").unwrap();
+    fn missing_default_file_gives_the_documented_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&dir.path().join("kauthd.toml"), false).unwrap();
         assert_eq!(c.daemon.socket, PathBuf::from("/run/kauthd/kauthd.sock"));
+        assert_eq!(
+            c.daemon.secret_key_file,
+            PathBuf::from("/etc/kauthd/secret.key")
+        );
         assert_eq!(c.totp.digits, 6);
         assert_eq!(c.recovery.codes, 10);
         assert_eq!(c.policy.require, "all");
         assert_eq!(c.sessions.kill_services, vec!["sshd".to_owned()]);
+    }
+
+    #[test]
+    fn file_without_settings_is_refused() {
+        for text in ["", "  \n\t\n", "# nothing here\n\n# [totp]\n# digits = 8\n"] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.contains("no settings"), "{text:?}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kauthd.toml");
+        std::fs::write(&path, "").unwrap();
+        assert!(Config::load(&path, false).is_err());
+    }
+
+    #[test]
+    fn shipped_config_is_accepted() {
+        let text = include_str!("../../config/kauthd.toml");
+        Config::parse(text).unwrap();
     }
 
     #[test]
@@ -387,7 +431,10 @@ mod tests {
     #[test]
     fn reset_token_lifetime_defaults_to_an_hour_and_is_checked() {
         assert_eq!(
-            Config::parse("").unwrap().password.reset_token_seconds,
+            Config::parse("[password]\n")
+                .unwrap()
+                .password
+                .reset_token_seconds,
             3600
         );
         let e = Config::parse("[password]\nreset_token_seconds = 0\n").unwrap_err();

@@ -34,3 +34,7 @@ pub mod refusal_log;
 pub mod replay_guard;
 pub mod sessions;
 pub mod totp;
+
+pub mod key_file;
+pub mod rekey;
+pub mod secret_box;

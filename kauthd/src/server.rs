@@ -21,7 +21,7 @@ use crate::connection;
 use crate::daemon::Daemon;
 use crate::housekeeping;
 use crate::refusal_log;
-use crate::store::Store;
+use crate::rekey;
 
 /// Everything needed to start: where the config came from and whether it
 /// was named on the command line.
@@ -35,15 +35,17 @@ pub struct Options {
 pub fn run(options: &Options) -> Result<(), String> {
     let config =
         Config::load(&options.config_path, options.config_explicit).map_err(|e| e.to_string())?;
-    let store = Store::open(&config.daemon.state_dir).map_err(|e| {
-        format!(
-            "cannot open the store in {}: {e}",
-            config.daemon.state_dir.display()
-        )
-    })?;
+    // The socket first: a second kauthd on a live socket says so.
     let socket_path = config.daemon.socket.clone();
     let listener = bind(&socket_path)?;
     let bound_inode = fs::metadata(&socket_path).map(|m| m.ino()).ok();
+    let store = match rekey::open_store(&config.daemon.state_dir, &config.daemon.secret_key_file) {
+        Ok(store) => store,
+        Err(e) => {
+            remove_own_socket(&socket_path, bound_inode);
+            return Err(e);
+        }
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
@@ -91,11 +93,15 @@ pub fn run(options: &Options) -> Result<(), String> {
     }
 
     log::info!("stopping on signal");
-    // Remove the socket only if it is still the one we bound.
-    if fs::metadata(&socket_path).map(|m| m.ino()).ok() == bound_inode {
-        let _ = fs::remove_file(&socket_path);
-    }
+    remove_own_socket(&socket_path, bound_inode);
     Ok(())
+}
+
+/// Removes the socket only if it is still the one we bound.
+fn remove_own_socket(path: &Path, bound_inode: Option<u64>) {
+    if fs::metadata(path).map(|m| m.ino()).ok() == bound_inode {
+        let _ = fs::remove_file(path);
+    }
 }
 
 /// Waits up to a quarter second for a connection, so signals are noticed.
@@ -231,15 +237,18 @@ impl Read for DeadlineReader<'_> {
 
 fn reload_config(daemon: &Daemon, options: &Options) {
     match Config::load(&options.config_path, options.config_explicit) {
-        Ok(new) => {
+        Ok(mut new) => {
             let old = daemon.config();
             if new.daemon.socket != old.daemon.socket
                 || new.daemon.state_dir != old.daemon.state_dir
+                || new.daemon.secret_key_file != old.daemon.secret_key_file
             {
                 log::warn!(
-                    "daemon.socket and daemon.state_dir changes take effect only after a restart"
+                    "daemon.socket, daemon.state_dir and daemon.secret_key_file changes take effect only after a restart"
                 );
             }
+            // The key file in use stays the one the store was opened with.
+            new.daemon.secret_key_file = old.daemon.secret_key_file.clone();
             daemon.replace_config(new);
             log::info!(
                 "configuration reloaded from {}",

@@ -198,6 +198,9 @@ pub enum Request {
     /// Repair a replay guard left in the future by a server clock that ran
     /// ahead: it goes back to the end of the user's current window. Root only.
     TwoFactorResetGuard { user: String },
+    /// Replace the key that encrypts TOTP secrets: kauthd makes a new key
+    /// file and re-encrypts every secret with it. Root only.
+    Rekey,
 }
 
 /// What a user gives to make a sensitive change: the password (if the
@@ -335,6 +338,12 @@ pub enum Response {
     GuardReset {
         user: String,
         ahead_seconds: u64,
+    },
+    /// Answer to `Rekey`: the new key's id (8 hex digits) and how many
+    /// secrets it now encrypts.
+    Rekeyed {
+        key_id: String,
+        secrets: u64,
     },
 }
 

@@ -70,9 +70,10 @@ impl TestDaemon {
     /// Rewrites the config file (the daemon reads it again on SIGHUP or restart).
     pub fn write_config(&self, extra: &str) {
         let text = format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n{}\n",
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsecret_key_file = \"{}\"\n{}\n",
             self.socket.display(),
             self.state_dir.display(),
+            self.key_file().display(),
             extra
         );
         fs::write(&self.config_path, text).expect("write config");
@@ -127,6 +128,12 @@ impl TestDaemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("kauthd did not become ready: {}", self.stderr());
+    }
+
+    /// The key file that encrypts this daemon's TOTP secrets (created by
+    /// kauthd at its first start).
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("secret.key")
     }
 
     pub fn pid(&self) -> u32 {

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod diagnostics;
+mod keys;
 pub mod login;
 mod password_change;
 mod passwords;
@@ -173,6 +174,7 @@ pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Respo
             passwords::reset(daemon, caller, &user, &token, &new)
         }
         Request::TwoFactorResetGuard { user } => twofactor::reset_guard(daemon, caller, &user),
+        Request::Rekey => keys::rekey(daemon, caller),
         _ => error(
             ErrorCode::BadRequest,
             "this kauthd does not serve that request yet",

@@ -244,7 +244,7 @@ mod tests {
         let config =
             Config::parse("[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n").unwrap();
         let hash = password::hash(OLD, &config.password).unwrap();
-        let mut store = Store::open(&dir.path().join("state")).unwrap();
+        let mut store = Store::open(&dir.path().join("state"), crate::store::test_key()).unwrap();
         store.add_account("ann", None, Some(&hash), 0).unwrap();
         let daemon = Daemon::new(config, store, dir.path().join("kauthd.toml"));
         (dir, daemon)

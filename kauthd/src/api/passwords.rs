@@ -406,7 +406,7 @@ mod tests {
             "[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n{extra}\n[policy]\nrequire = \"none\"\n"
         );
         let config = Config::parse(&text).unwrap();
-        let store = Store::open(&dir.path().join("state")).unwrap();
+        let store = Store::open(&dir.path().join("state"), crate::store::test_key()).unwrap();
         let daemon = Daemon::new(config, store, dir.path().join("kauthd.toml"));
         (dir, daemon)
     }

@@ -19,7 +19,7 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
     /// Check the configuration file and exit: 0 if it is usable, 1 naming
-    /// the bad key if not.
+    /// the bad key (or saying the file has no setting at all) if not.
     #[arg(long)]
     check_config: bool,
     /// Log more detail (never secrets).
@@ -74,7 +74,7 @@ fn generate_man(dir: &std::path::Path) -> ExitCode {
             paras: &[
                 Para::Item(
                     "SIGHUP",
-                    "Reload the configuration file. A file that cannot be used is logged and the configuration in force is kept. daemon.socket and daemon.state_dir change only at a restart. systemctl reload kauthd sends it.",
+                    "Reload the configuration file. A file that cannot be used (including one with no setting in it) is logged and the configuration in force is kept. daemon.socket and daemon.state_dir change only at a restart. systemctl reload kauthd sends it.",
                 ),
                 Para::Item("SIGTERM, SIGINT", "Stop cleanly and remove the socket."),
             ],
@@ -92,7 +92,11 @@ fn generate_man(dir: &std::path::Path) -> ExitCode {
                 ),
                 Para::Item(
                     "/var/lib/kauthd/kauthd.sqlite",
-                    "The database: accounts, password hashes, TOTP secrets, hashed recovery codes, sessions, activity. The directory is 0700 and the file 0600, owned by root.",
+                    "The database: accounts, password hashes, TOTP secrets (encrypted), hashed recovery codes, sessions, activity. The directory is 0700 and the file 0600, owned by root. kauthd holds it exclusively while it runs.",
+                ),
+                Para::Item(
+                    "/etc/kauthd/secret.key",
+                    "The key that encrypts the TOTP secrets in the database (daemon.secret_key_file), created at the first start, mode 0400. Back it up apart from the database, which is useless without it; replace it with kauthctl rekey.",
                 ),
             ],
         },

@@ -1,6 +1,13 @@
 //! The store: one SQLite database in the state dir. WAL with
 //! `synchronous=FULL`, so a write kauthd acknowledged survives a crash or
 //! power loss. Each submodule holds the queries for one kind of record.
+//!
+//! kauthd holds the database in exclusive locking mode: the WAL index lives
+//! in kauthd's memory rather than in a mapped `-shm` file (a `-shm` file
+//! that cannot be written would kill the process with SIGBUS), and a second
+//! kauthd on the same state dir is refused. `secure_delete` overwrites
+//! deleted content. TOTP secrets are stored sealed with the key of
+//! `secret_box` (see `twofactor` and `sealing`).
 
 mod accounts;
 mod activity;
@@ -8,6 +15,7 @@ mod policy_overrides;
 mod ratelimit;
 mod reset_tokens;
 mod schema;
+mod sealing;
 mod sessions;
 mod twofactor;
 
@@ -17,12 +25,15 @@ use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, ErrorCode};
+
+use crate::secret_box::{SealError, SecretKey};
 
 pub use accounts::Account;
 pub use activity::NewEvent;
 pub use policy_overrides::Override;
 pub use ratelimit::{LimitKey, Limits};
+pub use sealing::KeyUse;
 pub use sessions::{NewSession, SessionRecord};
 pub use twofactor::GuardRow;
 pub use twofactor::{NewTotp, PendingTotp, StoredRecoveryCode, TotpCredential, TwoFactorRow};
@@ -41,6 +52,10 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    /// A stored TOTP secret could not be sealed or opened.
+    Sealed(SealError),
+    /// Another process (another kauthd) holds the database.
+    InUse(PathBuf),
 }
 
 impl fmt::Display for StoreError {
@@ -54,11 +69,23 @@ impl fmt::Display for StoreError {
                 f,
                 "the database has schema version {found} but this kauthd knows only up to {known}; run a newer kauthd"
             ),
+            StoreError::Sealed(e) => write!(f, "{e}"),
+            StoreError::InUse(path) => write!(
+                f,
+                "{} is in use by another process (another kauthd on the same state directory?); stop it first",
+                path.display()
+            ),
         }
     }
 }
 
 impl std::error::Error for StoreError {}
+
+impl From<SealError> for StoreError {
+    fn from(e: SealError) -> Self {
+        StoreError::Sealed(e)
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -73,12 +100,15 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
+    /// The key that seals TOTP secrets.
+    key: SecretKey,
 }
 
 impl Store {
     /// Opens (creating if needed) the database in `state_dir`, which is made
-    /// owner-only, and brings its schema up to date.
-    pub fn open(state_dir: &Path) -> StoreResult<Store> {
+    /// owner-only, brings its schema up to date and seals with `key` any
+    /// TOTP secret still stored in plain text.
+    pub fn open(state_dir: &Path, key: SecretKey) -> StoreResult<Store> {
         prepare_state_dir(state_dir)?;
         let path = state_dir.join(DATABASE_FILE);
         // Create the file ourselves so it is 0600 from its first byte;
@@ -92,14 +122,19 @@ impl Store {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
             .map_err(|e| StoreError::Io(path.clone(), e))?;
         let conn = Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            log::warn!("SQLite refused WAL mode (got {mode}); continuing with it");
-        }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
-        let mut store = Store { conn };
+        conn.busy_timeout(std::time::Duration::from_secs(2))?;
+        configure(&conn).map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::InUse(path.clone())
+            }
+            _ => StoreError::Sqlite(e),
+        })?;
+        let mut store = Store { conn, key };
+        // A database from before sealing may hold plaintext secrets, also
+        // in free pages of deleted rows: scrub it once.
+        let scrub = !schema::seals_secrets(&store.conn)?;
         schema::migrate(&mut store.conn)?;
+        store.seal_plaintext_secrets(scrub)?;
         Ok(store)
     }
 
@@ -109,6 +144,25 @@ impl Store {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
+}
+
+/// The connection's settings. Exclusive locking must come before the first
+/// access so that SQLite keeps the WAL index in memory; that first access
+/// (switching to WAL) takes the lock, and fails if another process has it.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("PRAGMA locking_mode=EXCLUSIVE;")?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        log::warn!("SQLite refused WAL mode (got {mode}); continuing with it");
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+    )?;
+    // A read takes the lock now rather than at the first request.
+    conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    Ok(())
 }
 
 fn prepare_state_dir(dir: &Path) -> StoreResult<()> {
@@ -125,9 +179,14 @@ fn prepare_state_dir(dir: &Path) -> StoreResult<()> {
 }
 
 #[cfg(test)]
+pub(crate) fn test_key() -> SecretKey {
+    SecretKey::generate().unwrap()
+}
+
+#[cfg(test)]
 pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), test_key()).unwrap();
     (dir, store)
 }
 
@@ -148,8 +207,9 @@ mod tests {
     fn reopening_keeps_the_schema_version() {
         let (dir, store) = test_store();
         let v = store.schema_version().unwrap();
+        let key = store.key.clone();
         drop(store);
-        let again = Store::open(dir.path()).unwrap();
+        let again = Store::open(dir.path(), key).unwrap();
         assert_eq!(again.schema_version().unwrap(), v);
         assert!(v >= 1);
     }

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use super::{StoreError, StoreResult};
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: accounts
     "CREATE TABLE accounts (
         id            INTEGER PRIMARY KEY,
@@ -111,6 +111,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX reset_tokens_account ON reset_tokens(account_id);",
     // 5: wrong codes given to confirm a pending enrollment
     "ALTER TABLE totp_pending ADD COLUMN wrong_codes INTEGER NOT NULL DEFAULT 0;",
+    // 6: TOTP secrets encrypted at rest: the id of the key that sealed each
+    // one (NULL: a plaintext secret from before, sealed at the next start)
+    "ALTER TABLE totp ADD COLUMN key_id INTEGER;
+    ALTER TABLE totp_pending ADD COLUMN key_id INTEGER;",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own
@@ -133,4 +137,16 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         log::info!("database schema migrated to version {version}");
     }
     Ok(())
+}
+
+/// Whether the database already records which key sealed each TOTP secret
+/// (a database from before encryption at rest does not). Asked before
+/// migrating, to know whether it may hold plaintext to scrub.
+pub fn seals_secrets(conn: &Connection) -> StoreResult<bool> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('totp') WHERE name = 'key_id'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
 }

@@ -1,9 +1,12 @@
-//! TOTP credentials, pending enrollments and recovery codes.
+//! TOTP credentials, pending enrollments and recovery codes. Secrets are
+//! sealed on the way in and opened on the way out (`secret_box`): the
+//! database holds only ciphertext and the id of the key.
 
 use rusqlite::{params, OptionalExtension, Row};
 use zeroize::Zeroizing;
 
 use super::{Store, StoreResult};
+use crate::secret_box::{self, Purpose};
 use crate::totp::TotpParams;
 
 /// A confirmed TOTP credential.
@@ -69,6 +72,31 @@ pub struct GuardRow {
     pub skew_steps: Option<u32>,
 }
 
+/// A secret as stored: the sealed bytes (the wiped plaintext in a row from
+/// before encryption at rest) and the id of the key that sealed them.
+pub(super) struct Sealed {
+    pub key_id: Option<u32>,
+    pub bytes: Zeroizing<Vec<u8>>,
+}
+
+impl Sealed {
+    /// From columns 0 (`secret`) and 1 (`key_id`) of a row.
+    pub fn from_row(row: &Row<'_>) -> rusqlite::Result<Sealed> {
+        Ok(Sealed {
+            bytes: Zeroizing::new(row.get(0)?),
+            key_id: row.get(1)?,
+        })
+    }
+}
+
+/// The table that holds secrets of each purpose.
+pub(super) fn table_of(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::Enrolled => "totp",
+        Purpose::Pending => "totp_pending",
+    }
+}
+
 fn params_from(row: &Row<'_>, first: usize) -> rusqlite::Result<TotpParams> {
     let algorithm: String = row.get(first)?;
     Ok(TotpParams {
@@ -88,27 +116,59 @@ fn to_i64(value: u64) -> i64 {
 
 impl Store {
     pub fn totp(&self, account_id: i64) -> StoreResult<Option<TotpCredential>> {
-        Ok(self
+        let found = self
             .conn
             .query_row(
-                "SELECT secret, algorithm, digits, period, enabled_at, last_counter, last_used,
-                        last_offset, learned_offset, skew_steps
+                "SELECT secret, key_id, algorithm, digits, period, enabled_at, last_counter,
+                        last_used, last_offset, learned_offset, skew_steps
                  FROM totp WHERE account_id = ?1",
                 params![account_id],
                 |row| {
-                    Ok(TotpCredential {
-                        secret: Zeroizing::new(row.get(0)?),
-                        params: params_from(row, 1)?,
-                        enabled_at: row.get(4)?,
-                        last_counter: counter_from(row.get(5)?),
-                        last_used: row.get(6)?,
-                        last_offset: row.get(7)?,
-                        learned_offset: row.get(8)?,
-                        skew_steps: row.get(9)?,
-                    })
+                    let sealed = Sealed::from_row(row)?;
+                    let cred = TotpCredential {
+                        secret: Zeroizing::new(Vec::new()),
+                        params: params_from(row, 2)?,
+                        enabled_at: row.get(5)?,
+                        last_counter: counter_from(row.get(6)?),
+                        last_used: row.get(7)?,
+                        last_offset: row.get(8)?,
+                        learned_offset: row.get(9)?,
+                        skew_steps: row.get(10)?,
+                    };
+                    Ok((sealed, cred))
                 },
             )
-            .optional()?)
+            .optional()?;
+        let Some((sealed, mut cred)) = found else {
+            return Ok(None);
+        };
+        cred.secret = self.open_secret(Purpose::Enrolled, account_id, &sealed)?;
+        Ok(Some(cred))
+    }
+
+    /// Seals a secret for one row with the store's key.
+    fn seal_secret(
+        &self,
+        purpose: Purpose,
+        account_id: i64,
+        secret: &[u8],
+    ) -> StoreResult<Vec<u8>> {
+        Ok(secret_box::seal(&self.key, purpose, account_id, secret)?)
+    }
+
+    fn open_secret(
+        &self,
+        purpose: Purpose,
+        account_id: i64,
+        sealed: &Sealed,
+    ) -> StoreResult<Zeroizing<Vec<u8>>> {
+        Ok(secret_box::open(
+            &self.key,
+            purpose,
+            account_id,
+            sealed.key_id,
+            &sealed.bytes,
+        )?)
     }
 
     /// Turns TOTP on (replacing any earlier credential and pending
@@ -123,24 +183,27 @@ impl Store {
             skew_steps,
             codes,
         } = *new;
+        let sealed = self.seal_secret(Purpose::Enrolled, account_id, secret)?;
+        let key_id = self.key.id();
         let tx = self.conn.transaction()?;
         delete_rows(&tx, "totp", account_id)?;
         delete_rows(&tx, "totp_pending", account_id)?;
         delete_rows(&tx, "drift_observations", account_id)?;
         tx.execute(
             "INSERT INTO totp (account_id, secret, algorithm, digits, period, enabled_at,
-                               last_counter, last_used, skew_steps)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                               last_counter, last_used, skew_steps, key_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 account_id,
-                secret,
+                sealed,
                 params.algorithm.as_str(),
                 params.digits,
                 to_i64(params.period),
                 now,
                 first_counter.map(to_i64),
                 first_counter.map(|_| now),
-                skew_steps
+                skew_steps,
+                key_id
             ],
         )?;
         if let Some((salt, hashes)) = codes {
@@ -261,20 +324,28 @@ impl Store {
     }
 
     pub fn pending_totp(&self, account_id: i64) -> StoreResult<Option<PendingTotp>> {
-        Ok(self
+        let found = self
             .conn
             .query_row(
-                "SELECT secret, algorithm, digits, period, created FROM totp_pending WHERE account_id = ?1",
+                "SELECT secret, key_id, algorithm, digits, period, created
+                 FROM totp_pending WHERE account_id = ?1",
                 params![account_id],
                 |row| {
-                    Ok(PendingTotp {
-                        secret: Zeroizing::new(row.get(0)?),
-                        params: params_from(row, 1)?,
-                        created: row.get(4)?,
-                    })
+                    let sealed = Sealed::from_row(row)?;
+                    let pending = PendingTotp {
+                        secret: Zeroizing::new(Vec::new()),
+                        params: params_from(row, 2)?,
+                        created: row.get(5)?,
+                    };
+                    Ok((sealed, pending))
                 },
             )
-            .optional()?)
+            .optional()?;
+        let Some((sealed, mut pending)) = found else {
+            return Ok(None);
+        };
+        pending.secret = self.open_secret(Purpose::Pending, account_id, &sealed)?;
+        Ok(Some(pending))
     }
 
     pub fn set_pending_totp(
@@ -284,16 +355,19 @@ impl Store {
         params: &TotpParams,
         now: i64,
     ) -> StoreResult<()> {
+        let sealed = self.seal_secret(Purpose::Pending, account_id, secret)?;
         self.conn.execute(
-            "INSERT OR REPLACE INTO totp_pending (account_id, secret, algorithm, digits, period, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR REPLACE INTO totp_pending (account_id, secret, algorithm, digits, period,
+                                                  created, key_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 account_id,
-                secret,
+                sealed,
                 params.algorithm.as_str(),
                 params.digits,
                 to_i64(params.period),
-                now
+                now,
+                self.key.id()
             ],
         )?;
         Ok(())

@@ -82,6 +82,14 @@ pub enum Command {
     /// Write the manual pages into DIR (for packaging).
     #[command(hide = true)]
     GenerateMan { dir: PathBuf },
+    /// Replace the key that encrypts TOTP secrets (root).
+    ///
+    /// kauthd writes a new key file ([daemon] secret_key_file, KEY.new
+    /// first), re-encrypts every TOTP secret with it in one transaction,
+    /// then renames it over the old one; a crash in between is settled at
+    /// the next start. Back up the new key file afterwards: the database
+    /// cannot be used without it.
+    Rekey,
 }
 
 /// What a user gives for a sensitive change: the password (if the account

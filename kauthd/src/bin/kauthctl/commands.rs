@@ -22,6 +22,7 @@ pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> 
         Command::Activity { since, user, limit } => {
             sessions::activity(since.as_deref(), user.as_deref(), *limit, client, out)
         }
+        Command::Rekey => rekey(client, out),
         // main.rs runs these before connecting to kauthd.
         Command::Doctor(_) | Command::GenerateMan { .. } => Err(Failure::failed(
             "internal",
@@ -62,6 +63,21 @@ fn status(client: &mut Client, out: &Output) -> Result<(), Failure> {
             out.success(
                 &format!("kauthd {version}, up {uptime_seconds} s, {accounts} accounts"),
                 json!({"version": version, "uptime_seconds": uptime_seconds, "accounts": accounts}),
+            );
+            Ok(())
+        }
+        other => Err(Failure::from_response(other)),
+    }
+}
+
+fn rekey(client: &mut Client, out: &Output) -> Result<(), Failure> {
+    match call(client, &Request::Rekey)? {
+        Response::Rekeyed { key_id, secrets } => {
+            out.success(
+                &format!(
+                    "new key {key_id} now encrypts {secrets} TOTP secrets; back up the new key file"
+                ),
+                json!({"key_id": key_id, "secrets": secrets}),
             );
             Ok(())
         }
