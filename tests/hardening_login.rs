@@ -133,7 +133,9 @@ fn failmode_safe_lets_no_wrong_code_through_while_kauthd_is_busy() {
         "account while kauthd was busy"
     );
     assert!(
-        daemon.stderr().contains("turning a connection away"),
+        daemon
+            .stderr()
+            .contains(&format!("away: all {SLOTS} connection slots are in use")),
         "kauthd never turned a login away: {}",
         daemon.stderr()
     );
