@@ -10,6 +10,55 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// A calendar day (UTC), written `YYYY-MM-DD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    /// The Unix time of the day's start.
+    start: i64,
+}
+
+impl Date {
+    /// The Unix time of the day's start (UTC).
+    pub fn start(self) -> i64 {
+        self.start
+    }
+}
+
+impl std::str::FromStr for Date {
+    type Err = InvalidDate;
+
+    fn from_str(text: &str) -> Result<Date, InvalidDate> {
+        parse_date(text)
+            .map(|start| Date { start })
+            .ok_or(InvalidDate)
+    }
+}
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_date(self.start))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Date {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Text that is not a date written `YYYY-MM-DD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidDate;
+
+impl std::fmt::Display for InvalidDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a date written YYYY-MM-DD")
+    }
+}
+
+impl std::error::Error for InvalidDate {}
+
 /// Parses `YYYY-MM-DD` into the Unix time of that day's start (UTC).
 pub fn parse_date(text: &str) -> Option<i64> {
     let mut parts = text.trim().splitn(3, '-');

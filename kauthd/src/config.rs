@@ -4,8 +4,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
+use crate::clock::Date;
 use crate::totp::{Algorithm, TotpParams};
 
 pub const DEFAULT_CONFIG: &str = "/etc/kauthd/kauthd.toml";
@@ -81,7 +82,8 @@ impl Default for AccessConfig {
 pub struct TotpConfig {
     /// Shown in authenticator apps; the hostname when unset.
     pub issuer: Option<String>,
-    pub algorithm: String,
+    #[serde(deserialize_with = "totp_algorithm")]
+    pub algorithm: Algorithm,
     pub digits: u32,
     pub period: u64,
     pub skew_steps: u32,
@@ -92,7 +94,7 @@ impl Default for TotpConfig {
     fn default() -> Self {
         TotpConfig {
             issuer: None,
-            algorithm: "SHA1".to_owned(),
+            algorithm: Algorithm::Sha1,
             digits: 6,
             period: 30,
             skew_steps: 1,
@@ -105,7 +107,7 @@ impl TotpConfig {
     /// The parameters new enrollments get (validated at load time).
     pub fn params(&self) -> TotpParams {
         TotpParams {
-            algorithm: self.algorithm.parse().unwrap_or(Algorithm::Sha1),
+            algorithm: self.algorithm,
             digits: self.digits,
             period: self.period,
         }
@@ -171,11 +173,13 @@ impl Default for RateLimitConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     pub enabled: bool,
-    pub require: String,
+    #[serde(deserialize_with = "policy_require")]
+    pub require: Require,
     pub require_users: Vec<String>,
     pub require_groups: Vec<String>,
     /// `YYYY-MM-DD`: from this day, unenrolled users who must have 2FA are denied.
-    pub deadline: Option<String>,
+    #[serde(deserialize_with = "policy_deadline")]
+    pub deadline: Option<Date>,
     pub exempt_services: Vec<String>,
 }
 
@@ -183,13 +187,63 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
             enabled: true,
-            require: "all".to_owned(),
+            require: Require::All,
             require_users: Vec::new(),
             require_groups: Vec::new(),
             deadline: None,
             exempt_services: Vec::new(),
         }
     }
+}
+
+/// `[policy] require`: who must use two-factor authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Require {
+    /// Every user.
+    All,
+    /// Nobody (unless a per-user override says so).
+    None,
+    /// The users in `require_users` and the members of `require_groups`.
+    Listed,
+}
+
+impl Require {
+    /// The spelling in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Require::All => "all",
+            Require::None => "none",
+            Require::Listed => "listed",
+        }
+    }
+}
+
+/// `totp.algorithm`, case-insensitive as `Algorithm` parses it; the error names the key.
+fn totp_algorithm<'de, D: Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
+    Algorithm::deserialize(d).map_err(|_| {
+        key_error(
+            "totp.algorithm",
+            "must be \"SHA1\", \"SHA256\" or \"SHA512\"",
+        )
+    })
+}
+
+/// `policy.require`; the error names the key.
+fn policy_require<'de, D: Deserializer<'de>>(d: D) -> Result<Require, D::Error> {
+    Require::deserialize(d)
+        .map_err(|_| key_error("policy.require", "must be \"all\", \"none\" or \"listed\""))
+}
+
+/// `policy.deadline`; the error names the key.
+fn policy_deadline<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Date>, D::Error> {
+    Date::deserialize(d)
+        .map(Some)
+        .map_err(|_| key_error("policy.deadline", "must be a date written YYYY-MM-DD"))
+}
+
+fn key_error<E: serde::de::Error>(key: &str, why: &str) -> E {
+    E::custom(format!("key `{key}`: {why}"))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -283,12 +337,6 @@ impl Config {
         if !self.daemon.secret_key_file.is_absolute() {
             return bad("daemon.secret_key_file", "must be an absolute path");
         }
-        if self.totp.algorithm.parse::<Algorithm>().is_err() {
-            return bad(
-                "totp.algorithm",
-                "must be \"SHA1\", \"SHA256\" or \"SHA512\"",
-            );
-        }
         if self.totp.digits != 6 && self.totp.digits != 8 {
             return bad("totp.digits", "must be 6 or 8");
         }
@@ -333,14 +381,6 @@ impl Config {
         if self.ratelimit.window_seconds == 0 {
             return bad("ratelimit.window_seconds", "must be at least 1");
         }
-        if !matches!(self.policy.require.as_str(), "all" | "none" | "listed") {
-            return bad("policy.require", "must be \"all\", \"none\" or \"listed\"");
-        }
-        if let Some(deadline) = &self.policy.deadline {
-            if crate::clock::parse_date(deadline).is_none() {
-                return bad("policy.deadline", "must be a date written YYYY-MM-DD");
-            }
-        }
         if self.activity.retention_days == 0 {
             return bad("activity.retention_days", "must be at least 1");
         }
@@ -378,7 +418,7 @@ mod tests {
         );
         assert_eq!(c.totp.digits, 6);
         assert_eq!(c.recovery.codes, 10);
-        assert_eq!(c.policy.require, "all");
+        assert_eq!(c.policy.require, Require::All);
         assert_eq!(c.sessions.kill_services, vec!["sshd".to_owned()]);
     }
 
@@ -426,6 +466,24 @@ mod tests {
         assert!(e.contains("policy.require"), "{e}");
         let e = Config::parse("[policy]\ndeadline = \"next week\"\n").unwrap_err();
         assert!(e.contains("policy.deadline"), "{e}");
+    }
+
+    #[test]
+    fn typed_fields_are_parsed_once() {
+        let c = Config::parse(
+            "[totp]\nalgorithm = \"sha256\"\n[policy]\nrequire = \"listed\"\ndeadline = \"2026-12-01\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.totp.params().algorithm, Algorithm::Sha256);
+        assert_eq!(c.policy.require, Require::Listed);
+        assert_eq!(
+            c.policy.deadline.map(|d| d.to_string()).as_deref(),
+            Some("2026-12-01")
+        );
+        let e = Config::parse("[totp]\nalgorithm = \"MD5\"\n").unwrap_err();
+        assert!(e.contains("totp.algorithm"), "{e}");
+        let e = Config::parse("[policy]\nrequire = \"All\"\n").unwrap_err();
+        assert!(e.contains("policy.require"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! answer serves SSH, the panel and every other PAM service.
 
 use crate::clock;
-use crate::config::PolicyConfig;
+use crate::clock::Date;
+use crate::config::{PolicyConfig, Require};
 use crate::store::Override;
 use crate::unix_users;
 
@@ -46,9 +47,9 @@ pub fn required(policy: &PolicyConfig, subject: &Subject<'_>) -> (bool, String) 
         Some(Override::Require) => return (true, "per-user override: require".to_owned()),
         None => {}
     }
-    match policy.require.as_str() {
-        "all" => (true, "[policy] require = \"all\"".to_owned()),
-        "listed" => {
+    match policy.require {
+        Require::All => (true, "[policy] require = \"all\"".to_owned()),
+        Require::Listed => {
             if policy.require_users.iter().any(|u| u == subject.name) {
                 return (true, "listed in [policy] require_users".to_owned());
             }
@@ -73,7 +74,7 @@ pub fn required(policy: &PolicyConfig, subject: &Subject<'_>) -> (bool, String) 
                 "[policy] require = \"listed\" and the user is not listed".to_owned(),
             )
         }
-        _ => (false, "[policy] require = \"none\"".to_owned()),
+        Require::None => (false, "[policy] require = \"none\"".to_owned()),
     }
 }
 
@@ -103,7 +104,7 @@ pub fn decide(policy: &PolicyConfig, subject: &Subject<'_>, service: &str, now: 
             notice: None,
         };
     }
-    let deadline = policy.deadline.as_deref().and_then(clock::parse_date);
+    let deadline = policy.deadline.map(Date::start);
     match deadline {
         Some(day) if now < day => Decision::Skip {
             rule: format!("{why}, but the deadline {} has not come", clock::format_date(day)),

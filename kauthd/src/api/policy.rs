@@ -46,10 +46,10 @@ pub fn show(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response {
     };
     Response::Policy(PolicyReport {
         enabled: config.policy.enabled,
-        require: config.policy.require.clone(),
+        require: config.policy.require.as_str().to_owned(),
         require_users: config.policy.require_users.clone(),
         require_groups: config.policy.require_groups.clone(),
-        deadline: config.policy.deadline.clone(),
+        deadline: config.policy.deadline.map(|day| day.to_string()),
         exempt_services: config.policy.exempt_services.clone(),
         overrides,
         user,

@@ -99,8 +99,12 @@ pub(super) fn table_of(purpose: Purpose) -> &'static str {
 
 fn params_from(row: &Row<'_>, first: usize) -> rusqlite::Result<TotpParams> {
     let algorithm: String = row.get(first)?;
+    // An unknown value is a damaged row, never a silent SHA1.
+    let algorithm = algorithm.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(first, rusqlite::types::Type::Text, Box::new(e))
+    })?;
     Ok(TotpParams {
-        algorithm: algorithm.parse().unwrap_or_default(),
+        algorithm,
         digits: row.get(first + 1)?,
         period: u64::try_from(row.get::<_, i64>(first + 2)?).unwrap_or(0),
     })
@@ -517,5 +521,22 @@ mod tests {
             .set_pending_totp(ann.id, &[2; 20], &params, 20)
             .unwrap();
         assert_eq!(store.count_wrong_pending_code(ann.id).unwrap(), 1);
+    }
+
+    #[test]
+    fn unknown_algorithm_in_a_row_is_a_store_error() {
+        let (_dir, mut store) = test_store();
+        let ann = store.add_account("ann", None, None, 0).unwrap();
+        store
+            .set_pending_totp(ann.id, &[1; 20], &TotpParams::default(), 10)
+            .unwrap();
+        store
+            .conn
+            .execute("UPDATE totp_pending SET algorithm = 'MD5'", [])
+            .unwrap();
+        assert!(matches!(
+            store.pending_totp(ann.id),
+            Err(crate::store::StoreError::Sqlite(_))
+        ));
     }
 }
