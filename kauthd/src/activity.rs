@@ -6,6 +6,92 @@ use crate::daemon::Daemon;
 use crate::escape;
 use crate::store::NewEvent;
 
+/// What an activity event records. The names are the ones stored in the
+/// database, written to syslog and sent on the wire (`login_success`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    LoginSuccess,
+    LoginFailure,
+    Lockout,
+    RecoveryCodeUsed,
+    GuardReset,
+    Enroll,
+    EnrollCancelled,
+    RecoveryCodesRegenerated,
+    Disable,
+    PasswordChanged,
+    PasswordChangeFailure,
+    PasswordReset,
+    ResetTokenCreated,
+    SessionOpen,
+    SessionClose,
+    SignOut,
+    /// An administrator's action on an account.
+    Admin,
+}
+
+/// How loud an event is in syslog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Warning,
+}
+
+impl EventKind {
+    /// The stored and logged name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::LoginSuccess => "login_success",
+            EventKind::LoginFailure => "login_failure",
+            EventKind::Lockout => "lockout",
+            EventKind::RecoveryCodeUsed => "recovery_code_used",
+            EventKind::GuardReset => "guard_reset",
+            EventKind::Enroll => "enroll",
+            EventKind::EnrollCancelled => "enroll_cancelled",
+            EventKind::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            EventKind::Disable => "disable",
+            EventKind::PasswordChanged => "password_changed",
+            EventKind::PasswordChangeFailure => "password_change_failure",
+            EventKind::PasswordReset => "password_reset",
+            EventKind::ResetTokenCreated => "reset_token_created",
+            EventKind::SessionOpen => "session_open",
+            EventKind::SessionClose => "session_close",
+            EventKind::SignOut => "sign_out",
+            EventKind::Admin => "admin",
+        }
+    }
+
+    /// Failures and lockouts are warnings; everything else is information.
+    pub fn severity(self) -> Severity {
+        match self {
+            EventKind::LoginFailure | EventKind::PasswordChangeFailure | EventKind::Lockout => {
+                Severity::Warning
+            }
+            EventKind::LoginSuccess
+            | EventKind::RecoveryCodeUsed
+            | EventKind::GuardReset
+            | EventKind::Enroll
+            | EventKind::EnrollCancelled
+            | EventKind::RecoveryCodesRegenerated
+            | EventKind::Disable
+            | EventKind::PasswordChanged
+            | EventKind::PasswordReset
+            | EventKind::ResetTokenCreated
+            | EventKind::SessionOpen
+            | EventKind::SessionClose
+            | EventKind::SignOut
+            | EventKind::Admin => Severity::Info,
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Records an event at info level (failures at warning level).
 pub fn record(daemon: &Daemon, event: &NewEvent<'_>) {
     let shown = |value: Option<&str>| value.map_or_else(|| "-".to_owned(), escape::for_log);
@@ -17,10 +103,9 @@ pub fn record(daemon: &Daemon, event: &NewEvent<'_>) {
         shown(event.rhost),
         event.detail
     );
-    if event.event.ends_with("failure") || event.event == "lockout" {
-        log::warn!("{line}");
-    } else {
-        log::info!("{line}");
+    match event.event.severity() {
+        Severity::Warning => log::warn!("{line}"),
+        Severity::Info => log::info!("{line}"),
     }
     if let Err(e) = daemon.store().record_activity(event, clock::now()) {
         log::error!("could not store an activity event: {e}");
@@ -28,14 +113,15 @@ pub fn record(daemon: &Daemon, event: &NewEvent<'_>) {
 }
 
 /// Shorthand for the common case.
-pub fn event(daemon: &Daemon, user: Option<&str>, event: &str, detail: &str) {
+pub fn event(daemon: &Daemon, user: Option<&str>, event: EventKind, detail: &str) {
     record(
         daemon,
         &NewEvent {
             user,
             event,
             detail,
-            ..NewEvent::default()
+            service: None,
+            rhost: None,
         },
     );
 }
@@ -46,7 +132,7 @@ pub fn login_event(
     user: &str,
     service: &str,
     rhost: Option<&str>,
-    event: &str,
+    event: EventKind,
     detail: &str,
 ) {
     record(
@@ -59,4 +145,26 @@ pub fn login_event(
             detail,
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_serde_names_and_failures_are_warnings() {
+        for kind in [
+            EventKind::LoginSuccess,
+            EventKind::LoginFailure,
+            EventKind::Lockout,
+            EventKind::PasswordChangeFailure,
+            EventKind::RecoveryCodesRegenerated,
+            EventKind::SignOut,
+        ] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            let warns = kind.as_str().ends_with("failure") || kind == EventKind::Lockout;
+            assert_eq!(kind.severity() == Severity::Warning, warns, "{kind}");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 use kauth_proto::Secret;
 
 use crate::activity;
+use crate::activity::EventKind;
 use crate::clock;
 use crate::config::Config;
 use crate::daemon::Daemon;
@@ -87,13 +88,13 @@ pub fn record_failure(daemon: &Daemon, name: &str, rhost: Option<&str>) -> Resul
             daemon,
             &NewEvent {
                 user,
-                event: "lockout",
+                event: EventKind::Lockout,
                 rhost,
                 detail: &format!(
                     "locked for {} s after {} failed attempts",
                     config.ratelimit.lock_seconds, config.ratelimit.max_failures
                 ),
-                ..NewEvent::default()
+                service: None,
             },
         );
     }
@@ -291,7 +292,7 @@ fn repair_guard_at_recovery(daemon: &Daemon, account: &Account) {
         Ok(ahead) => activity::event(
             daemon,
             Some(&account.name),
-            "guard_reset",
+            EventKind::GuardReset,
             &format!(
                 "replay guard repaired at a recovery-code login: it was {} ahead of the clock",
                 replay_guard::describe(ahead)

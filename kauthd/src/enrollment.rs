@@ -7,6 +7,7 @@ use kauth_proto::Secret;
 use zeroize::Zeroizing;
 
 use crate::activity;
+use crate::activity::EventKind;
 use crate::clock;
 use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
@@ -133,7 +134,7 @@ pub fn confirm(
     activity::event(
         daemon,
         Some(&account.name),
-        "enroll",
+        EventKind::Enroll,
         "two-factor authentication turned on (TOTP)",
     );
     Ok(codes)
@@ -151,7 +152,7 @@ fn wrong_confirm_code(daemon: &Daemon, account: &Account) -> Result<EnrollError,
     activity::event(
         daemon,
         Some(&account.name),
-        "enroll_cancelled",
+        EventKind::EnrollCancelled,
         &format!("pending enrollment dropped after {MAX_WRONG_CONFIRM_CODES} wrong codes"),
     );
     Ok(EnrollError::PendingDropped)
@@ -169,7 +170,7 @@ pub fn regenerate_codes(daemon: &Daemon, account: &Account) -> Result<Vec<Secret
     activity::event(
         daemon,
         Some(&account.name),
-        "recovery_codes_regenerated",
+        EventKind::RecoveryCodesRegenerated,
         "a new set of recovery codes; the old set no longer works",
     );
     Ok(codes)
@@ -182,7 +183,7 @@ pub fn disable(daemon: &Daemon, account: &Account) -> Result<bool, EnrollError> 
         activity::event(
             daemon,
             Some(&account.name),
-            "disable",
+            EventKind::Disable,
             "two-factor authentication turned off",
         );
     }
@@ -215,7 +216,7 @@ pub fn import_secret(
     activity::event(
         daemon,
         Some(&account.name),
-        "enroll",
+        EventKind::Enroll,
         "a TOTP secret was imported by root",
     );
     Ok(())
@@ -278,7 +279,7 @@ pub fn import_google_authenticator(
     activity::event(
         daemon,
         Some(&account.name),
-        "enroll",
+        EventKind::Enroll,
         &format!(
             "a google-authenticator file was imported by root ({} scratch codes)",
             hashes.len()

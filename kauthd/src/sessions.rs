@@ -12,10 +12,44 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::activity;
+use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::procinfo;
 use crate::store::{NewEvent, NewSession, SessionRecord, StoreError};
+
+/// Where a recorded session is. The names are the stored and wire ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    Open,
+    /// Closed by PAM, or signed out by ending its process.
+    Closed,
+    /// Signed out while its process goes on (a panel's session).
+    Revoked,
+}
+
+impl SessionState {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Open => "open",
+            SessionState::Closed => "closed",
+            SessionState::Revoked => "revoked",
+        }
+    }
+
+    /// The state of a stored name; `None` for a name kauthd never writes.
+    pub fn from_name(name: &str) -> Option<SessionState> {
+        [
+            SessionState::Open,
+            SessionState::Closed,
+            SessionState::Revoked,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == name)
+    }
+}
 
 /// A new session id: 128 random bits, hex.
 fn new_id() -> Result<String, String> {
@@ -58,7 +92,7 @@ pub fn open(daemon: &Daemon, args: &OpenArgs<'_>) -> Result<String, String> {
         daemon,
         &NewEvent {
             user: Some(args.user),
-            event: "session_open",
+            event: EventKind::SessionOpen,
             service: Some(args.service),
             rhost: args.rhost,
             detail: &format!("session {} (process {})", short(&id), args.pid),
@@ -75,13 +109,13 @@ pub fn short(id: &str) -> &str {
 pub fn close(daemon: &Daemon, record: &SessionRecord) -> Result<(), StoreError> {
     if daemon
         .store()
-        .end_session(&record.info.id, "closed", clock::now())?
+        .end_session(&record.info.id, SessionState::Closed, clock::now())?
     {
         activity::record(
             daemon,
             &NewEvent {
                 user: Some(&record.info.user),
-                event: "session_close",
+                event: EventKind::SessionClose,
                 service: Some(&record.info.service),
                 rhost: record.info.rhost.as_deref(),
                 detail: &format!("session {}", short(&record.info.id)),
@@ -124,7 +158,11 @@ pub fn sign_out(daemon: &Daemon, record: &SessionRecord, by: &str) -> Result<boo
     } else {
         "revoked"
     };
-    let state = if kill_service { "closed" } else { "revoked" };
+    let state = if kill_service {
+        SessionState::Closed
+    } else {
+        SessionState::Revoked
+    };
     if !daemon.store().end_session(&record.info.id, state, now)? {
         return Ok(false);
     }
@@ -132,7 +170,7 @@ pub fn sign_out(daemon: &Daemon, record: &SessionRecord, by: &str) -> Result<boo
         daemon,
         &NewEvent {
             user: Some(&record.info.user),
-            event: "sign_out",
+            event: EventKind::SignOut,
             service: Some(&record.info.service),
             rhost: record.info.rhost.as_deref(),
             detail: &format!(
@@ -176,7 +214,7 @@ pub fn reap(daemon: &Daemon, user: Option<&str>) -> Result<usize, StoreError> {
         if dead
             && daemon
                 .store()
-                .end_session(&record.info.id, "closed", clock::now())?
+                .end_session(&record.info.id, SessionState::Closed, clock::now())?
         {
             closed += 1;
             log::info!(

@@ -5,6 +5,7 @@ use kauth_proto::{ErrorCode, Response, Secret, UserSummary};
 use super::{error, internal, root_only};
 use crate::access::Caller;
 use crate::activity;
+use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::names;
@@ -49,7 +50,7 @@ pub fn add(
             activity::event(
                 daemon,
                 Some(name),
-                "admin",
+                EventKind::Admin,
                 &format!("account added by {}", caller.describe()),
             );
             Response::Done
@@ -77,7 +78,7 @@ pub fn delete(daemon: &Daemon, caller: &Caller, name: &str) -> Response {
             activity::event(
                 daemon,
                 Some(name),
-                "admin",
+                EventKind::Admin,
                 &format!("account deleted by {}", caller.describe()),
             );
             Response::Done
@@ -130,7 +131,7 @@ pub fn set_locked(daemon: &Daemon, caller: &Caller, name: &str, locked: bool) ->
             activity::event(
                 daemon,
                 Some(name),
-                "admin",
+                EventKind::Admin,
                 &format!("failure lock lifted by {}", caller.describe()),
             );
             Response::Done
@@ -139,7 +140,7 @@ pub fn set_locked(daemon: &Daemon, caller: &Caller, name: &str, locked: bool) ->
             activity::event(
                 daemon,
                 Some(name),
-                "admin",
+                EventKind::Admin,
                 &format!("account {verb}ed by {}", caller.describe()),
             );
             Response::Done

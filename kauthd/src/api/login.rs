@@ -11,6 +11,7 @@ use super::passwords::rehash_if_outdated;
 use super::{error, internal};
 use crate::access::Caller;
 use crate::activity;
+use crate::activity::EventKind;
 use crate::clock;
 use crate::code_check::{self, Attempt, CodeOutcome, Factor};
 use crate::daemon::Daemon;
@@ -232,7 +233,7 @@ impl Conversation {
             }
             Ok(Attempt::Wrong) => {
                 self.first_factor_ok = false;
-                self.record(daemon, "login_failure", "wrong password");
+                self.record(daemon, EventKind::LoginFailure, "wrong password");
             }
             Ok(Attempt::Locked { until }) => return self.refuse_locked(daemon, until),
             Err(e) => return internal(&e),
@@ -249,7 +250,7 @@ impl Conversation {
         if !account.is_some_and(|a| a.locked) {
             return None;
         }
-        self.record(daemon, "login_failure", "account locked by root");
+        self.record(daemon, EventKind::LoginFailure, "account locked by root");
         Some(finished(Outcome::Locked))
     }
 
@@ -259,7 +260,7 @@ impl Conversation {
             "locked after repeated failures until {}",
             clock::format_time(until)
         );
-        self.record(daemon, "login_failure", &detail);
+        self.record(daemon, EventKind::LoginFailure, &detail);
         finished(Outcome::Locked)
     }
 
@@ -300,7 +301,11 @@ impl Conversation {
                 prompt(CODE_PROMPT)
             }
             Decision::Skip { rule, notice } => {
-                self.record(daemon, "login_success", &format!("without a code ({rule})"));
+                self.record(
+                    daemon,
+                    EventKind::LoginSuccess,
+                    &format!("without a code ({rule})"),
+                );
                 self.stage = Stage::Relaying;
                 match notice {
                     Some(text) => {
@@ -316,7 +321,7 @@ impl Conversation {
             } => {
                 self.record(
                     daemon,
-                    "login_failure",
+                    EventKind::LoginFailure,
                     &format!("refused by the policy ({rule})"),
                 );
                 self.stage = Stage::Relaying;
@@ -350,9 +355,9 @@ impl Conversation {
                     Factor::Totp => "verification code".to_owned(),
                     Factor::Recovery { left } => format!("recovery code ({left} left)"),
                 };
-                self.record(daemon, "login_success", &format!("with a {how}"));
+                self.record(daemon, EventKind::LoginSuccess, &format!("with a {how}"));
                 if matches!(factor, Factor::Recovery { .. }) {
-                    self.record(daemon, "recovery_code_used", &how);
+                    self.record(daemon, EventKind::RecoveryCodeUsed, &how);
                 }
                 match factor {
                     Factor::Recovery { left } => {
@@ -368,11 +373,15 @@ impl Conversation {
                 }
             }
             Ok(CodeOutcome::Rejected) => {
-                self.record(daemon, "login_failure", "wrong verification code");
+                self.record(daemon, EventKind::LoginFailure, "wrong verification code");
                 finished(Outcome::Denied)
             }
             Ok(CodeOutcome::Locked { .. }) => {
-                self.record(daemon, "login_failure", "locked after repeated failures");
+                self.record(
+                    daemon,
+                    EventKind::LoginFailure,
+                    "locked after repeated failures",
+                );
                 finished(Outcome::Locked)
             }
             Err(e) => internal(&e),
@@ -380,7 +389,7 @@ impl Conversation {
     }
 
     /// Records an event of this login (syslog and the activity table).
-    fn record(&self, daemon: &Daemon, event: &str, detail: &str) {
+    fn record(&self, daemon: &Daemon, event: EventKind, detail: &str) {
         activity::login_event(
             daemon,
             &self.user,

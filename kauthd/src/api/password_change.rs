@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use super::passwords::{check_new_password, store_new_password};
 use super::{error, internal};
 use crate::activity;
+use crate::activity::EventKind;
 use crate::clock;
 use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
@@ -82,7 +83,7 @@ impl ChangeConversation {
     fn locked(&mut self, daemon: &Daemon, until: i64) -> Vec<Response> {
         self.record(
             daemon,
-            "password_change_failure",
+            EventKind::PasswordChangeFailure,
             "locked after repeated failures",
         );
         self.step = Step::Over;
@@ -121,7 +122,11 @@ impl ChangeConversation {
         };
         // Root's lock before the password, so the answer does not depend on it.
         if account.as_ref().is_some_and(|a| a.locked) {
-            self.record(daemon, "password_change_failure", "account locked by root");
+            self.record(
+                daemon,
+                EventKind::PasswordChangeFailure,
+                "account locked by root",
+            );
             self.step = Step::Over;
             return vec![
                 Response::Message {
@@ -143,7 +148,11 @@ impl ChangeConversation {
             (Ok(Attempt::Locked { until }), _) => return self.locked(daemon, until),
             (Err(e), _) => return self.fail(&e),
             _ => {
-                self.record(daemon, "password_change_failure", "wrong current password");
+                self.record(
+                    daemon,
+                    EventKind::PasswordChangeFailure,
+                    "wrong current password",
+                );
                 return self.deny(format!(
                     "Password not changed: the current password is wrong, or {} has no kauthd password (the administrator sets one with `kauthctl user passwd {}`).",
                     self.user, self.user
@@ -162,7 +171,7 @@ impl ChangeConversation {
         if let Err(why) = check_new_password(daemon, &self.user, new, self.current.as_ref()) {
             self.record(
                 daemon,
-                "password_change_failure",
+                EventKind::PasswordChangeFailure,
                 "new password refused by the policy",
             );
             return self.deny(format!("Password not changed. {why}"));
@@ -186,7 +195,7 @@ impl ChangeConversation {
         if let Err(response) = store_new_password(daemon, &account, &new) {
             return vec![response];
         }
-        self.record(daemon, "password_changed", "through PAM");
+        self.record(daemon, EventKind::PasswordChanged, "through PAM");
         vec![Response::Finished {
             outcome: Outcome::Success,
         }]
@@ -214,7 +223,7 @@ impl ChangeConversation {
         vec![internal(e)]
     }
 
-    fn record(&self, daemon: &Daemon, event: &str, detail: &str) {
+    fn record(&self, daemon: &Daemon, event: EventKind, detail: &str) {
         activity::login_event(
             daemon,
             &self.user,

@@ -13,6 +13,7 @@ use super::twofactor::target;
 use super::{error, internal, too_many_failures};
 use crate::access::Caller;
 use crate::activity;
+use crate::activity::EventKind;
 use crate::clock;
 use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
@@ -72,7 +73,7 @@ pub fn change(
     activity::event(
         daemon,
         Some(&account.name),
-        "password_changed",
+        EventKind::PasswordChanged,
         &format!("by {by}"),
     );
     if !sign_out_others {
@@ -133,7 +134,7 @@ fn check_current(daemon: &Daemon, account: &Account, current: &Secret) -> Result
     activity::event(
         daemon,
         Some(&account.name),
-        "password_change_failure",
+        EventKind::PasswordChangeFailure,
         "wrong current password",
     );
     Err(error(
@@ -299,7 +300,7 @@ pub fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Respo
     activity::event(
         daemon,
         Some(user),
-        "reset_token_created",
+        EventKind::ResetTokenCreated,
         &format!(
             "by {}; valid until {}",
             caller.describe(),
@@ -381,7 +382,7 @@ pub fn reset(
     activity::event(
         daemon,
         Some(user),
-        "password_reset",
+        EventKind::PasswordReset,
         &format!("with a reset token, by {}", caller.describe()),
     );
     Response::Done

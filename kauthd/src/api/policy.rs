@@ -6,6 +6,7 @@ use super::login::decide;
 use super::{error, internal, root_only};
 use crate::access::Caller;
 use crate::activity;
+use crate::activity::EventKind;
 use crate::daemon::Daemon;
 use crate::names;
 use crate::policy::{self, Decision, Subject};
@@ -128,7 +129,7 @@ pub fn set(daemon: &Daemon, caller: &Caller, user: &str, rule: Option<&str>) -> 
             activity::event(
                 daemon,
                 Some(user),
-                "admin",
+                EventKind::Admin,
                 &format!("policy for the user set to {what} by {}", caller.describe()),
             );
             Response::Done

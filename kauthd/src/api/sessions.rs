@@ -9,6 +9,7 @@ use crate::clock;
 use crate::daemon::Daemon;
 use crate::names;
 use crate::refusal_log;
+use crate::sessions::SessionState;
 use crate::sessions::{self, OpenArgs};
 
 fn privileged_only(caller: &Caller, what: &str) -> Option<Response> {
@@ -124,7 +125,7 @@ pub fn sign_out(
     match (id, all) {
         (Some(id), false) => {
             let record = match daemon.store().session(id) {
-                Ok(Some(record)) if record.info.state == "open" => record,
+                Ok(Some(record)) if record.state == SessionState::Open => record,
                 Ok(_) => {
                     return error(
                         ErrorCode::NotFound,
@@ -174,7 +175,7 @@ pub fn check(daemon: &Daemon, caller: &Caller, id: &str) -> Response {
     match daemon.store().session(id) {
         Ok(Some(record)) => Response::SessionValidity {
             id: id.to_owned(),
-            valid: record.info.state == "open",
+            valid: record.state == SessionState::Open,
             user: Some(record.info.user),
         },
         Ok(None) => Response::SessionValidity {

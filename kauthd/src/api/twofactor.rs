@@ -6,6 +6,7 @@ use kauth_proto::{ErrorCode, Proof, Response, Secret, TwoFactorEntry, TwoFactorS
 use super::{error, internal, root_only, too_many_failures};
 use crate::access::Caller;
 use crate::activity;
+use crate::activity::EventKind;
 use crate::clock;
 use crate::code_check::{self, Attempt, CodeOutcome};
 use crate::daemon::Daemon;
@@ -489,7 +490,7 @@ pub fn reset_guard(daemon: &Daemon, caller: &Caller, user: &str) -> Response {
         activity::event(
             daemon,
             Some(&account.name),
-            "admin",
+            EventKind::Admin,
             &format!(
                 "replay guard reset by {}: it was {} ahead of the clock",
                 caller.describe(),

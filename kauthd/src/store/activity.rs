@@ -4,12 +4,13 @@ use kauth_proto::ActivityEvent;
 use rusqlite::params;
 
 use super::{Store, StoreResult};
+use crate::activity::EventKind;
 
 /// One event to record. `detail` is for people and never holds a secret.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
     pub user: Option<&'a str>,
-    pub event: &'a str,
+    pub event: EventKind,
     pub service: Option<&'a str>,
     pub rhost: Option<&'a str>,
     pub detail: &'a str,
@@ -19,7 +20,7 @@ impl Store {
     pub fn record_activity(&mut self, event: &NewEvent<'_>, now: i64) -> StoreResult<()> {
         self.conn.execute(
             "INSERT INTO activity (at, user, event, service, rhost, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![now, event.user, event.event, event.service, event.rhost, event.detail],
+            params![now, event.user, event.event.as_str(), event.service, event.rhost, event.detail],
         )?;
         Ok(())
     }
@@ -66,15 +67,16 @@ mod tests {
     fn activity_is_listed_newest_first_and_filtered_by_user() {
         let (_dir, mut store) = test_store();
         for (t, user, event) in [
-            (1, "ann", "login_failure"),
-            (2, "bob", "enroll"),
-            (3, "ann", "login_success"),
+            (1, "ann", EventKind::LoginFailure),
+            (2, "bob", EventKind::Enroll),
+            (3, "ann", EventKind::LoginSuccess),
         ] {
             let e = NewEvent {
                 user: Some(user),
                 event,
                 detail: "x",
-                ..NewEvent::default()
+                service: None,
+                rhost: None,
             };
             store.record_activity(&e, t).unwrap();
         }

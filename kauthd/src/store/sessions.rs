@@ -4,11 +4,14 @@ use kauth_proto::SessionInfo;
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{Store, StoreResult};
+use crate::sessions::SessionState;
 
 /// A session as stored, with what is needed to recognise its process.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
     pub info: SessionInfo,
+    /// `info.state`, typed.
+    pub state: SessionState,
     pub pid_start: Option<u64>,
 }
 
@@ -28,6 +31,15 @@ const COLUMNS: &str = "id, user, service, rhost, tty, pid, started, state, ended
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     let pid_start: Option<i64> = r.get(9)?;
+    let name: String = r.get(7)?;
+    // A state kauthd never writes is a damaged row.
+    let state = SessionState::from_name(&name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            7,
+            rusqlite::types::Type::Text,
+            format!("unknown session state {name:?}").into(),
+        )
+    })?;
     Ok(SessionRecord {
         info: SessionInfo {
             id: r.get(0)?,
@@ -37,9 +49,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
             tty: r.get(4)?,
             pid: r.get(5)?,
             started: r.get(6)?,
-            state: r.get(7)?,
+            state: state.as_str().to_owned(),
             ended: r.get(8)?,
         },
+        state,
         pid_start: pid_start.and_then(|v| u64::try_from(v).ok()),
     })
 }
@@ -74,18 +87,18 @@ impl Store {
     /// Open sessions, of one user or of everyone, oldest first.
     pub fn open_sessions(&self, user: Option<&str>) -> StoreResult<Vec<SessionRecord>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM sessions WHERE state = 'open' AND (?1 IS NULL OR user = ?1) ORDER BY started, id"
+            "SELECT {COLUMNS} FROM sessions WHERE state = ?2 AND (?1 IS NULL OR user = ?1) ORDER BY started, id"
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![user], from_row)?;
+        let rows = stmt.query_map(params![user, SessionState::Open.as_str()], from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Moves an open session to `closed` or `revoked`. False if it was not open.
-    pub fn end_session(&mut self, id: &str, state: &str, now: i64) -> StoreResult<bool> {
+    pub fn end_session(&mut self, id: &str, state: SessionState, now: i64) -> StoreResult<bool> {
         let n = self.conn.execute(
-            "UPDATE sessions SET state = ?2, ended = ?3 WHERE id = ?1 AND state = 'open'",
-            params![id, state, now],
+            "UPDATE sessions SET state = ?2, ended = ?3 WHERE id = ?1 AND state = ?4",
+            params![id, state.as_str(), now, SessionState::Open.as_str()],
         )?;
         Ok(n == 1)
     }
