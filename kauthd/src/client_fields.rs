@@ -4,6 +4,7 @@
 //! short. Checked when a request arrives, before anything logs or stores
 //! them.
 
+use crate::error::Error;
 use kauth_proto::Request;
 
 use crate::escape;
@@ -21,28 +22,28 @@ pub const MAX_CLIENT: usize = 128;
 
 /// Refuses a value with a control character or longer than `max` bytes;
 /// the message names the field, never repeats the value.
-pub fn check(field: &str, value: &str, max: usize) -> Result<(), String> {
+pub fn check(field: &str, value: &str, max: usize) -> Result<(), Error> {
     if value.len() > max {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "the {field} field is {} bytes long; at most {max} are accepted",
             value.len()
-        ));
+        )));
     }
     if let Some(c) = value.chars().find(|&c| escape::is_unsafe(c)) {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "the {field} field contains a control character ({}); give a printable value",
             escape::escape(&c.to_string())
-        ));
+        )));
     }
     Ok(())
 }
 
-fn check_optional(field: &str, value: Option<&str>, max: usize) -> Result<(), String> {
+fn check_optional(field: &str, value: Option<&str>, max: usize) -> Result<(), Error> {
     value.map_or(Ok(()), |v| check(field, v, max))
 }
 
 /// Checks the descriptive fields of `request`, if it has any.
-pub fn check_request(request: &Request) -> Result<(), String> {
+pub fn check_request(request: &Request) -> Result<(), Error> {
     match request {
         Request::Begin {
             service,
@@ -86,13 +87,13 @@ mod tests {
     #[test]
     fn control_characters_and_long_values_are_refused_by_field_name() {
         let forged = check("rhost", "1.2.3.4\nkauthd: info: login_success", MAX_RHOST);
-        let why = forged.unwrap_err();
+        let why = forged.unwrap_err().to_string();
         assert!(why.contains("rhost") && why.contains("\\x0a"), "{why}");
         assert!(!why.contains("login_success"), "{why}");
         assert!(check("tty", "\u{1b}[2J", MAX_TTY).is_err());
         assert!(check("service", "ssh\u{202e}d", MAX_SERVICE).is_err());
         let long = check("service", &"s".repeat(MAX_SERVICE + 1), MAX_SERVICE);
-        assert!(long.unwrap_err().contains("at most 64"));
+        assert!(long.unwrap_err().to_string().contains("at most 64"));
     }
 
     #[test]
@@ -103,7 +104,10 @@ mod tests {
             rhost: None,
             tty: Some("pts/0\r".to_owned()),
         };
-        assert!(check_request(&begin).unwrap_err().contains("tty"));
+        assert!(check_request(&begin)
+            .unwrap_err()
+            .to_string()
+            .contains("tty"));
         assert!(check_request(&Request::Status).is_ok());
     }
 }

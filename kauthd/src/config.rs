@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use crate::clock::Date;
+use crate::error::Error;
 use crate::totp::{Algorithm, TotpParams};
 
 pub const DEFAULT_CONFIG: &str = "/etc/kauthd/kauthd.toml";
@@ -303,25 +304,25 @@ impl Config {
             }
             Err(e) => return Err(err(format!("cannot read the file: {e}"))),
         };
-        Config::parse(&text).map_err(err)
+        Config::parse(&text).map_err(|e| err(e.to_string()))
     }
 
     /// Parses config text; the error names the key and what is wrong with it.
     /// Text with no setting at all (empty, blank or only comments) is
     /// refused: it is far more likely a truncated or wiped file than a wish
     /// to reset every key to its default.
-    pub fn parse(text: &str) -> Result<Config, String> {
+    pub fn parse(text: &str) -> Result<Config, Error> {
         let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(&e))?;
         let table: toml::Table = toml::from_str(text).map_err(|e| describe_toml_error(&e))?;
         if table.is_empty() {
-            return Err(EMPTY_CONFIG.to_owned());
+            return Err(Error::invalid(EMPTY_CONFIG));
         }
         config.validate()?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        let bad = |key: &str, why: &str| Err(format!("key `{key}`: {why}"));
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |key: &str, why: &str| Err(Error::invalid(format!("key `{key}`: {why}")));
         if self.daemon.max_connections == 0 {
             return bad("daemon.max_connections", "must be at least 1");
         }
@@ -399,8 +400,8 @@ impl Config {
 const EMPTY_CONFIG: &str = "the file has no settings (it is empty or holds only comments), so every key would silently fall back to its default; kauthd refuses it. Restore the file (the packaged one documents every key), or delete it to run on the defaults on purpose";
 
 /// toml's message already names the line, the key and the reason.
-fn describe_toml_error(e: &toml::de::Error) -> String {
-    e.to_string().trim_end().to_owned()
+fn describe_toml_error(e: &toml::de::Error) -> Error {
+    Error::invalid(e.to_string().trim_end())
 }
 
 #[cfg(test)]
@@ -425,7 +426,7 @@ mod tests {
     #[test]
     fn file_without_settings_is_refused() {
         for text in ["", "  \n\t\n", "# nothing here\n\n# [totp]\n# digits = 8\n"] {
-            let e = Config::parse(text).unwrap_err();
+            let e = Config::parse(text).unwrap_err().to_string();
             assert!(e.contains("no settings"), "{text:?}: {e}");
         }
         let dir = tempfile::tempdir().unwrap();
@@ -442,29 +443,41 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = Config::parse("[totp]\ndigitz = 6\n").unwrap_err();
+        let e = Config::parse("[totp]\ndigitz = 6\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("digitz"), "{e}");
     }
 
     #[test]
     fn unknown_section_is_named() {
-        let e = Config::parse("[polcy]\nenabled = true\n").unwrap_err();
+        let e = Config::parse("[polcy]\nenabled = true\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("polcy"), "{e}");
     }
 
     #[test]
     fn wrong_type_is_refused() {
-        let e = Config::parse("[totp]\ndigits = \"six\"\n").unwrap_err();
+        let e = Config::parse("[totp]\ndigits = \"six\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("digits") || e.contains("integer"), "{e}");
     }
 
     #[test]
     fn bad_value_names_the_key() {
-        let e = Config::parse("[totp]\ndigits = 7\n").unwrap_err();
+        let e = Config::parse("[totp]\ndigits = 7\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("totp.digits"), "{e}");
-        let e = Config::parse("[policy]\nrequire = \"some\"\n").unwrap_err();
+        let e = Config::parse("[policy]\nrequire = \"some\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("policy.require"), "{e}");
-        let e = Config::parse("[policy]\ndeadline = \"next week\"\n").unwrap_err();
+        let e = Config::parse("[policy]\ndeadline = \"next week\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("policy.deadline"), "{e}");
     }
 
@@ -480,9 +493,13 @@ mod tests {
             c.policy.deadline.map(|d| d.to_string()).as_deref(),
             Some("2026-12-01")
         );
-        let e = Config::parse("[totp]\nalgorithm = \"MD5\"\n").unwrap_err();
+        let e = Config::parse("[totp]\nalgorithm = \"MD5\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("totp.algorithm"), "{e}");
-        let e = Config::parse("[policy]\nrequire = \"All\"\n").unwrap_err();
+        let e = Config::parse("[policy]\nrequire = \"All\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("policy.require"), "{e}");
     }
 
@@ -495,7 +512,9 @@ mod tests {
                 .reset_token_seconds,
             3600
         );
-        let e = Config::parse("[password]\nreset_token_seconds = 0\n").unwrap_err();
+        let e = Config::parse("[password]\nreset_token_seconds = 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("password.reset_token_seconds"), "{e}");
     }
 

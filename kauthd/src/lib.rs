@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod daemon;
+pub mod error;
 pub mod logging;
 pub mod names;
 pub mod password;

@@ -1,22 +1,27 @@
 //! What a login name may look like. Names end up in log lines, otpauth
 //! URIs and terminal output, so control characters and separators are out.
 
+use crate::error::Error;
 /// Longest accepted name: panel users may log in with an e-mail address.
 pub const MAX_NAME: usize = 254;
 
-pub fn check_login_name(name: &str) -> Result<(), String> {
+pub fn check_login_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
-        return Err("the account name is empty".to_owned());
+        return Err(Error::invalid("the account name is empty"));
     }
     if name.len() > MAX_NAME {
-        return Err(format!("the account name is longer than {MAX_NAME} bytes"));
+        return Err(Error::invalid(format!(
+            "the account name is longer than {MAX_NAME} bytes"
+        )));
     }
     if name.starts_with('-') {
-        return Err("the account name must not start with '-'".to_owned());
+        return Err(Error::invalid("the account name must not start with '-'"));
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || "._-@+".contains(c);
     if !name.chars().all(allowed) {
-        return Err("the account name may contain only letters, digits and . _ - @ +".to_owned());
+        return Err(Error::invalid(
+            "the account name may contain only letters, digits and . _ - @ +",
+        ));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! most one run per core. Whether a new password is good enough is
 //! [`crate::password_policy`]'s business.
 
+use crate::error::Error;
 use std::sync::Mutex;
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
@@ -18,32 +19,37 @@ const SALT_LENGTH: usize = 16;
 /// Bytes of argon2 output stored.
 const OUTPUT_LENGTH: usize = 32;
 
-fn params(config: &PasswordConfig) -> Result<Params, String> {
+fn params(config: &PasswordConfig) -> Result<Params, Error> {
     Params::new(
         config.argon2_memory_kib,
         config.argon2_iterations,
         config.argon2_parallelism,
         Some(OUTPUT_LENGTH),
     )
-    .map_err(|e| format!("argon2 parameters refused: {e}"))
+    .map_err(|e| Error::failed(format!("argon2 parameters refused: {e}")))
 }
 
 /// Hashes a password into a PHC string (`$argon2id$v=19$m=…`).
-pub fn hash(password: &str, config: &PasswordConfig) -> Result<String, String> {
+pub fn hash(password: &str, config: &PasswordConfig) -> Result<String, Error> {
     let params = params(config)?;
     let mut salt = [0u8; SALT_LENGTH];
-    getrandom::fill(&mut salt).map_err(|e| format!("no randomness for a salt: {e}"))?;
+    getrandom::fill(&mut salt)
+        .map_err(|e| Error::failed(format!("no randomness for a salt: {e}")))?;
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let mut out = Zeroizing::new([0u8; OUTPUT_LENGTH]);
     argon2_pool::hash_into(&argon2, password.as_bytes(), &salt, out.as_mut())
-        .map_err(|e| format!("hashing failed: {e}"))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| format!("salt encoding failed: {e}"))?;
+        .map_err(|e| Error::failed(format!("hashing failed: {e}")))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| Error::failed(format!("salt encoding failed: {e}")))?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(&params).map_err(|e| format!("bad parameters: {e}"))?,
+        params: ParamsString::try_from(&params)
+            .map_err(|e| Error::failed(format!("bad parameters: {e}")))?,
         salt: Some(salt.as_salt()),
-        hash: Some(Output::new(out.as_ref()).map_err(|e| format!("bad output: {e}"))?),
+        hash: Some(
+            Output::new(out.as_ref()).map_err(|e| Error::failed(format!("bad output: {e}")))?,
+        ),
     };
     Ok(phc.to_string())
 }
@@ -60,24 +66,30 @@ pub fn verify(password: &str, phc: &str) -> bool {
     }
 }
 
-fn verify_checked(password: &str, phc: &str) -> Result<bool, String> {
-    let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC string: {e}"))?;
-    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|e| e.to_string())?;
+fn verify_checked(password: &str, phc: &str) -> Result<bool, Error> {
+    let parsed =
+        PasswordHash::new(phc).map_err(|e| Error::failed(format!("not a PHC string: {e}")))?;
+    let algorithm =
+        Algorithm::try_from(parsed.algorithm).map_err(|e| Error::failed(e.to_string()))?;
     let version = match parsed.version {
-        Some(v) => Version::try_from(v).map_err(|e| e.to_string())?,
+        Some(v) => Version::try_from(v).map_err(|e| Error::failed(e.to_string()))?,
         None => Version::V0x13,
     };
-    let params = Params::try_from(&parsed).map_err(|e| e.to_string())?;
-    let expected = parsed.hash.ok_or("the hash has no output")?;
-    let salt = parsed.salt.ok_or("the hash has no salt")?;
+    let params = Params::try_from(&parsed).map_err(|e| Error::failed(e.to_string()))?;
+    let expected = parsed
+        .hash
+        .ok_or_else(|| Error::failed("the hash has no output"))?;
+    let salt = parsed
+        .salt
+        .ok_or_else(|| Error::failed("the hash has no salt"))?;
     let mut salt_bytes = [0u8; 64];
     let salt = salt
         .decode_b64(&mut salt_bytes)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::failed(e.to_string()))?;
     let argon2 = Argon2::new(algorithm, version, params);
     let mut out = Zeroizing::new(vec![0u8; expected.len()]);
     argon2_pool::hash_into(&argon2, password.as_bytes(), salt, &mut out)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::failed(e.to_string()))?;
     Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
 }
 

@@ -4,6 +4,7 @@
 //! (common passwords, words, names, dates, keyboard patterns, l33t
 //! substitutions). A refusal says why, in words a person understands.
 
+use crate::error::Error;
 use zxcvbn::Score;
 
 use crate::config::PasswordConfig;
@@ -22,23 +23,25 @@ const MIN_NAME_IN_PASSWORD: usize = 3;
 
 /// Checks a new password for `user`. The error is the reason, to show as
 /// it is.
-pub fn check(password: &str, user: &str, config: &PasswordConfig) -> Result<(), String> {
+pub fn check(password: &str, user: &str, config: &PasswordConfig) -> Result<(), Error> {
     let length = password.chars().count();
     if length < config.min_length {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "The password is too short: use at least {} characters.",
             config.min_length
-        ));
+        )));
     }
     if length > MAX_LENGTH {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "The password is too long: use at most {MAX_LENGTH} characters."
-        ));
+        )));
     }
     if user.chars().count() >= MIN_NAME_IN_PASSWORD
         && password.to_lowercase().contains(&user.to_lowercase())
     {
-        return Err("The password contains the user name: choose one that does not.".to_owned());
+        return Err(Error::invalid(
+            "The password contains the user name: choose one that does not.",
+        ));
     }
     if config.reject_common {
         check_guessability(password, user)?;
@@ -46,7 +49,7 @@ pub fn check(password: &str, user: &str, config: &PasswordConfig) -> Result<(), 
     Ok(())
 }
 
-fn check_guessability(password: &str, user: &str) -> Result<(), String> {
+fn check_guessability(password: &str, user: &str) -> Result<(), Error> {
     let estimate = zxcvbn::zxcvbn(password, &[user]);
     if estimate.score() >= MIN_SCORE {
         return Ok(());
@@ -63,7 +66,7 @@ fn check_guessability(password: &str, user: &str) -> Result<(), String> {
         }
     }
     reason.push_str(" A few unrelated words, or a password manager's suggestion, work well.");
-    Err(reason)
+    Err(Error::invalid(reason))
 }
 
 #[cfg(test)]
@@ -79,22 +82,30 @@ mod tests {
 
     #[test]
     fn short_password_is_refused_with_the_minimum() {
-        let e = check("short", "ann", &PasswordConfig::default()).unwrap_err();
+        let e = check("short", "ann", &PasswordConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("too short") && e.contains("12"), "{e}");
     }
 
     #[test]
     fn common_passwords_are_refused_with_a_reason() {
-        let e = check("password123", "ann", &lenient()).unwrap_err();
+        let e = check("password123", "ann", &lenient())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("too easy to guess"), "{e}");
         assert!(e.to_lowercase().contains("common"), "{e}");
-        let e = check("Summer2025!", "ann", &lenient()).unwrap_err();
+        let e = check("Summer2025!", "ann", &lenient())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("too easy to guess"), "{e}");
     }
 
     #[test]
     fn the_user_name_inside_is_refused() {
-        let e = check("xq-Annabel-7vkt-plume", "annabel", &lenient()).unwrap_err();
+        let e = check("xq-Annabel-7vkt-plume", "annabel", &lenient())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("user name"), "{e}");
         // Too short a name to matter.
         assert!(check("vq7-lantern-ox-bramble", "ox", &lenient()).is_ok());

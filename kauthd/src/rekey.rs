@@ -8,6 +8,7 @@
 //! the secrets is installed (the crash came after the commit); otherwise it
 //! is removed (the crash came before, and the old key still seals them).
 
+use crate::error::Error;
 use std::path::Path;
 
 use crate::daemon::Daemon;
@@ -19,14 +20,18 @@ use crate::store::Store;
 /// interrupted rotation. Logs, without refusing to start, when secrets in
 /// the database were sealed with another key: logins with those secrets
 /// then fail, each with the same explanation.
-pub fn open_store(state_dir: &Path, key_path: &Path) -> Result<Store, String> {
+pub fn open_store(state_dir: &Path, key_path: &Path) -> Result<Store, Error> {
     let key = key_file::load_or_create(key_path)?;
     let pending = key_file::read(&key_file::pending_path(key_path))?;
-    let mut store = Store::open(state_dir, key)
-        .map_err(|e| format!("cannot open the store in {}: {e}", state_dir.display()))?;
+    let mut store = Store::open(state_dir, key).map_err(|e| {
+        Error::failed(format!(
+            "cannot open the store in {}: {e}",
+            state_dir.display()
+        ))
+    })?;
     let in_use = store
         .key_use()
-        .map_err(|e| format!("cannot read the database: {e}"))?;
+        .map_err(|e| Error::failed(format!("cannot read the database: {e}")))?;
     if let Some(new) = pending {
         if in_use.iter().any(|u| u.key_id == Some(new.id())) {
             key_file::install_pending(key_path)?;
@@ -69,15 +74,15 @@ pub struct Rotated {
 
 /// Replaces the key: a new key file, every secret re-sealed with it. The
 /// store stays locked throughout, so no secret is written meanwhile.
-pub fn rotate(daemon: &Daemon) -> Result<Rotated, String> {
+pub fn rotate(daemon: &Daemon) -> Result<Rotated, Error> {
     let key_path = daemon.config().daemon.secret_key_file.clone();
     let pending = key_file::pending_path(&key_path);
     let mut store = daemon.store();
     if std::fs::symlink_metadata(&pending).is_ok() {
-        return Err(format!(
+        return Err(Error::failed(format!(
             "{} exists: an earlier rotation did not finish; restart kauthd to settle it, then run rekey again",
             pending.display()
-        ));
+        )));
     }
     let new = key_file::create(&pending)?;
     let new_id = new.id();
@@ -86,13 +91,15 @@ pub fn rotate(daemon: &Daemon) -> Result<Rotated, String> {
         Err(e) => {
             // Nothing changed in the database: the new key is not needed.
             let _ = key_file::discard_pending(&key_path);
-            return Err(format!("the secrets were not re-encrypted: {e}"));
+            return Err(Error::failed(format!(
+                "the secrets were not re-encrypted: {e}"
+            )));
         }
     };
     // The database now needs the new key: from here on, a failure leaves
     // KEY.new for the next start to install.
     key_file::install_pending(&key_path).map_err(|e| {
-        format!("{e}; the database already uses the new key, which is in {}: kauthd installs it at its next start", pending.display())
+        Error::failed(format!("{e}; the database already uses the new key, which is in {}: kauthd installs it at its next start", pending.display()))
     })?;
     log::warn!(
         "rotated the key in {}: {secrets} TOTP secrets now encrypted with key {}",

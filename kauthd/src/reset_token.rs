@@ -4,6 +4,7 @@
 //! nobody can search for a token from its hash, and looking a token up by
 //! its hash leaks nothing through timing.
 
+use crate::error::Error;
 use std::fmt::Write as _;
 
 use kauth_proto::Secret;
@@ -14,9 +15,10 @@ use zeroize::Zeroizing;
 const TOKEN_BYTES: usize = 24;
 
 /// A new token.
-pub fn generate() -> Result<Secret, String> {
+pub fn generate() -> Result<Secret, Error> {
     let mut bytes = Zeroizing::new([0u8; TOKEN_BYTES]);
-    getrandom::fill(bytes.as_mut()).map_err(|e| format!("no randomness for a token: {e}"))?;
+    getrandom::fill(bytes.as_mut())
+        .map_err(|e| Error::failed(format!("no randomness for a token: {e}")))?;
     let mut text = String::with_capacity(TOKEN_BYTES * 2);
     for b in bytes.iter() {
         let _ = write!(text, "{b:02x}");

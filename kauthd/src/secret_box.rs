@@ -8,6 +8,7 @@
 //! sealed value copied into another row, or read with another key, does
 //! not open.
 
+use crate::error::Error;
 use std::fmt;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -43,10 +44,10 @@ impl SecretKey {
     }
 
     /// A fresh random key.
-    pub fn generate() -> Result<SecretKey, String> {
+    pub fn generate() -> Result<SecretKey, Error> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         getrandom::fill(&mut bytes[..])
-            .map_err(|e| format!("cannot get random bytes for a key: {e}"))?;
+            .map_err(|e| Error::failed(format!("cannot get random bytes for a key: {e}")))?;
         Ok(SecretKey::from_bytes(bytes))
     }
 

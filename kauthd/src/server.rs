@@ -1,6 +1,7 @@
 //! The listening socket and the accept loop: bounded connections, config
 //! reload on SIGHUP, clean stop on SIGTERM.
 
+use crate::error::Error;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -32,9 +33,8 @@ pub struct Options {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(options: &Options) -> Result<(), String> {
-    let config =
-        Config::load(&options.config_path, options.config_explicit).map_err(|e| e.to_string())?;
+pub fn run(options: &Options) -> Result<(), Error> {
+    let config = Config::load(&options.config_path, options.config_explicit)?;
     // The socket first: a second kauthd on a live socket says so.
     let socket_path = config.daemon.socket.clone();
     let listener = bind(&socket_path)?;
@@ -51,10 +51,10 @@ pub fn run(options: &Options) -> Result<(), String> {
     let reload = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
-            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+            .map_err(|e| Error::failed(format!("cannot handle signal {signal}: {e}")))?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
-        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+        .map_err(|e| Error::failed(format!("cannot handle SIGHUP: {e}")))?;
 
     let daemon = Arc::new(Daemon::new(config, store, options.config_path.clone()));
     log::info!(
@@ -262,41 +262,50 @@ fn reload_config(daemon: &Daemon, options: &Options) {
 /// Binds the socket: removes a stale one, refuses to start if another
 /// kauthd answers on it. The socket is world-connectable: who may do what
 /// is decided per connection from the peer's credentials.
-fn bind(path: &Path) -> Result<UnixListener, String> {
+fn bind(path: &Path) -> Result<UnixListener, Error> {
     if let Some(parent) = path.parent() {
         if !parent.exists() {
             fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                .map_err(|e| Error::failed(format!("cannot create {}: {e}", parent.display())))?;
             let _ = fs::set_permissions(parent, fs::Permissions::from_mode(0o755));
         }
     }
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if UnixStream::connect(path).is_ok() {
-                return Err(format!(
+                return Err(Error::failed(format!(
                     "another kauthd is already listening on {}; stop it first",
                     path.display()
-                ));
+                )));
             }
-            fs::remove_file(path)
-                .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))?;
+            fs::remove_file(path).map_err(|e| {
+                Error::failed(format!(
+                    "cannot remove the stale socket {}: {e}",
+                    path.display()
+                ))
+            })?;
             log::info!("removed a stale socket at {}", path.display());
         }
         Ok(_) => {
-            return Err(format!(
+            return Err(Error::failed(format!(
                 "{} exists and is not a socket; refusing to replace it",
                 path.display()
-            ))
+            )))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
+        Err(e) => {
+            return Err(Error::failed(format!(
+                "cannot inspect {}: {e}",
+                path.display()
+            )))
+        }
     }
     let listener = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+        .map_err(|e| Error::failed(format!("cannot listen on {}: {e}", path.display())))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o666))
-        .map_err(|e| format!("cannot set permissions on {}: {e}", path.display()))?;
+        .map_err(|e| Error::failed(format!("cannot set permissions on {}: {e}", path.display())))?;
     listener
         .set_nonblocking(true)
-        .map_err(|e| format!("cannot configure the socket: {e}"))?;
+        .map_err(|e| Error::failed(format!("cannot configure the socket: {e}")))?;
     Ok(listener)
 }

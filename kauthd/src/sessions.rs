@@ -5,6 +5,7 @@
 //! panel's) are marked revoked and the panel asks whether its
 //! `KAUTH_SESSION_ID` is still valid.
 
+use crate::error::Error;
 use std::fmt::Write as _;
 
 use kauth_proto::SessionInfo;
@@ -52,9 +53,9 @@ impl SessionState {
 }
 
 /// A new session id: 128 random bits, hex.
-fn new_id() -> Result<String, String> {
+fn new_id() -> Result<String, Error> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(|e| Error::failed(format!("no randomness: {e}")))?;
     let mut id = String::with_capacity(32);
     for b in bytes {
         let _ = write!(id, "{b:02x}");
@@ -72,7 +73,7 @@ pub struct OpenArgs<'a> {
     pub pid: i32,
 }
 
-pub fn open(daemon: &Daemon, args: &OpenArgs<'_>) -> Result<String, String> {
+pub fn open(daemon: &Daemon, args: &OpenArgs<'_>) -> Result<String, Error> {
     let id = new_id()?;
     let pid_start = procinfo::stat(args.pid).map(|s| s.start_time);
     let record = NewSession {
@@ -84,10 +85,7 @@ pub fn open(daemon: &Daemon, args: &OpenArgs<'_>) -> Result<String, String> {
         pid: args.pid,
         pid_start,
     };
-    daemon
-        .store()
-        .add_session(&record, clock::now())
-        .map_err(|e| e.to_string())?;
+    daemon.store().add_session(&record, clock::now())?;
     activity::record(
         daemon,
         &NewEvent {

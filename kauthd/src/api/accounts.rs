@@ -2,7 +2,7 @@
 
 use kauth_proto::{ErrorCode, Response, Secret, UserSummary};
 
-use super::{error, internal, root_only};
+use super::{error, root_only};
 use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
@@ -24,13 +24,13 @@ pub fn add(
         return root_only(caller, "add accounts");
     }
     if let Err(why) = names::check_login_name(name) {
-        return error(ErrorCode::Invalid, why);
+        return Response::from(why);
     }
     let config = daemon.config();
     let hash = match password {
         Some(password) => {
             if let Err(why) = password_policy::check(password.expose(), name, &config.password) {
-                return error(ErrorCode::Invalid, why);
+                return Response::from(why);
             }
             match password::hash(password.expose(), &config.password) {
                 Ok(hash) => Some(hash),
@@ -64,7 +64,7 @@ pub fn add(
                 None => format!("an account named {name} already exists"),
             },
         ),
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }
 
@@ -84,7 +84,7 @@ pub fn delete(daemon: &Daemon, caller: &Caller, name: &str) -> Response {
             Response::Done
         }
         Err(StoreError::NotFound) => not_found(name),
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }
 
@@ -110,7 +110,7 @@ pub fn list(daemon: &Daemon, caller: &Caller) -> Response {
     });
     match result {
         Ok(users) => Response::Users { users },
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }
 
@@ -146,7 +146,7 @@ pub fn set_locked(daemon: &Daemon, caller: &Caller, name: &str, locked: bool) ->
             Response::Done
         }
         Err(StoreError::NotFound) => not_found(name),
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }
 

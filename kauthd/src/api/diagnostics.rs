@@ -5,7 +5,7 @@
 
 use kauth_proto::{DiagnosticsReport, Response};
 
-use super::{internal, root_only};
+use super::root_only;
 use crate::access::Caller;
 use crate::clock;
 use crate::daemon::Daemon;
@@ -31,7 +31,7 @@ pub fn report(daemon: &Daemon, caller: &Caller) -> Response {
             .and_then(|o| Ok((o, store.guards()?)))
         {
             Ok(found) => found,
-            Err(e) => return internal(&e),
+            Err(e) => return Response::from(e),
         }
     };
     let skew = summarize(&offsets);

@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 
 use kauth_proto::{ErrorCode, LoginMode, MessageStyle, Outcome, Response, Secret};
 
+use super::error;
 use super::password_change::ChangeConversation;
 use super::passwords::rehash_if_outdated;
-use super::{error, internal};
 use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
@@ -215,7 +215,7 @@ impl Conversation {
         let config = daemon.config();
         let account = match self.account(daemon) {
             Ok(account) => account,
-            Err(e) => return internal(&e),
+            Err(e) => return Response::from(e),
         };
         if let Some(refused) = self.refuse_if_root_locked(daemon, account.as_ref()) {
             return refused;
@@ -236,7 +236,7 @@ impl Conversation {
                 self.record(daemon, EventKind::LoginFailure, "wrong password");
             }
             Ok(Attempt::Locked { until }) => return self.refuse_locked(daemon, until),
-            Err(e) => return internal(&e),
+            Err(e) => return Response::from(e),
         }
         self.after_first_factor(daemon)
     }
@@ -281,7 +281,7 @@ impl Conversation {
         }
         let account = match self.account(daemon) {
             Ok(account) => account,
-            Err(e) => return internal(&e),
+            Err(e) => return Response::from(e),
         };
         if let Some(refused) = self.refuse_if_root_locked(daemon, account.as_ref()) {
             return refused;
@@ -289,11 +289,11 @@ impl Conversation {
         match code_check::current_lock(daemon, &self.user, self.rhost.as_deref()) {
             Ok(Some(until)) => return self.refuse_locked(daemon, until),
             Ok(None) => {}
-            Err(e) => return internal(&e),
+            Err(e) => return Response::from(e),
         }
         let decision = match decide(daemon, &self.user, account.as_ref(), &self.service) {
             Ok(decision) => decision,
-            Err(e) => return internal(&e),
+            Err(e) => return Response::from(e),
         };
         match decision {
             Decision::AskCode { .. } => {
@@ -339,7 +339,7 @@ impl Conversation {
         }
         let account = match self.account(daemon) {
             Ok(account) => account,
-            Err(e) => return internal(&e),
+            Err(e) => return Response::from(e),
         };
         let outcome = code_check::check(
             daemon,
@@ -384,7 +384,7 @@ impl Conversation {
                 );
                 finished(Outcome::Locked)
             }
-            Err(e) => internal(&e),
+            Err(e) => Response::from(e),
         }
     }
 
@@ -447,7 +447,7 @@ pub fn account_check(daemon: &Daemon, caller: &Caller, user: &str, service: &str
     }
     let account = match daemon.store().account(user) {
         Ok(account) => account,
-        Err(e) => return vec![internal(&e)],
+        Err(e) => return vec![Response::from(e)],
     };
     if account.as_ref().is_some_and(|a| a.locked) {
         return vec![
@@ -461,7 +461,7 @@ pub fn account_check(daemon: &Daemon, caller: &Caller, user: &str, service: &str
     match code_check::current_lock(daemon, user, None) {
         Ok(Some(_)) => return vec![finished(Outcome::Locked)],
         Ok(None) => {}
-        Err(e) => return vec![internal(&e)],
+        Err(e) => return vec![Response::from(e)],
     }
     match decide(daemon, user, account.as_ref(), service) {
         Ok(Decision::Deny {
@@ -487,6 +487,6 @@ pub fn account_check(daemon: &Daemon, caller: &Caller, user: &str, service: &str
             ]
         }
         Ok(_) => vec![finished(Outcome::Success)],
-        Err(e) => vec![internal(&e)],
+        Err(e) => vec![Response::from(e)],
     }
 }

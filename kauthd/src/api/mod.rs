@@ -23,7 +23,6 @@ use crate::access::Caller;
 use crate::client_fields;
 use crate::daemon::Daemon;
 use crate::refusal_log;
-use crate::store::StoreError;
 
 /// What a connection remembers between requests.
 #[derive(Debug)]
@@ -189,7 +188,7 @@ fn status(daemon: &Daemon) -> Response {
             uptime_seconds: daemon.started.elapsed().as_secs(),
             accounts,
         },
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }
 
@@ -198,15 +197,6 @@ pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> Response {
         code,
         message: message.into(),
     }
-}
-
-/// A store failure: logged in full, reported to the client without detail.
-pub(crate) fn internal(e: &StoreError) -> Response {
-    log::error!("store error: {e}");
-    error(
-        ErrorCode::Internal,
-        "kauthd could not complete the request; see its log",
-    )
 }
 
 /// The standard refusal for a request that needs root.

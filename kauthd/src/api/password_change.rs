@@ -11,8 +11,8 @@
 use kauth_proto::{ErrorCode, MessageStyle, Outcome, Response, Secret};
 use subtle::ConstantTimeEq;
 
+use super::error;
 use super::passwords::{check_new_password, store_new_password};
-use super::{error, internal};
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
@@ -74,7 +74,7 @@ impl ChangeConversation {
         let steps = match code_check::current_lock(daemon, user, rhost) {
             Ok(None) => prompt(CURRENT_PROMPT),
             Ok(Some(until)) => change.locked(daemon, until),
-            Err(e) => change.fail(&e),
+            Err(e) => change.fail(e),
         };
         (change, steps)
     }
@@ -118,7 +118,7 @@ impl ChangeConversation {
         let config = daemon.config();
         let account = match daemon.store().account(&self.user) {
             Ok(account) => account,
-            Err(e) => return self.fail(&e),
+            Err(e) => return self.fail(e),
         };
         // Root's lock before the password, so the answer does not depend on it.
         if account.as_ref().is_some_and(|a| a.locked) {
@@ -146,7 +146,7 @@ impl ChangeConversation {
         let account = match (outcome, account) {
             (Ok(Attempt::Right(())), Some(account)) => account,
             (Ok(Attempt::Locked { until }), _) => return self.locked(daemon, until),
-            (Err(e), _) => return self.fail(&e),
+            (Err(e), _) => return self.fail(e),
             _ => {
                 self.record(
                     daemon,
@@ -218,9 +218,9 @@ impl ChangeConversation {
         ]
     }
 
-    fn fail(&mut self, e: &crate::store::StoreError) -> Vec<Response> {
+    fn fail(&mut self, e: crate::store::StoreError) -> Vec<Response> {
         self.step = Step::Over;
-        vec![internal(e)]
+        vec![Response::from(e)]
     }
 
     fn record(&self, daemon: &Daemon, event: EventKind, detail: &str) {

@@ -10,13 +10,14 @@ use kauth_proto::{ErrorCode, Response, Secret};
 use subtle::ConstantTimeEq;
 
 use super::twofactor::target;
-use super::{error, internal, too_many_failures};
+use super::{error, too_many_failures};
 use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
 use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
+use crate::error::Error;
 use crate::escape;
 use crate::names;
 use crate::password;
@@ -64,7 +65,7 @@ pub fn change(
         }
     }
     if let Err(why) = check_new_password(daemon, &account.name, new, current) {
-        return error(ErrorCode::Invalid, why);
+        return Response::from(why);
     }
     if let Err(response) = store_new_password(daemon, &account, new) {
         return response;
@@ -129,7 +130,7 @@ fn check_current(daemon: &Daemon, account: &Account, current: &Secret) -> Result
         Ok(Attempt::Right(())) => return Ok(()),
         Ok(Attempt::Wrong) => {}
         Ok(Attempt::Locked { until }) => return Err(too_many_failures(until)),
-        Err(e) => return Err(internal(&e)),
+        Err(e) => return Err(e.into()),
     }
     activity::event(
         daemon,
@@ -156,12 +157,14 @@ pub(super) fn check_new_password(
     user: &str,
     new: &Secret,
     current: Option<&Secret>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     password_policy::check(new.expose(), user, &daemon.config().password)?;
     let same =
         current.is_some_and(|c| bool::from(c.expose().as_bytes().ct_eq(new.expose().as_bytes())));
     if same {
-        return Err("The new password is the same as the current one: choose another.".to_owned());
+        return Err(Error::invalid(
+            "The new password is the same as the current one: choose another.",
+        ));
     }
     Ok(())
 }
@@ -185,7 +188,7 @@ pub(super) fn store_new_password(
     store
         .void_reset_tokens(account.id)
         .and_then(|_| store.set_password_hash(account.id, &hash))
-        .map_err(|e| internal(&e))
+        .map_err(Response::from)
 }
 
 /// After a successful password check: redoes a hash made with another
@@ -265,7 +268,7 @@ pub fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Respo
         );
     }
     if let Err(why) = names::check_login_name(user) {
-        return error(ErrorCode::Invalid, why);
+        return Response::from(why);
     }
     let account = match daemon.store().account(user) {
         Ok(Some(account)) => account,
@@ -275,7 +278,7 @@ pub fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Respo
                 format!("there is no account named {user}; `kauthctl user list` shows them"),
             )
         }
-        Err(e) => return internal(&e),
+        Err(e) => return Response::from(e),
     };
     let token = match reset_token::generate() {
         Ok(token) => token,
@@ -295,7 +298,7 @@ pub fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Respo
         .store()
         .add_reset_token(account.id, &digest, now, expires)
     {
-        return internal(&e);
+        return Response::from(e);
     }
     activity::event(
         daemon,
@@ -354,11 +357,11 @@ pub fn reset(
         Ok(Attempt::Right(account)) => account,
         Ok(Attempt::Wrong) => return refused(),
         Ok(Attempt::Locked { until }) => return too_many_failures(until),
-        Err(e) => return internal(&e),
+        Err(e) => return Response::from(e),
     };
     // A refused password leaves the token usable for a better one.
     if let Err(why) = check_new_password(daemon, user, new, None) {
-        return error(ErrorCode::Invalid, why);
+        return Response::from(why);
     }
     let config = daemon.config();
     let hash = match password::hash(new.expose(), &config.password) {
@@ -377,7 +380,7 @@ pub fn reset(
     {
         Ok(true) => {}
         Ok(false) => return refused(), // spent meanwhile, or expired while hashing
-        Err(e) => return internal(&e),
+        Err(e) => return Response::from(e),
     }
     activity::event(
         daemon,

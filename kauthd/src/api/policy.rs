@@ -3,7 +3,7 @@
 use kauth_proto::{ErrorCode, PolicyReport, Response, ServiceDecision, UserPolicy};
 
 use super::login::decide;
-use super::{error, internal, root_only};
+use super::{error, root_only};
 use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
@@ -36,7 +36,7 @@ pub fn show(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response {
             .into_iter()
             .map(|(name, rule)| (name, rule.as_str().to_owned()))
             .collect(),
-        Err(e) => return internal(&e),
+        Err(e) => return Response::from(e),
     };
     let user = match user {
         Some(name) => match user_policy(daemon, name) {
@@ -59,20 +59,17 @@ pub fn show(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response {
 
 fn user_policy(daemon: &Daemon, name: &str) -> Result<UserPolicy, Response> {
     if let Err(why) = names::check_login_name(name) {
-        return Err(error(ErrorCode::Invalid, why));
+        return Err(Response::from(why));
     }
     let config = daemon.config();
-    let account = daemon.store().account(name).map_err(|e| internal(&e))?;
+    let account = daemon.store().account(name)?;
     let (enrolled, user_override) = {
         let store = daemon.store();
         let enrolled = match &account {
-            Some(a) => store.has_totp(a.id).map_err(|e| internal(&e))?,
+            Some(a) => store.has_totp(a.id)?,
             None => false,
         };
-        (
-            enrolled,
-            store.policy_override(name).map_err(|e| internal(&e))?,
-        )
+        (enrolled, store.policy_override(name)?)
     };
     let subject = Subject {
         name,
@@ -82,8 +79,7 @@ fn user_policy(daemon: &Daemon, name: &str) -> Result<UserPolicy, Response> {
     let (required, rule) = policy::required(&config.policy, &subject);
     let mut services = Vec::new();
     for service in services_for(daemon, name) {
-        let decision =
-            decide(daemon, name, account.as_ref(), &service).map_err(|e| internal(&e))?;
+        let decision = decide(daemon, name, account.as_ref(), &service)?;
         let kind = match decision {
             Decision::AskCode { .. } => "ask_code",
             Decision::Skip { .. } => "skip",
@@ -109,7 +105,7 @@ pub fn set(daemon: &Daemon, caller: &Caller, user: &str, rule: Option<&str>) -> 
         return root_only(caller, "change the policy");
     }
     if let Err(why) = names::check_login_name(user) {
-        return error(ErrorCode::Invalid, why);
+        return Response::from(why);
     }
     let rule = match rule {
         None => None,
@@ -134,6 +130,6 @@ pub fn set(daemon: &Daemon, caller: &Caller, user: &str, rule: Option<&str>) -> 
             );
             Response::Done
         }
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }

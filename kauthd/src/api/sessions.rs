@@ -2,8 +2,8 @@
 
 use kauth_proto::{ErrorCode, Response};
 
+use super::error;
 use super::twofactor::own_name;
-use super::{error, internal};
 use crate::access::Caller;
 use crate::clock;
 use crate::daemon::Daemon;
@@ -44,7 +44,7 @@ pub fn open(
         return refusal;
     }
     if let Err(why) = names::check_login_name(user) {
-        return error(ErrorCode::Invalid, why);
+        return Response::from(why);
     }
     let args = OpenArgs {
         user,
@@ -75,10 +75,10 @@ pub fn close(daemon: &Daemon, caller: &Caller, id: &str) -> Response {
     match found {
         Ok(Some(record)) => match sessions::close(daemon, &record) {
             Ok(()) => Response::Done,
-            Err(e) => internal(&e),
+            Err(e) => Response::from(e),
         },
         Ok(None) => error(ErrorCode::NotFound, "no such session"),
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }
 
@@ -110,7 +110,7 @@ pub fn list(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response {
     };
     match sessions::list(daemon, user.as_deref()) {
         Ok(sessions) => Response::SessionList { sessions },
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }
 
@@ -132,7 +132,7 @@ pub fn sign_out(
                         format!("no open session {id}; `kauthctl sessions` lists them"),
                     )
                 }
-                Err(e) => return internal(&e),
+                Err(e) => return Response::from(e),
             };
             if let Err(response) = scope(daemon, caller, Some(&record.info.user)) {
                 return response;
@@ -142,7 +142,7 @@ pub fn sign_out(
                     ids: vec![record.info.id],
                 },
                 Ok(false) => error(ErrorCode::NotFound, "that session had already ended"),
-                Err(e) => internal(&e),
+                Err(e) => Response::from(e),
             }
         }
         (None, true) => {
@@ -158,7 +158,7 @@ pub fn sign_out(
             };
             match sessions::sign_out_user(daemon, &user, None, &by) {
                 Ok(ids) => Response::SignedOut { ids },
-                Err(e) => internal(&e),
+                Err(e) => Response::from(e),
             }
         }
         _ => error(ErrorCode::Invalid, "give either a session id or --all"),
@@ -170,7 +170,7 @@ pub fn check(daemon: &Daemon, caller: &Caller, id: &str) -> Response {
         return refusal;
     }
     if let Err(e) = sessions::reap(daemon, None) {
-        return internal(&e);
+        return Response::from(e);
     }
     match daemon.store().session(id) {
         Ok(Some(record)) => Response::SessionValidity {
@@ -183,7 +183,7 @@ pub fn check(daemon: &Daemon, caller: &Caller, id: &str) -> Response {
             valid: false,
             user: None,
         },
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }
 
@@ -202,6 +202,6 @@ pub fn activity(
     let limit = limit.unwrap_or(200).min(10_000);
     match daemon.store().activity(user.as_deref(), since, limit) {
         Ok(events) => Response::ActivityList { events },
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }

@@ -3,7 +3,7 @@
 
 use kauth_proto::{ErrorCode, Proof, Response, Secret, TwoFactorEntry, TwoFactorState};
 
-use super::{error, internal, root_only, too_many_failures};
+use super::{error, root_only, too_many_failures};
 use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
@@ -32,7 +32,7 @@ pub fn target(
 ) -> Result<Account, Response> {
     if let Some(name) = user {
         // Before anything logs it.
-        names::check_login_name(name).map_err(|why| error(ErrorCode::Invalid, why))?;
+        names::check_login_name(name)?;
     }
     let own = own_name(daemon, caller)?;
     let name = match user {
@@ -60,9 +60,9 @@ pub fn target(
         }
     };
     if let Err(why) = names::check_login_name(&name) {
-        return Err(error(ErrorCode::Invalid, why));
+        return Err(Response::from(why));
     }
-    let existing = daemon.store().account(&name).map_err(|e| internal(&e))?;
+    let existing = daemon.store().account(&name)?;
     match existing {
         Some(account) => Ok(account),
         None if create => {
@@ -73,8 +73,8 @@ pub fn target(
                 // Another account holds that uid: create it unbound.
                 Err(StoreError::AlreadyExists) => store
                     .add_account(&name, None, None, clock::now())
-                    .map_err(|e| internal(&e)),
-                Err(e) => Err(internal(&e)),
+                    .map_err(Response::from),
+                Err(e) => Err(e.into()),
             }
         }
         None => Err(error(
@@ -87,10 +87,7 @@ pub fn target(
 /// The caller's own login name: the account bound to their uid, else their
 /// name in /etc/passwd.
 pub fn own_name(daemon: &Daemon, caller: &Caller) -> Result<Option<String>, Response> {
-    let bound = daemon
-        .store()
-        .account_by_uid(caller.uid)
-        .map_err(|e| internal(&e))?;
+    let bound = daemon.store().account_by_uid(caller.uid)?;
     Ok(bound.map(|a| a.name).or_else(|| caller.name.clone()))
 }
 
@@ -122,13 +119,10 @@ fn check_proof(
             Ok(Attempt::Right(())) => {}
             Ok(Attempt::Wrong) => return Err(refused("the password is missing or wrong")),
             Ok(Attempt::Locked { until }) => return Err(too_many_failures(until)),
-            Err(e) => return Err(internal(&e)),
+            Err(e) => return Err(e.into()),
         }
     }
-    let enrolled = daemon
-        .store()
-        .has_totp(account.id)
-        .map_err(|e| internal(&e))?;
+    let enrolled = daemon.store().has_totp(account.id)?;
     if enrolled {
         let Some(code) = &proof.code else {
             return Err(refused("a verification code is needed"));
@@ -139,7 +133,7 @@ fn check_proof(
                 return Err(refused("the verification code is wrong or already used"))
             }
             Ok(CodeOutcome::Locked { until }) => return Err(too_many_failures(until)),
-            Err(e) => return Err(internal(&e)),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -164,7 +158,7 @@ fn enroll_error(e: EnrollError) -> Response {
         ),
         EnrollError::Locked { until } => too_many_failures(until),
         EnrollError::Invalid(why) => error(ErrorCode::Invalid, why),
-        EnrollError::Store(e) => internal(&e),
+        EnrollError::Store(e) => Response::from(e),
         EnrollError::Internal(why) => {
             log::error!("enrollment failed: {why}");
             error(ErrorCode::Internal, "kauthd could not complete the enrollment; see its log")
@@ -221,7 +215,7 @@ pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response 
     })();
     match result {
         Ok(state) => Response::TwoFactorStatus(state),
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }
 
@@ -237,7 +231,7 @@ pub fn enroll_begin(
     };
     let enrolled = match daemon.store().has_totp(account.id) {
         Ok(enrolled) => enrolled,
-        Err(e) => return internal(&e),
+        Err(e) => return Response::from(e),
     };
     // Replacing a working second factor, or starting with a password set,
     // needs proof from anyone but root.
@@ -353,7 +347,7 @@ pub fn recovery_codes(
                 ),
             )
         }
-        Err(e) => return internal(&e),
+        Err(e) => return Response::from(e),
     }
     if !regenerate {
         return match daemon.store().recovery_codes_left(account.id) {
@@ -361,7 +355,7 @@ pub fn recovery_codes(
                 user: account.name,
                 left,
             },
-            Err(e) => internal(&e),
+            Err(e) => Response::from(e),
         };
     }
     if let Err(response) = check_proof(daemon, caller, &account, proof) {
@@ -392,7 +386,7 @@ pub fn list(daemon: &Daemon, caller: &Caller) -> Response {
                 })
                 .collect(),
         },
-        Err(e) => internal(&e),
+        Err(e) => Response::from(e),
     }
 }
 
@@ -480,11 +474,11 @@ pub fn reset_guard(daemon: &Daemon, caller: &Caller, user: &str) -> Response {
                 ),
             )
         }
-        Err(e) => return internal(&e),
+        Err(e) => return Response::from(e),
     }
     let ahead_seconds = match code_check::reset_guard(daemon, &account) {
         Ok(ahead) => ahead,
-        Err(e) => return internal(&e),
+        Err(e) => return Response::from(e),
     };
     if ahead_seconds > 0 {
         activity::event(

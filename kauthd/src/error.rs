@@ -1,0 +1,122 @@
+//! The daemon's one error type. Domain code returns `Result<_, Error>` and
+//! uses `?`; the api edge turns an `Error` into the `Response` the client
+//! gets (`From<Error> for Response`), logging what the client is not told.
+
+use std::fmt;
+use std::io;
+
+use kauth_proto::{ErrorCode, Response};
+
+use crate::config::ConfigError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub enum Error {
+    /// The database failed.
+    Store(StoreError),
+    /// A file or socket operation failed.
+    Io(io::Error),
+    /// The config file cannot be used.
+    Config(ConfigError),
+    /// What the caller sent is not acceptable. The text says what is wrong
+    /// and what to do; it is meant for the person and is sent to them.
+    Invalid(String),
+    /// Anything else that went wrong, said for the operator (it names what
+    /// failed and why). Logged, never sent to a client.
+    Failed(String),
+}
+
+impl Error {
+    /// Refused input, with the reason for the person.
+    pub fn invalid(why: impl Into<String>) -> Error {
+        Error::Invalid(why.into())
+    }
+
+    /// A failure, with what failed and why, for the operator.
+    pub fn failed(what: impl Into<String>) -> Error {
+        Error::Failed(what.into())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Store(e) => write!(f, "{e}"),
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Config(e) => write!(f, "{e}"),
+            Error::Invalid(why) | Error::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Error {
+        Error::Store(e)
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Error {
+        Error::Config(e)
+    }
+}
+
+/// What the client is told: refused input with its reason; for anything
+/// else the full error goes to the log and the client gets no detail.
+impl From<Error> for Response {
+    fn from(e: Error) -> Response {
+        match e {
+            Error::Invalid(why) => Response::Error {
+                code: ErrorCode::Invalid,
+                message: why,
+            },
+            Error::Store(e) => Response::from(e),
+            Error::Io(_) | Error::Config(_) | Error::Failed(_) => {
+                log::error!("{e}");
+                internal_error()
+            }
+        }
+    }
+}
+
+/// A store failure: logged in full, reported to the client without detail.
+impl From<StoreError> for Response {
+    fn from(e: StoreError) -> Response {
+        log::error!("store error: {e}");
+        internal_error()
+    }
+}
+
+fn internal_error() -> Response {
+    Response::Error {
+        code: ErrorCode::Internal,
+        message: "kauthd could not complete the request; see its log".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refused_input_reaches_the_client() {
+        let refused = Response::from(Error::invalid("choose a longer password"));
+        assert!(matches!(
+            refused,
+            Response::Error { code: ErrorCode::Invalid, ref message } if message == "choose a longer password"
+        ));
+        let failed = Response::from(Error::failed("secret detail"));
+        assert!(matches!(
+            failed,
+            Response::Error { code: ErrorCode::Internal, ref message } if !message.contains("secret")
+        ));
+    }
+}
