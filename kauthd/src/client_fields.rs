@@ -68,7 +68,37 @@ pub fn check_request(request: &Request) -> Result<(), Error> {
             check_optional("rhost", rhost.as_deref(), MAX_RHOST)?;
             check_optional("tty", tty.as_deref(), MAX_TTY)
         }
-        _ => Ok(()),
+        // No descriptive field: nothing to check.
+        Request::Hello { .. }
+        | Request::Status
+        | Request::UserAdd { .. }
+        | Request::UserDel { .. }
+        | Request::UserList
+        | Request::UserLock { .. }
+        | Request::UserUnlock { .. }
+        | Request::Answer { .. }
+        | Request::Continue
+        | Request::SessionClose { .. }
+        | Request::TwoFactorStatus { .. }
+        | Request::EnrollBegin { .. }
+        | Request::EnrollConfirm { .. }
+        | Request::TwoFactorDisable { .. }
+        | Request::RecoveryCodes { .. }
+        | Request::TwoFactorList
+        | Request::TwoFactorImport { .. }
+        | Request::ImportGoogleAuthenticator { .. }
+        | Request::PolicyShow { .. }
+        | Request::PolicySet { .. }
+        | Request::Sessions { .. }
+        | Request::SignOut { .. }
+        | Request::SessionCheck { .. }
+        | Request::Activity { .. }
+        | Request::PasswordChange { .. }
+        | Request::ResetTokenCreate { .. }
+        | Request::PasswordReset { .. }
+        | Request::Diagnostics
+        | Request::TwoFactorResetGuard { .. }
+        | Request::Rekey => Ok(()),
     }
 }
 

@@ -13,7 +13,6 @@ use crate::secret::Secret;
 /// A request from a client.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum Request {
     /// First frame on every connection.
     Hello { version: u32, client: String },
@@ -228,7 +227,6 @@ pub enum LoginMode {
 /// A response from kauthd.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum Response {
     /// Answer to `Hello`.
     Welcome {
@@ -477,7 +475,6 @@ pub enum Outcome {
 /// Why a request failed, for programs; the message is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum ErrorCode {
     UnsupportedVersion,
     BadRequest,

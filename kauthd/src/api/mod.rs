@@ -174,10 +174,6 @@ pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Respo
         }
         Request::TwoFactorResetGuard { user } => twofactor::reset_guard(daemon, caller, &user),
         Request::Rekey => keys::rekey(daemon, caller),
-        _ => error(
-            ErrorCode::BadRequest,
-            "this kauthd does not serve that request yet",
-        ),
     }
 }
 
