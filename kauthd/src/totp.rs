@@ -1,4 +1,6 @@
-//! Time-based one-time codes (RFC 6238), built on HOTP (RFC 4226).
+//! Time-based one-time codes (RFC 6238), built on HOTP (RFC 4226). The
+//! code at one time step comes from totp-rs; the window search, the replay
+//! guard and drift learning are kauthd's own.
 //!
 //! Everything here is pure computation: no clock, no storage. Callers pass
 //! the current Unix time in so the checks are testable and the replay state
@@ -8,10 +10,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use data_encoding::BASE32_NOPAD;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// Fewer than 80 bits makes codes guessable offline from a few samples;
 /// RFC 4226 asks for at least 128 and recommends 160, but many existing
@@ -181,51 +182,44 @@ impl TotpParams {
     }
 }
 
-/// Full HMAC output for one counter value.
-fn hmac_digest(secret: &[u8], algorithm: Algorithm, counter: u64) -> Zeroizing<Vec<u8>> {
-    let message = counter.to_be_bytes();
-    // `new_from_slice` only fails for fixed-size-key MACs; HMAC takes any
-    // key length, so the fallback is never used in practice.
-    let digest = match algorithm {
-        Algorithm::Sha1 => Hmac::<sha1::Sha1>::new_from_slice(secret).map(|mut mac| {
-            mac.update(&message);
-            mac.finalize().into_bytes().to_vec()
-        }),
-        Algorithm::Sha256 => Hmac::<sha2::Sha256>::new_from_slice(secret).map(|mut mac| {
-            mac.update(&message);
-            mac.finalize().into_bytes().to_vec()
-        }),
-        Algorithm::Sha512 => Hmac::<sha2::Sha512>::new_from_slice(secret).map(|mut mac| {
-            mac.update(&message);
-            mac.finalize().into_bytes().to_vec()
-        }),
-    };
-    Zeroizing::new(digest.unwrap_or_default())
+impl Algorithm {
+    /// The same hash in totp-rs's terms.
+    fn for_totp_rs(self) -> totp_rs::Algorithm {
+        match self {
+            Algorithm::Sha1 => totp_rs::Algorithm::SHA1,
+            Algorithm::Sha256 => totp_rs::Algorithm::SHA256,
+            Algorithm::Sha512 => totp_rs::Algorithm::SHA512,
+        }
+    }
 }
 
-/// RFC 4226 HOTP: HMAC of the counter, dynamic truncation to 31 bits,
-/// then the low `digits` decimal digits, zero-padded.
+/// The most digits a code can have: the truncated HMAC value is 31 bits.
+const MAX_DIGITS: u32 = 9;
+
+/// RFC 4226 HOTP, computed by totp-rs: HMAC of the counter, dynamic
+/// truncation to 31 bits, then the low `digits` decimal digits,
+/// zero-padded.
 ///
-/// `digits` is expected to be validated by the caller (6 or 8); other
-/// values still give a well-formed answer instead of panicking.
+/// `digits` is expected to be validated by the caller (6 or 8). More
+/// than the 31-bit value can hold gives an empty code, which no
+/// well-formed answer equals, rather than a panic.
 pub fn hotp(secret: &[u8], algorithm: Algorithm, digits: u32, counter: u64) -> String {
-    let digest = hmac_digest(secret, algorithm, counter);
-    let Some(&last) = digest.last() else {
+    if digits > MAX_DIGITS {
         return String::new();
-    };
-    let offset = usize::from(last & 0x0f);
-    let Some(window) = digest.get(offset..offset + 4) else {
-        return String::new();
-    };
-    let mut value = u32::from_be_bytes([window[0] & 0x7f, window[1], window[2], window[3]]);
-    let width = digits as usize;
-    let code = match 10u32.checked_pow(digits) {
-        Some(modulus) => format!("{:0width$}", value % modulus),
-        // More digits than the 31-bit value can fill: just pad.
-        None => format!("{value:0width$}"),
-    };
-    value.zeroize();
-    code
+    }
+    // totp-rs divides the time by the step: with a step of one second the
+    // "time" is the counter itself. The unchecked constructor accepts the
+    // 80-bit secrets of google-authenticator enrolments (and any digit
+    // count), which its checked one refuses. The copy of the secret is
+    // wiped when `totp` is dropped (its `zeroize` feature).
+    let totp = totp_rs::TOTP::new_unchecked(
+        algorithm.for_totp_rs(),
+        digits as usize,
+        0,
+        1,
+        secret.to_vec(),
+    );
+    totp.generate(counter)
 }
 
 /// The code an authenticator app shows at `unix_time`.
@@ -578,6 +572,8 @@ mod tests {
     fn codes_agree_with_oathtool() {
         let time = 1_700_000_123u64;
         for (algorithm, flag, key_len) in [
+            // The 80-bit secrets of google-authenticator enrolments.
+            (Algorithm::Sha1, "sha1", MIN_SECRET_BYTES),
             (Algorithm::Sha1, "sha1", 20),
             (Algorithm::Sha256, "sha256", 32),
             (Algorithm::Sha512, "sha512", 64),
