@@ -305,17 +305,14 @@ fn repair_guard_at_recovery(daemon: &Daemon, account: &Account) {
     }
 }
 
-/// How many users' recent codes it takes before kauthd blames the server clock.
-const DRIFT_MIN_USERS: usize = 3;
-
 /// When most users' codes of the last day matched off-centre in the same
 /// direction, the server clock is the likely culprit: say so (at most
 /// every ten minutes). `kauthctl doctor` shows the same figures.
 fn report_server_drift(daemon: &Daemon, store: &crate::store::Store, period: u64, now: i64) {
-    let Ok(offsets) = store.recent_offsets(now - 86_400) else {
+    let Ok(offsets) = store.recent_offsets(now - drift::RECENT_SECONDS) else {
         return;
     };
-    let Some(summary) = drift::server_clock_suspect(&offsets, DRIFT_MIN_USERS) else {
+    let Some(summary) = drift::server_clock_verdict(&offsets) else {
         return;
     };
     if !daemon.may_warn_about_drift(now) {

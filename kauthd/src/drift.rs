@@ -106,6 +106,26 @@ impl SkewSummary {
     }
 }
 
+/// How many users' recent codes it takes before kauthd blames the server
+/// clock.
+pub const MIN_USERS: usize = 3;
+
+/// How far back a user's last accepted code counts (one day).
+pub const RECENT_SECONDS: i64 = 86_400;
+
+/// The users' recent offsets (one per user) summed up, whatever they say.
+pub fn summarize(recent_offsets_per_user: &[i64]) -> SkewSummary {
+    let ahead = recent_offsets_per_user.iter().filter(|o| **o > 0).count();
+    let behind = recent_offsets_per_user.iter().filter(|o| **o < 0).count();
+    let mut sorted = recent_offsets_per_user.to_vec();
+    sorted.sort_unstable();
+    SkewSummary {
+        users: recent_offsets_per_user.len(),
+        off_centre: ahead.max(behind),
+        median_offset_steps: sorted.get(sorted.len() / 2).copied().unwrap_or(0),
+    }
+}
+
 /// When most users' codes match off-centre in the same direction, the
 /// likely cause is the server's clock, not all of their phones. Returns a
 /// summary when at least `min_users` users have a recent offset and more
@@ -114,29 +134,18 @@ pub fn server_clock_suspect(
     recent_offsets_per_user: &[i64],
     min_users: usize,
 ) -> Option<SkewSummary> {
-    let users = recent_offsets_per_user.len();
-    if users == 0 || users < min_users {
-        return None;
-    }
-    let ahead = recent_offsets_per_user.iter().filter(|o| **o > 0).count();
-    let behind = recent_offsets_per_user.iter().filter(|o| **o < 0).count();
-    let off_centre = if ahead * 2 > users {
-        ahead
-    } else if behind * 2 > users {
-        behind
-    } else {
-        return None;
-    };
-    let mut sorted = recent_offsets_per_user.to_vec();
-    sorted.sort_unstable();
-    // With a strict majority on one side, the middle element is on that
-    // side too, so the median always points the same way.
-    let median_offset_steps = sorted.get(users / 2).copied()?;
-    Some(SkewSummary {
-        users,
-        off_centre,
-        median_offset_steps,
-    })
+    let summary = summarize(recent_offsets_per_user);
+    // With a strict majority on one side, the median is on that side too,
+    // so it always points the same way.
+    (summary.users > 0 && summary.users >= min_users && summary.off_centre * 2 > summary.users)
+        .then_some(summary)
+}
+
+/// kauthd's verdict on its own clock, from the users' offsets of the last
+/// [`RECENT_SECONDS`]: `Some` when the clock looks wrong. The log warning
+/// and `kauthctl doctor` (through the diagnostics answer) both use it.
+pub fn server_clock_verdict(recent_offsets_per_user: &[i64]) -> Option<SkewSummary> {
+    server_clock_suspect(recent_offsets_per_user, MIN_USERS)
 }
 
 #[cfg(test)]
@@ -254,5 +263,39 @@ mod tests {
     fn too_few_users_do_not_flag_the_server_clock() {
         assert_eq!(server_clock_suspect(&[3, 3], 3), None);
         assert_eq!(server_clock_suspect(&[], 0), None);
+    }
+
+    #[test]
+    fn no_recent_codes_is_all_zero() {
+        let summary = summarize(&[]);
+        assert_eq!(
+            (
+                summary.users,
+                summary.off_centre,
+                summary.median_offset_steps
+            ),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn counts_the_larger_side_and_takes_the_median() {
+        let summary = summarize(&[2, 0, 1, -1, 2]);
+        assert_eq!(
+            (
+                summary.users,
+                summary.off_centre,
+                summary.median_offset_steps
+            ),
+            (5, 3, 1)
+        );
+        assert_eq!(summarize(&[-2, -2, 0]).off_centre, 2);
+        assert_eq!(summarize(&[-2, -2, 0]).median_offset_steps, -2);
+    }
+
+    #[test]
+    fn the_verdict_needs_three_users() {
+        assert_eq!(server_clock_verdict(&[2, 2]), None);
+        assert!(server_clock_verdict(&[2, 2, 1]).is_some());
     }
 }

@@ -428,6 +428,11 @@ pub struct DiagnosticsReport {
     /// How far ahead the furthest one is, in seconds.
     #[serde(default)]
     pub guard_ahead_max_seconds: u64,
+    /// kauthd's verdict on its own clock: set when most users' recent
+    /// codes matched off-centre the same way, to how many seconds the
+    /// server clock looks fast (negative: slow). Absent: no sign of drift.
+    #[serde(default)]
+    pub server_clock_fast_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

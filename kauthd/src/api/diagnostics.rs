@@ -9,11 +9,9 @@ use super::root_only;
 use crate::access::Caller;
 use crate::clock;
 use crate::daemon::Daemon;
+use crate::drift;
 use crate::replay_guard::Guard;
 use crate::store::GuardRow;
-
-/// How far back a user's last accepted code counts (one day).
-const RECENT_SECONDS: i64 = 86_400;
 
 /// How many users whose guard is ahead the answer names (all are counted).
 const GUARD_AHEAD_NAMES: usize = 10;
@@ -23,7 +21,7 @@ pub fn report(daemon: &Daemon, caller: &Caller) -> Response {
         return root_only(caller, "read kauthd's diagnostics");
     }
     let now = clock::now();
-    let since = now.saturating_sub(RECENT_SECONDS);
+    let since = now.saturating_sub(drift::RECENT_SECONDS);
     let (offsets, guards) = {
         let store = daemon.store();
         match store
@@ -34,7 +32,8 @@ pub fn report(daemon: &Daemon, caller: &Caller) -> Response {
             Err(e) => return Response::from(e),
         }
     };
-    let skew = summarize(&offsets);
+    let skew = drift::summarize(&offsets);
+    let verdict = drift::server_clock_verdict(&offsets);
     let config = daemon.config();
     let ahead = guards_ahead(
         &guards,
@@ -46,8 +45,8 @@ pub fn report(daemon: &Daemon, caller: &Caller) -> Response {
         socket: config.daemon.socket.display().to_string(),
         state_dir: config.daemon.state_dir.display().to_string(),
         config_path: daemon.config_path.display().to_string(),
-        recent_code_users: skew.users,
-        off_centre_users: skew.off_centre,
+        recent_code_users: u64::try_from(skew.users).unwrap_or(u64::MAX),
+        off_centre_users: u64::try_from(skew.off_centre).unwrap_or(u64::MAX),
         median_offset_steps: skew.median_offset_steps,
         period: config.totp.period,
         guard_ahead_users: u64::try_from(ahead.len()).unwrap_or(u64::MAX),
@@ -57,6 +56,8 @@ pub fn report(daemon: &Daemon, caller: &Caller) -> Response {
             .take(GUARD_AHEAD_NAMES)
             .map(|(name, _)| name)
             .collect(),
+        server_clock_fast_seconds: verdict
+            .map(|summary| summary.server_fast_by_seconds(config.totp.period)),
     })
 }
 
@@ -72,27 +73,6 @@ fn guards_ahead(rows: &[GuardRow], default_skew: u32, now: u64) -> Vec<(String, 
         .collect();
     ahead.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     ahead
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct Skew {
-    users: u64,
-    /// Users off-centre in the more common direction (ahead or behind):
-    /// what [`crate::drift::server_clock_suspect`] weighs.
-    off_centre: u64,
-    median_offset_steps: i64,
-}
-
-fn summarize(offsets: &[i64]) -> Skew {
-    let ahead = offsets.iter().filter(|o| **o > 0).count();
-    let behind = offsets.iter().filter(|o| **o < 0).count();
-    let mut sorted = offsets.to_vec();
-    sorted.sort_unstable();
-    Skew {
-        users: u64::try_from(offsets.len()).unwrap_or(u64::MAX),
-        off_centre: u64::try_from(ahead.max(behind)).unwrap_or(u64::MAX),
-        median_offset_steps: sorted.get(sorted.len() / 2).copied().unwrap_or(0),
-    }
 }
 
 #[cfg(test)]
@@ -124,31 +104,5 @@ mod tests {
             vec![("cid".to_owned(), 2879 * 30), ("bob".to_owned(), 9 * 30)]
         );
         assert_eq!(guards_ahead(&rows, 10, now).len(), 1);
-    }
-
-    #[test]
-    fn no_recent_codes_is_all_zero() {
-        assert_eq!(
-            summarize(&[]),
-            Skew {
-                users: 0,
-                off_centre: 0,
-                median_offset_steps: 0
-            }
-        );
-    }
-
-    #[test]
-    fn counts_the_larger_side_and_takes_the_median() {
-        assert_eq!(
-            summarize(&[2, 0, 1, -1, 2]),
-            Skew {
-                users: 5,
-                off_centre: 3,
-                median_offset_steps: 1
-            }
-        );
-        assert_eq!(summarize(&[-2, -2, 0]).off_centre, 2);
-        assert_eq!(summarize(&[-2, -2, 0]).median_offset_steps, -2);
     }
 }

@@ -35,10 +35,6 @@ use crate::output::{Failure, Output};
 /// How long doctor waits for kauthd before calling it unreachable.
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How many users' codes it takes to blame the server clock (as kauthd's
-/// own log warning does).
-const DRIFT_MIN_USERS: u64 = 3;
-
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {
     /// kauthd's configuration file, for the socket and state directory
@@ -700,15 +696,13 @@ fn compare_running_config(
     }
 }
 
-/// When most users' recent codes matched off-centre the same way, the
-/// server clock is the likely culprit.
+/// kauthd's verdict on its clock (most users' recent codes matched
+/// off-centre the same way), as the diagnostics answer carries it.
 fn check_observed_skew(diag: &DiagnosticsReport, report: &mut Report) {
     let users = diag.recent_code_users;
     let off = diag.off_centre_users;
     let median = diag.median_offset_steps;
-    if users >= DRIFT_MIN_USERS && off.saturating_mul(2) > users && median != 0 {
-        let period = i64::try_from(diag.period).unwrap_or(30);
-        let fast_by = median.saturating_neg().saturating_mul(period);
+    if let Some(fast_by) = diag.server_clock_fast_seconds {
         let direction = if fast_by > 0 { "fast" } else { "slow" };
         report.add(
             Finding::problem(
