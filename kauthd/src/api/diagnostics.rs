@@ -5,7 +5,7 @@
 
 use kauth_proto::{DiagnosticsReport, Response};
 
-use super::root_only;
+use super::{root_only, Reply};
 use crate::access::Caller;
 use crate::clock;
 use crate::daemon::Daemon;
@@ -16,21 +16,15 @@ use crate::store::GuardRow;
 /// How many users whose guard is ahead the answer names (all are counted).
 const GUARD_AHEAD_NAMES: usize = 10;
 
-pub fn report(daemon: &Daemon, caller: &Caller) -> Response {
+pub fn report(daemon: &Daemon, caller: &Caller) -> Reply {
     if !caller.is_root() {
-        return root_only(caller, "read kauthd's diagnostics");
+        return Err(root_only(caller, "read kauthd's diagnostics"));
     }
     let now = clock::now();
     let since = now.saturating_sub(drift::RECENT_SECONDS);
     let (offsets, guards) = {
         let store = daemon.store();
-        match store
-            .recent_offsets(since)
-            .and_then(|o| Ok((o, store.guards()?)))
-        {
-            Ok(found) => found,
-            Err(e) => return Response::from(e),
-        }
+        (store.recent_offsets(since)?, store.guards()?)
     };
     let skew = drift::summarize(&offsets);
     let verdict = drift::server_clock_verdict(&offsets);
@@ -40,7 +34,7 @@ pub fn report(daemon: &Daemon, caller: &Caller) -> Response {
         config.totp.skew_steps,
         u64::try_from(now).unwrap_or(0),
     );
-    Response::Diagnostics(DiagnosticsReport {
+    Ok(Response::Diagnostics(DiagnosticsReport {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         socket: config.daemon.socket.display().to_string(),
         state_dir: config.daemon.state_dir.display().to_string(),
@@ -58,7 +52,7 @@ pub fn report(daemon: &Daemon, caller: &Caller) -> Response {
             .collect(),
         server_clock_fast_seconds: verdict
             .map(|summary| summary.server_fast_by_seconds(config.totp.period)),
-    })
+    }))
 }
 
 /// The users whose replay guard is beyond their window, with how far (in

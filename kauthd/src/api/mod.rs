@@ -24,6 +24,15 @@ use crate::client_fields;
 use crate::daemon::Daemon;
 use crate::refusal_log;
 
+/// A handler written with `?`: store errors, `kauthd::Error`s and
+/// refusals all leave early, and the error side is an answer too.
+pub(crate) type Reply = Result<Response, Response>;
+
+/// The answer a `Reply` gives, whichever side it is on.
+pub(crate) fn answer(reply: Reply) -> Response {
+    reply.unwrap_or_else(|refusal| refusal)
+}
+
 /// What a connection remembers between requests.
 #[derive(Debug)]
 pub struct ConnState {
@@ -95,20 +104,32 @@ pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Respo
         }
 
         Request::TwoFactorStatus { user } => twofactor::status(daemon, caller, user.as_deref()),
-        Request::EnrollBegin { user, proof } => {
-            twofactor::enroll_begin(daemon, caller, user.as_deref(), &proof)
-        }
-        Request::EnrollConfirm { user, code } => {
-            twofactor::enroll_confirm(daemon, caller, user.as_deref(), &code)
-        }
+        Request::EnrollBegin { user, proof } => answer(twofactor::enroll_begin(
+            daemon,
+            caller,
+            user.as_deref(),
+            &proof,
+        )),
+        Request::EnrollConfirm { user, code } => answer(twofactor::enroll_confirm(
+            daemon,
+            caller,
+            user.as_deref(),
+            &code,
+        )),
         Request::TwoFactorDisable { users, proof } => {
-            twofactor::disable(daemon, caller, &users, &proof)
+            answer(twofactor::disable(daemon, caller, &users, &proof))
         }
         Request::RecoveryCodes {
             user,
             regenerate,
             proof,
-        } => twofactor::recovery_codes(daemon, caller, user.as_deref(), regenerate, &proof),
+        } => answer(twofactor::recovery_codes(
+            daemon,
+            caller,
+            user.as_deref(),
+            regenerate,
+            &proof,
+        )),
         Request::TwoFactorList => twofactor::list(daemon, caller),
         Request::TwoFactorImport {
             user,
@@ -130,7 +151,7 @@ pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Respo
         Request::ImportGoogleAuthenticator { user, contents } => {
             twofactor::import_google_authenticator(daemon, caller, &user, &contents)
         }
-        Request::PolicyShow { user } => policy::show(daemon, caller, user.as_deref()),
+        Request::PolicyShow { user } => answer(policy::show(daemon, caller, user.as_deref())),
         Request::PolicySet { user, rule } => policy::set(daemon, caller, &user, rule.as_deref()),
         Request::SessionOpen {
             user,
@@ -150,11 +171,11 @@ pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Respo
         Request::SignOut { id, user, all } => {
             sessions::sign_out(daemon, caller, id.as_deref(), user.as_deref(), all)
         }
-        Request::SessionCheck { id } => sessions::check(daemon, caller, &id),
+        Request::SessionCheck { id } => answer(sessions::check(daemon, caller, &id)),
         Request::Activity { user, since, limit } => {
             sessions::activity(daemon, caller, user.as_deref(), since, limit)
         }
-        Request::Diagnostics => diagnostics::report(daemon, caller),
+        Request::Diagnostics => answer(diagnostics::report(daemon, caller)),
         Request::PasswordChange {
             user,
             current,
@@ -168,11 +189,15 @@ pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Respo
             &new,
             sign_out_others,
         ),
-        Request::ResetTokenCreate { user } => passwords::create_reset_token(daemon, caller, &user),
-        Request::PasswordReset { user, token, new } => {
-            passwords::reset(daemon, caller, &user, &token, &new)
+        Request::ResetTokenCreate { user } => {
+            answer(passwords::create_reset_token(daemon, caller, &user))
         }
-        Request::TwoFactorResetGuard { user } => twofactor::reset_guard(daemon, caller, &user),
+        Request::PasswordReset { user, token, new } => {
+            answer(passwords::reset(daemon, caller, &user, &token, &new))
+        }
+        Request::TwoFactorResetGuard { user } => {
+            answer(twofactor::reset_guard(daemon, caller, &user))
+        }
         Request::Rekey => keys::rekey(daemon, caller),
     }
 }

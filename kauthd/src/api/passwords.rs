@@ -10,7 +10,7 @@ use kauth_proto::{ErrorCode, Response, Secret};
 use subtle::ConstantTimeEq;
 
 use super::twofactor::target;
-use super::{error, too_many_failures};
+use super::{error, too_many_failures, Reply};
 use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
@@ -126,11 +126,10 @@ fn check_current(daemon: &Daemon, account: &Account, current: &Secret) -> Result
     let outcome = code_check::attempt(daemon, &account.name, None, || {
         Ok(password::verify_or_dummy(current.expose(), hash, &config.password).then_some(()))
     });
-    match outcome {
-        Ok(Attempt::Right(())) => return Ok(()),
-        Ok(Attempt::Wrong) => {}
-        Ok(Attempt::Locked { until }) => return Err(too_many_failures(until)),
-        Err(e) => return Err(e.into()),
+    match outcome? {
+        Attempt::Right(()) => return Ok(()),
+        Attempt::Wrong => {}
+        Attempt::Locked { until } => return Err(too_many_failures(until)),
     }
     activity::event(
         daemon,
@@ -249,7 +248,7 @@ fn caller_session(daemon: &Daemon, caller: &Caller, user: &str) -> Option<String
 
 /// `ResetTokenCreate`: root and PAM callers (a panel's "forgot your
 /// password?" mail).
-pub fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Response {
+pub fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Reply {
     if !caller.is_privileged() {
         refusal_log::warn(
             caller,
@@ -259,47 +258,35 @@ pub fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Respo
                 caller.describe()
             ),
         );
-        return error(
+        return Err(error(
             ErrorCode::Forbidden,
             format!(
                 "only root and [access] pam_callers may create reset tokens (you are {}); to change your own password use `kauthctl passwd`",
                 caller.describe()
             ),
-        );
+        ));
     }
-    if let Err(why) = names::check_login_name(user) {
-        return Response::from(why);
-    }
-    let account = match daemon.store().account(user) {
-        Ok(Some(account)) => account,
-        Ok(None) => {
-            return error(
-                ErrorCode::NotFound,
-                format!("there is no account named {user}; `kauthctl user list` shows them"),
-            )
-        }
-        Err(e) => return Response::from(e),
+    names::check_login_name(user)?;
+    let Some(account) = daemon.store().account(user)? else {
+        return Err(error(
+            ErrorCode::NotFound,
+            format!("there is no account named {user}; `kauthctl user list` shows them"),
+        ));
     };
-    let token = match reset_token::generate() {
-        Ok(token) => token,
-        Err(why) => {
-            log::error!("cannot make a reset token: {why}");
-            return error(
-                ErrorCode::Internal,
-                "kauthd could not make a token; see its log",
-            );
-        }
-    };
+    let token = reset_token::generate().map_err(|why| {
+        log::error!("cannot make a reset token: {why}");
+        error(
+            ErrorCode::Internal,
+            "kauthd could not make a token; see its log",
+        )
+    })?;
     let now = clock::now();
     let lifetime = i64::try_from(daemon.config().password.reset_token_seconds).unwrap_or(3600);
     let expires = now.saturating_add(lifetime);
     let digest = reset_token::digest(token.expose());
-    if let Err(e) = daemon
+    daemon
         .store()
-        .add_reset_token(account.id, &digest, now, expires)
-    {
-        return Response::from(e);
-    }
+        .add_reset_token(account.id, &digest, now, expires)?;
     activity::event(
         daemon,
         Some(user),
@@ -310,21 +297,15 @@ pub fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Respo
             clock::format_time(expires)
         ),
     );
-    Response::ResetToken {
+    Ok(Response::ResetToken {
         user: user.to_owned(),
         token,
         expires,
-    }
+    })
 }
 
 /// `PasswordReset`: whoever holds a valid token may set a new password.
-pub fn reset(
-    daemon: &Daemon,
-    caller: &Caller,
-    user: &str,
-    token: &Secret,
-    new: &Secret,
-) -> Response {
+pub fn reset(daemon: &Daemon, caller: &Caller, user: &str, token: &Secret, new: &Secret) -> Reply {
     let refused = || {
         refusal_log::warn(
             caller,
@@ -340,7 +321,7 @@ pub fn reset(
         )
     };
     if names::check_login_name(user).is_err() {
-        return refused();
+        return Err(refused());
     }
     let digest = reset_token::digest(token.expose());
     // A wrong token counts as a failure for the name, known or not.
@@ -353,34 +334,26 @@ pub fn reset(
             .reset_token_usable(account.id, &digest, clock::now())?;
         Ok(usable.then_some(account))
     });
-    let account = match outcome {
-        Ok(Attempt::Right(account)) => account,
-        Ok(Attempt::Wrong) => return refused(),
-        Ok(Attempt::Locked { until }) => return too_many_failures(until),
-        Err(e) => return Response::from(e),
+    let account = match outcome? {
+        Attempt::Right(account) => account,
+        Attempt::Wrong => return Err(refused()),
+        Attempt::Locked { until } => return Err(too_many_failures(until)),
     };
     // A refused password leaves the token usable for a better one.
-    if let Err(why) = check_new_password(daemon, user, new, None) {
-        return Response::from(why);
-    }
+    check_new_password(daemon, user, new, None)?;
     let config = daemon.config();
-    let hash = match password::hash(new.expose(), &config.password) {
-        Ok(hash) => hash,
-        Err(why) => {
-            log::error!("cannot hash a password: {why}");
-            return error(
-                ErrorCode::Internal,
-                "kauthd could not hash the password; see its log",
-            );
-        }
-    };
-    match daemon
+    let hash = password::hash(new.expose(), &config.password).map_err(|why| {
+        log::error!("cannot hash a password: {why}");
+        error(
+            ErrorCode::Internal,
+            "kauthd could not hash the password; see its log",
+        )
+    })?;
+    let reset = daemon
         .store()
-        .reset_password(account.id, &digest, &hash, clock::now())
-    {
-        Ok(true) => {}
-        Ok(false) => return refused(), // spent meanwhile, or expired while hashing
-        Err(e) => return Response::from(e),
+        .reset_password(account.id, &digest, &hash, clock::now())?;
+    if !reset {
+        return Err(refused()); // spent meanwhile, or expired while hashing
     }
     activity::event(
         daemon,
@@ -388,7 +361,7 @@ pub fn reset(
         EventKind::PasswordReset,
         &format!("with a reset token, by {}", caller.describe()),
     );
-    Response::Done
+    Ok(Response::Done)
 }
 
 #[cfg(test)]
@@ -441,6 +414,21 @@ mod tests {
             .unwrap()
             .password_hash
             .unwrap()
+    }
+
+    // The handlers' answers, as the dispatch sends them.
+    fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Response {
+        crate::api::answer(super::create_reset_token(daemon, caller, user))
+    }
+
+    fn reset(
+        daemon: &Daemon,
+        caller: &Caller,
+        user: &str,
+        token: &Secret,
+        new: &Secret,
+    ) -> Response {
+        crate::api::answer(super::reset(daemon, caller, user, token, new))
     }
 
     fn code(response: &Response) -> Option<ErrorCode> {

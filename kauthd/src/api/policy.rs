@@ -3,7 +3,7 @@
 use kauth_proto::{ErrorCode, PolicyReport, Response, ServiceDecision, UserPolicy};
 
 use super::login::decide;
-use super::{error, root_only};
+use super::{error, root_only, Reply};
 use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
@@ -26,26 +26,22 @@ fn services_for(daemon: &Daemon, user: &str) -> Vec<String> {
     services
 }
 
-pub fn show(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response {
+pub fn show(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Reply {
     if !caller.is_root() {
-        return root_only(caller, "show the policy");
+        return Err(root_only(caller, "show the policy"));
     }
     let config = daemon.config();
-    let overrides = match daemon.store().policy_overrides() {
-        Ok(list) => list
-            .into_iter()
-            .map(|(name, rule)| (name, rule.as_str().to_owned()))
-            .collect(),
-        Err(e) => return Response::from(e),
-    };
+    let overrides = daemon
+        .store()
+        .policy_overrides()?
+        .into_iter()
+        .map(|(name, rule)| (name, rule.as_str().to_owned()))
+        .collect();
     let user = match user {
-        Some(name) => match user_policy(daemon, name) {
-            Ok(report) => Some(report),
-            Err(response) => return response,
-        },
+        Some(name) => Some(user_policy(daemon, name)?),
         None => None,
     };
-    Response::Policy(PolicyReport {
+    Ok(Response::Policy(PolicyReport {
         enabled: config.policy.enabled,
         require: config.policy.require.as_str().to_owned(),
         require_users: config.policy.require_users.clone(),
@@ -54,13 +50,11 @@ pub fn show(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response {
         exempt_services: config.policy.exempt_services.clone(),
         overrides,
         user,
-    })
+    }))
 }
 
 fn user_policy(daemon: &Daemon, name: &str) -> Result<UserPolicy, Response> {
-    if let Err(why) = names::check_login_name(name) {
-        return Err(Response::from(why));
-    }
+    names::check_login_name(name)?;
     let config = daemon.config();
     let account = daemon.store().account(name)?;
     let (enrolled, user_override) = {

@@ -2,8 +2,8 @@
 
 use kauth_proto::{ErrorCode, Response};
 
-use super::error;
 use super::twofactor::own_name;
+use super::{error, Reply};
 use crate::access::Caller;
 use crate::clock;
 use crate::daemon::Daemon;
@@ -165,26 +165,19 @@ pub fn sign_out(
     }
 }
 
-pub fn check(daemon: &Daemon, caller: &Caller, id: &str) -> Response {
+pub fn check(daemon: &Daemon, caller: &Caller, id: &str) -> Reply {
     if let Some(refusal) = privileged_only(caller, "check sessions") {
-        return refusal;
+        return Err(refusal);
     }
-    if let Err(e) = sessions::reap(daemon, None) {
-        return Response::from(e);
-    }
-    match daemon.store().session(id) {
-        Ok(Some(record)) => Response::SessionValidity {
-            id: id.to_owned(),
-            valid: record.state == SessionState::Open,
-            user: Some(record.info.user),
-        },
-        Ok(None) => Response::SessionValidity {
-            id: id.to_owned(),
-            valid: false,
-            user: None,
-        },
-        Err(e) => Response::from(e),
-    }
+    sessions::reap(daemon, None)?;
+    let record = daemon.store().session(id)?;
+    Ok(Response::SessionValidity {
+        id: id.to_owned(),
+        valid: record
+            .as_ref()
+            .is_some_and(|record| record.state == SessionState::Open),
+        user: record.map(|record| record.info.user),
+    })
 }
 
 pub fn activity(

@@ -3,7 +3,7 @@
 
 use kauth_proto::{ErrorCode, Proof, Response, Secret, TwoFactorEntry, TwoFactorState};
 
-use super::{error, root_only, too_many_failures};
+use super::{error, root_only, too_many_failures, Reply};
 use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
@@ -115,11 +115,10 @@ fn check_proof(
                 .is_some_and(|p| password::verify(p.expose(), hash))
                 .then_some(()))
         });
-        match outcome {
-            Ok(Attempt::Right(())) => {}
-            Ok(Attempt::Wrong) => return Err(refused("the password is missing or wrong")),
-            Ok(Attempt::Locked { until }) => return Err(too_many_failures(until)),
-            Err(e) => return Err(e.into()),
+        match outcome? {
+            Attempt::Right(()) => {}
+            Attempt::Wrong => return Err(refused("the password is missing or wrong")),
+            Attempt::Locked { until } => return Err(too_many_failures(until)),
         }
     }
     let enrolled = daemon.store().has_totp(account.id)?;
@@ -127,13 +126,12 @@ fn check_proof(
         let Some(code) = &proof.code else {
             return Err(refused("a verification code is needed"));
         };
-        match code_check::check(daemon, &account.name, Some(account), None, code) {
-            Ok(CodeOutcome::Accepted(_)) => {}
-            Ok(CodeOutcome::Rejected) => {
+        match code_check::check(daemon, &account.name, Some(account), None, code)? {
+            CodeOutcome::Accepted(_) => {}
+            CodeOutcome::Rejected => {
                 return Err(refused("the verification code is wrong or already used"))
             }
-            Ok(CodeOutcome::Locked { until }) => return Err(too_many_failures(until)),
-            Err(e) => return Err(e.into()),
+            CodeOutcome::Locked { until } => return Err(too_many_failures(until)),
         }
     }
     Ok(())
@@ -219,41 +217,26 @@ pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response 
     }
 }
 
-pub fn enroll_begin(
-    daemon: &Daemon,
-    caller: &Caller,
-    user: Option<&str>,
-    proof: &Proof,
-) -> Response {
-    let account = match target(daemon, caller, user, true) {
-        Ok(account) => account,
-        Err(response) => return response,
-    };
-    let enrolled = match daemon.store().has_totp(account.id) {
-        Ok(enrolled) => enrolled,
-        Err(e) => return Response::from(e),
-    };
+pub fn enroll_begin(daemon: &Daemon, caller: &Caller, user: Option<&str>, proof: &Proof) -> Reply {
+    let account = target(daemon, caller, user, true)?;
+    let enrolled = daemon.store().has_totp(account.id)?;
     // Replacing a working second factor, or starting with a password set,
     // needs proof from anyone but root.
     if enrolled || account.password_hash.is_some() {
-        if let Err(response) = check_proof(daemon, caller, &account, proof) {
-            return response;
-        }
+        check_proof(daemon, caller, &account, proof)?;
     }
-    match enrollment::begin(daemon, &account) {
-        Ok(begun) => Response::EnrollBegun {
-            user: account.name.clone(),
-            secret: Secret::new(totp::encode_secret(&begun.secret)),
-            setup_key: Secret::new(totp::setup_key(&begun.secret)),
-            uri: Secret::new(begun.uri(&account.name)),
-            issuer: begun.issuer.clone(),
-            algorithm: begun.params.algorithm.as_str().to_owned(),
-            digits: begun.params.digits,
-            period: begun.params.period,
-            expires: begun.expires,
-        },
-        Err(e) => enroll_error(e),
-    }
+    let begun = enrollment::begin(daemon, &account).map_err(enroll_error)?;
+    Ok(Response::EnrollBegun {
+        user: account.name.clone(),
+        secret: Secret::new(totp::encode_secret(&begun.secret)),
+        setup_key: Secret::new(totp::setup_key(&begun.secret)),
+        uri: Secret::new(begun.uri(&account.name)),
+        issuer: begun.issuer.clone(),
+        algorithm: begun.params.algorithm.as_str().to_owned(),
+        digits: begun.params.digits,
+        period: begun.params.period,
+        expires: begun.expires,
+    })
 }
 
 pub fn enroll_confirm(
@@ -261,26 +244,21 @@ pub fn enroll_confirm(
     caller: &Caller,
     user: Option<&str>,
     code: &Secret,
-) -> Response {
-    let account = match target(daemon, caller, user, false) {
-        Ok(account) => account,
-        Err(response) => return response,
-    };
-    match enrollment::confirm(daemon, &account, code) {
-        Ok(codes) => Response::NewRecoveryCodes {
-            user: account.name,
-            codes,
-        },
-        Err(e) => enroll_error(e),
-    }
+) -> Reply {
+    let account = target(daemon, caller, user, false)?;
+    let codes = enrollment::confirm(daemon, &account, code).map_err(enroll_error)?;
+    Ok(Response::NewRecoveryCodes {
+        user: account.name,
+        codes,
+    })
 }
 
-pub fn disable(daemon: &Daemon, caller: &Caller, users: &[String], proof: &Proof) -> Response {
+pub fn disable(daemon: &Daemon, caller: &Caller, users: &[String], proof: &Proof) -> Reply {
     if users.len() > 1 && !caller.is_root() {
-        return root_only(
+        return Err(root_only(
             caller,
             "disable two-factor authentication for several users at once",
-        );
+        ));
     }
     let names: Vec<Option<&str>> = if users.is_empty() {
         vec![None]
@@ -289,40 +267,35 @@ pub fn disable(daemon: &Daemon, caller: &Caller, users: &[String], proof: &Proof
     };
     let mut accounts = Vec::new();
     for name in names {
-        match target(daemon, caller, name, false) {
-            Ok(account) => accounts.push(account),
-            Err(response) => return response,
-        }
+        accounts.push(target(daemon, caller, name, false)?);
     }
     if !caller.is_root() {
         for account in &accounts {
-            if let Err(response) = check_proof(daemon, caller, account, proof) {
-                return response;
-            }
+            check_proof(daemon, caller, account, proof)?;
         }
     }
     let mut not_on = Vec::new();
     for account in &accounts {
-        match enrollment::disable(daemon, account) {
-            Ok(true) => log::info!(
+        if enrollment::disable(daemon, account).map_err(enroll_error)? {
+            log::info!(
                 "two-factor authentication of {} turned off by {}",
                 account.name,
                 caller.describe()
-            ),
-            Ok(false) => not_on.push(account.name.clone()),
-            Err(e) => return enroll_error(e),
+            );
+        } else {
+            not_on.push(account.name.clone());
         }
     }
     if not_on.len() == accounts.len() {
-        return error(
+        return Err(error(
             ErrorCode::NotFound,
             format!(
                 "two-factor authentication was not on for {}",
                 not_on.join(", ")
             ),
-        );
+        ));
     }
-    Response::Done
+    Ok(Response::Done)
 }
 
 pub fn recovery_codes(
@@ -331,43 +304,30 @@ pub fn recovery_codes(
     user: Option<&str>,
     regenerate: bool,
     proof: &Proof,
-) -> Response {
-    let account = match target(daemon, caller, user, false) {
-        Ok(account) => account,
-        Err(response) => return response,
-    };
-    match daemon.store().has_totp(account.id) {
-        Ok(true) => {}
-        Ok(false) => {
-            return error(
-                ErrorCode::NotFound,
-                format!(
-                    "two-factor authentication is not on for {}; enroll first",
-                    account.name
-                ),
-            )
-        }
-        Err(e) => return Response::from(e),
+) -> Reply {
+    let account = target(daemon, caller, user, false)?;
+    if !daemon.store().has_totp(account.id)? {
+        return Err(error(
+            ErrorCode::NotFound,
+            format!(
+                "two-factor authentication is not on for {}; enroll first",
+                account.name
+            ),
+        ));
     }
     if !regenerate {
-        return match daemon.store().recovery_codes_left(account.id) {
-            Ok(left) => Response::RecoveryCodesLeft {
-                user: account.name,
-                left,
-            },
-            Err(e) => Response::from(e),
-        };
-    }
-    if let Err(response) = check_proof(daemon, caller, &account, proof) {
-        return response;
-    }
-    match enrollment::regenerate_codes(daemon, &account) {
-        Ok(codes) => Response::NewRecoveryCodes {
+        let left = daemon.store().recovery_codes_left(account.id)?;
+        return Ok(Response::RecoveryCodesLeft {
             user: account.name,
-            codes,
-        },
-        Err(e) => enroll_error(e),
+            left,
+        });
     }
+    check_proof(daemon, caller, &account, proof)?;
+    let codes = enrollment::regenerate_codes(daemon, &account).map_err(enroll_error)?;
+    Ok(Response::NewRecoveryCodes {
+        user: account.name,
+        codes,
+    })
 }
 
 pub fn list(daemon: &Daemon, caller: &Caller) -> Response {
@@ -455,31 +415,21 @@ pub fn import_google_authenticator(
 
 /// Puts back a replay guard that a clock which ran ahead left in the
 /// future (see [`code_check::reset_guard`]). Root only.
-pub fn reset_guard(daemon: &Daemon, caller: &Caller, user: &str) -> Response {
+pub fn reset_guard(daemon: &Daemon, caller: &Caller, user: &str) -> Reply {
     if !caller.is_root() {
-        return root_only(caller, "reset a replay guard");
+        return Err(root_only(caller, "reset a replay guard"));
     }
-    let account = match target(daemon, caller, Some(user), false) {
-        Ok(account) => account,
-        Err(response) => return response,
-    };
-    match daemon.store().has_totp(account.id) {
-        Ok(true) => {}
-        Ok(false) => {
-            return error(
-                ErrorCode::NotFound,
-                format!(
-                    "two-factor authentication is not on for {}: there is no replay guard to reset",
-                    account.name
-                ),
-            )
-        }
-        Err(e) => return Response::from(e),
+    let account = target(daemon, caller, Some(user), false)?;
+    if !daemon.store().has_totp(account.id)? {
+        return Err(error(
+            ErrorCode::NotFound,
+            format!(
+                "two-factor authentication is not on for {}: there is no replay guard to reset",
+                account.name
+            ),
+        ));
     }
-    let ahead_seconds = match code_check::reset_guard(daemon, &account) {
-        Ok(ahead) => ahead,
-        Err(e) => return Response::from(e),
-    };
+    let ahead_seconds = code_check::reset_guard(daemon, &account)?;
     if ahead_seconds > 0 {
         activity::event(
             daemon,
@@ -492,8 +442,8 @@ pub fn reset_guard(daemon: &Daemon, caller: &Caller, user: &str) -> Response {
             ),
         );
     }
-    Response::GuardReset {
+    Ok(Response::GuardReset {
         user: account.name,
         ahead_seconds,
-    }
+    })
 }
