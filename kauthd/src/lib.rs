@@ -23,6 +23,7 @@ pub mod drift;
 pub mod enrollment;
 pub mod google_auth;
 pub mod housekeeping;
+pub mod malloc;
 pub mod manpage;
 pub mod policy;
 pub mod procinfo;
