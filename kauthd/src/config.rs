@@ -290,17 +290,18 @@ impl Config {
         if self.password.min_length < 8 {
             return bad("password.min_length", "must be at least 8");
         }
-        if self.password.argon2_memory_kib < 8 * self.password.argon2_parallelism.max(1) {
+        // The lane count first: the memory rule below depends on it.
+        if self.password.argon2_parallelism == 0 || self.password.argon2_parallelism > 16 {
+            return bad("password.argon2_parallelism", "must be between 1 and 16");
+        }
+        if self.password.argon2_memory_kib < 8 * self.password.argon2_parallelism {
             return bad(
                 "password.argon2_memory_kib",
-                "must be at least 8 KiB per lane",
+                "must be at least 8 KiB per lane (argon2_parallelism)",
             );
         }
         if self.password.argon2_iterations == 0 {
             return bad("password.argon2_iterations", "must be at least 1");
-        }
-        if self.password.argon2_parallelism == 0 || self.password.argon2_parallelism > 16 {
-            return bad("password.argon2_parallelism", "must be between 1 and 16");
         }
         if self.password.reset_token_seconds == 0 || self.password.reset_token_seconds > 604_800 {
             return bad(

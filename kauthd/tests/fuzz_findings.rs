@@ -1,0 +1,18 @@
+//! Plain regression tests for bugs the property-based fuzz tests
+//! (`fuzz_parsers.rs`) found, each named for what must hold.
+
+use kauthd::config::Config;
+
+#[test]
+fn too_many_argon2_lanes_are_named_and_do_not_overflow() {
+    // 8 KiB × 2^29 lanes overflowed a u32 (a panic in a debug build); and
+    // 3000 lanes were blamed on argon2_memory_kib, which was not set.
+    for lanes in [3000u32, 1 << 29, u32::MAX] {
+        let text = format!("[password]\nargon2_parallelism = {lanes}\n");
+        let message = Config::parse(&text).err().unwrap_or_default();
+        assert!(
+            message.contains("`password.argon2_parallelism`"),
+            "{lanes}: {message}"
+        );
+    }
+}
