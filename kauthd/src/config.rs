@@ -245,7 +245,7 @@ impl Config {
 
     /// Parses config text; the error names the key and what is wrong with it.
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(&e))?;
+        let config = deserialize(text)?;
         config.validate()?;
         Ok(config)
     }
@@ -338,7 +338,20 @@ impl Config {
     }
 }
 
-/// toml's message already names the line, the key and the reason.
+/// toml's message names the line and the reason, and usually the key;
+/// the path from serde_path_to_error names the key when toml's does not
+/// (e.g. a bad item on its own line of a multi-line array).
+fn deserialize(text: &str) -> Result<Config, String> {
+    let document = toml::Deserializer::parse(text).map_err(|e| describe_toml_error(&e))?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let message = describe_toml_error(e.inner());
+        match e.path().to_string().as_str() {
+            "" | "." => message,
+            path => format!("key `{path}`: {message}"),
+        }
+    })
+}
+
 fn describe_toml_error(e: &toml::de::Error) -> String {
     e.to_string().trim_end().to_owned()
 }

@@ -16,3 +16,14 @@ fn too_many_argon2_lanes_are_named_and_do_not_overflow() {
         );
     }
 }
+
+#[test]
+fn a_bad_item_on_its_own_line_of_an_array_names_the_key() {
+    // toml's message showed only the line of the item (`  false,`).
+    let text = "[policy]\nrequire_users = [\n  \"ann\",\n  false,\n]\n";
+    let message = Config::parse(text).err().unwrap_or_default();
+    assert!(
+        message.starts_with("key `policy.require_users[1]`"),
+        "{message}"
+    );
+}
