@@ -257,7 +257,7 @@ impl Config {
     /// refused: it is far more likely a truncated or wiped file than a wish
     /// to reset every key to its default.
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(&e))?;
+        let config = deserialize(text)?;
         let table: toml::Table = toml::from_str(text).map_err(|e| describe_toml_error(&e))?;
         if table.is_empty() {
             return Err(EMPTY_CONFIG.to_owned());
@@ -309,17 +309,18 @@ impl Config {
         if self.password.min_length < 8 {
             return bad("password.min_length", "must be at least 8");
         }
-        if self.password.argon2_memory_kib < 8 * self.password.argon2_parallelism.max(1) {
+        // The lane count first: the memory rule below depends on it.
+        if self.password.argon2_parallelism == 0 || self.password.argon2_parallelism > 16 {
+            return bad("password.argon2_parallelism", "must be between 1 and 16");
+        }
+        if self.password.argon2_memory_kib < 8 * self.password.argon2_parallelism {
             return bad(
                 "password.argon2_memory_kib",
-                "must be at least 8 KiB per lane",
+                "must be at least 8 KiB per lane (argon2_parallelism)",
             );
         }
         if self.password.argon2_iterations == 0 {
             return bad("password.argon2_iterations", "must be at least 1");
-        }
-        if self.password.argon2_parallelism == 0 || self.password.argon2_parallelism > 16 {
-            return bad("password.argon2_parallelism", "must be between 1 and 16");
         }
         if self.password.reset_token_seconds == 0 || self.password.reset_token_seconds > 604_800 {
             return bad(
@@ -357,6 +358,20 @@ impl Config {
 }
 
 const EMPTY_CONFIG: &str = "the file has no settings (it is empty or holds only comments), so every key would silently fall back to its default; kauthd refuses it. Restore the file (the packaged one documents every key), or delete it to run on the defaults on purpose";
+
+/// toml's message names the line and the reason, and usually the key;
+/// the path from serde_path_to_error names the key when toml's does not
+/// (e.g. a bad item on its own line of a multi-line array).
+fn deserialize(text: &str) -> Result<Config, String> {
+    let document = toml::Deserializer::parse(text).map_err(|e| describe_toml_error(&e))?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let message = describe_toml_error(e.inner());
+        match e.path().to_string().as_str() {
+            "" | "." => message,
+            path => format!("key `{path}`: {message}"),
+        }
+    })
+}
 
 /// toml's message already names the line, the key and the reason.
 fn describe_toml_error(e: &toml::de::Error) -> String {

@@ -244,8 +244,11 @@ pub fn parse(text: &str) -> Result<GoogleAuthFile, GoogleAuthError> {
                     file.rate_limit = Some((logins, seconds));
                 }
                 other => {
-                    if !file.ignored_options.iter().any(|o| o == other) {
-                        file.ignored_options.push(other.to_string());
+                    // The name is shown to the admin: escape anything in it
+                    // that could drive a terminal.
+                    let name = other.escape_debug().to_string();
+                    if !file.ignored_options.contains(&name) {
+                        file.ignored_options.push(name);
                     }
                 }
             }
