@@ -18,6 +18,7 @@ use std::fmt;
 use kauth_proto::Secret;
 use zeroize::Zeroizing;
 
+use crate::escape;
 use crate::totp::{self, TotpError};
 
 /// libpam's limit for WINDOW_SIZE.
@@ -246,7 +247,7 @@ pub fn parse(text: &str) -> Result<GoogleAuthFile, GoogleAuthError> {
                 other => {
                     // The name is shown to the admin: escape anything in it
                     // that could drive a terminal.
-                    let name = other.escape_debug().to_string();
+                    let name = escape::escape(other).into_owned();
                     if !file.ignored_options.contains(&name) {
                         file.ignored_options.push(name);
                     }

@@ -38,5 +38,5 @@ fn unknown_option_names_are_escaped_before_they_are_shown() {
         Ok(file) => file,
         Err(e) => panic!("should parse: {e}"),
     };
-    assert_eq!(file.ignored_options, ["X\\u{1b}[2J\\u{7}"]);
+    assert_eq!(file.ignored_options, ["X\\x1b[2J\\x07"]);
 }
