@@ -13,6 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use kauth_proto::module_options::{FailMode, OptionError, Options};
 use kauthd::config::Config;
 
 use super::{Finding, Report};
@@ -601,25 +602,6 @@ fn find_bypass(entries: &[Entry], kind: Kind) -> Option<Bypass> {
     found
 }
 
-/// The options pam_kpanel accepts (see pam_kpanel/src/options.rs).
-fn option_problem(arg: &str) -> Option<String> {
-    match arg.split_once('=') {
-        None => match arg {
-            "otp_only" | "use_first_pass" | "try_first_pass" | "debug" => None,
-            _ => Some(format!("unknown option `{arg}`")),
-        },
-        Some(("socket", v)) if v.starts_with('/') => None,
-        Some(("socket", _)) => Some(format!("`{arg}`: the socket must be an absolute path")),
-        Some(("service", v)) if !v.is_empty() => None,
-        Some(("failmode", "secure" | "safe")) => None,
-        Some(("failmode", _)) => Some(format!("`{arg}`: failmode is secure or safe")),
-        Some(("timeout", v)) if v.parse::<u64>().is_ok_and(|n| (1..=300).contains(&n)) => None,
-        Some(("timeout", _)) => Some(format!("`{arg}`: timeout is 1 to 300 seconds")),
-        Some(("daemon_uid", v)) if v.parse::<u32>().is_ok() => None,
-        _ => Some(format!("unknown or malformed option `{arg}`")),
-    }
-}
-
 /// Where libpam looks for a module named without a path.
 fn module_found(module: &str) -> bool {
     if module.starts_with('/') {
@@ -882,12 +864,11 @@ fn check_module_line(
     push: &mut impl FnMut(Finding, &mut Vec<Finding>),
 ) {
     let at = |f: Finding| f.at(&line.file, Some(line.number));
-    let mut otp_only = false;
-    let mut safe = false;
+    // The module's own parser, one word at a time, so that every bad word
+    // of the line is reported (a refused word changes nothing).
+    let mut options = Options::default();
     for arg in &line.args {
-        otp_only |= arg == "otp_only";
-        safe |= arg == "failmode=safe";
-        if let Some(why) = option_problem(arg) {
+        if let Err(why) = options.apply(arg) {
             push(
                 at(Finding::problem("pam", format!("pam_kpanel.so has a bad option: {why}"))
                     .why("the module refuses to run with an option it does not understand, so every login through this line fails")
@@ -915,20 +896,29 @@ fn check_module_line(
             }
         }
     }
-    if safe && !otp_only {
-        push(
+    match options.check() {
+        Ok(()) => {
+            if options.failmode == FailMode::Safe && line.kind == Kind::Auth {
+                push(
+                    at(Finding::warning("pam", "pam_kpanel.so has failmode=safe")
+                        .why("while kauthd is down or unreachable, logins pass on the first factor alone")
+                        .fix("remove failmode=safe if a code must always be asked")),
+                    findings,
+                );
+            }
+        }
+        Err(OptionError::SafeWithoutOtpOnly) => push(
             at(Finding::problem("pam", "pam_kpanel.so has failmode=safe without otp_only")
                 .why("the module refuses this combination (a password kauthd checks cannot be skipped), so every login through this line fails")
                 .fix("remove failmode=safe")),
             findings,
-        );
-    } else if safe && line.kind == Kind::Auth {
-        push(
-            at(Finding::warning("pam", "pam_kpanel.so has failmode=safe")
-                .why("while kauthd is down or unreachable, logins pass on the first factor alone")
-                .fix("remove failmode=safe if a code must always be asked")),
+        ),
+        Err(why) => push(
+            at(Finding::problem("pam", format!("pam_kpanel.so refuses its options: {why}"))
+                .why("the module refuses to run with options it does not accept, so every login through this line fails")
+                .fix(format!("correct the line: `{}` (options: see pam_kpanel(8))", line.text))),
             findings,
-        );
+        ),
     }
     if !module_found(&line.module) {
         push(
@@ -1121,13 +1111,38 @@ mod tests {
         }
     }
 
+    /// What check_module_line says about pam_kpanel's arguments.
+    fn option_findings(args: &[&str]) -> Vec<String> {
+        let line = ModuleLine {
+            file: PathBuf::from("/etc/pam.d/test"),
+            number: 1,
+            text: String::new(),
+            kind: Kind::Auth,
+            actions: Actions::keyword("required").unwrap(),
+            control_text: "required".to_owned(),
+            module: MODULE.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        };
+        let mut findings = Vec::new();
+        let mut push = |f: Finding, all: &mut Vec<Finding>| all.push(f);
+        check_module_line(&line, &Config::default(), &mut findings, &mut push);
+        findings
+            .into_iter()
+            .map(|f| f.what)
+            .filter(|what| what.starts_with("pam_kpanel.so"))
+            .collect()
+    }
+
     #[test]
-    fn options_are_checked() {
-        assert!(option_problem("otp_only").is_none());
-        assert!(option_problem("timeout=10").is_none());
-        assert!(option_problem("socket=/run/x.sock").is_none());
-        assert!(option_problem("otp-only").is_some());
-        assert!(option_problem("failmode=open").is_some());
-        assert!(option_problem("timeout=0").is_some());
+    fn options_are_checked_with_the_modules_parser() {
+        assert!(option_findings(&["otp_only", "timeout=10", "debug"]).is_empty());
+        let bad = option_findings(&["otp-only", "timeout=0", "service=a b"]);
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert!(bad.iter().all(|w| w.contains("bad option")), "{bad:?}");
+        let safe = option_findings(&["failmode=safe"]);
+        assert_eq!(safe.len(), 1, "{safe:?}");
+        assert!(safe[0].contains("without otp_only"), "{safe:?}");
+        let warned = option_findings(&["failmode=safe", "otp_only"]);
+        assert_eq!(warned, ["pam_kpanel.so has failmode=safe"]);
     }
 }
