@@ -9,13 +9,13 @@
 
 use std::ffi::CStr;
 
+use kauth_proto::module_options::{FirstPass, Options};
 use kauth_proto::{LoginMode, Outcome, Request, Secret};
 use pam::constants::{PamFlag, PamResultCode};
 
 use crate::context::{gather, load_options};
 use crate::daemon::{connect, unreachable_outcome};
 use crate::ffi::PAM_SILENT;
-use crate::options::{FirstPass, Options};
 use crate::pam_io::{Level, PamIo};
 use crate::relay::{failure_code, relay, MAX_ANSWER};
 

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod codec;
 pub mod messages;
+pub mod module_options;
 pub mod peer;
 pub mod secret;
 #[cfg(feature = "testing")]
