@@ -153,11 +153,9 @@ fn duplicate_and_bad_names_are_refused_with_exit_1() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn unprivileged_user_add_is_refused_and_nothing_is_written() {
-    if !running_as_root() {
-        eprintln!("SKIPPED unprivileged_user_add_is_refused: needs root to run kauthctl as nobody");
-        return;
-    }
+    assert!(running_as_root(), "run as root (tests/run does)");
     let daemon = TestDaemon::start("");
     let out = daemon.ctl_with(&["user", "add", "eve"], None, Some(NOBODY));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use kauth_proto::testing::{scripts, Connection, FakeDaemon};
 use kauth_proto::{LoginMode, MessageStyle, Outcome, Request};
-use kauth_tests::fake_daemon::{scripts, FakeDaemon};
 use kauth_tests::pam::{module_path, Harness, HarnessRun, PamConfDir};
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_kauth-pam-harness");
@@ -262,7 +262,7 @@ fn info_message_the_application_cannot_show_does_not_block_the_login() {
 
 #[test]
 fn error_message_is_relayed() {
-    let daemon = FakeDaemon::start(|conn: &mut kauth_tests::fake_daemon::Connection| {
+    let daemon = FakeDaemon::start(|conn: &mut Connection| {
         if conn.recv().is_some() {
             conn.message(MessageStyle::Error, "Account locked.");
             if conn.recv().is_some() {
@@ -305,7 +305,7 @@ fn full_login_exports_and_closes_the_session() {
 
 #[test]
 fn use_first_pass_takes_the_password_an_earlier_module_collected() {
-    let daemon = FakeDaemon::start(|conn: &mut kauth_tests::fake_daemon::Connection| {
+    let daemon = FakeDaemon::start(|conn: &mut Connection| {
         match conn.recv() {
             Some(Request::Begin {
                 authtok: Some(tok),
@@ -338,7 +338,7 @@ fn use_first_pass_takes_the_password_an_earlier_module_collected() {
 
 #[test]
 fn password_change_is_relayed() {
-    let daemon = FakeDaemon::start(|conn: &mut kauth_tests::fake_daemon::Connection| {
+    let daemon = FakeDaemon::start(|conn: &mut Connection| {
         // The preliminary check only connects; the update converses.
         if let Some(Request::Begin {
             mode: LoginMode::ChangePassword,

@@ -307,13 +307,9 @@ fn a_reset_token_stops_working_after_its_lifetime() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn only_root_and_pam_callers_make_reset_tokens() {
-    if !running_as_root() {
-        eprintln!(
-            "SKIPPED only_root_and_pam_callers_make_reset_tokens: needs root to run as nobody"
-        );
-        return;
-    }
+    assert!(running_as_root(), "run as root (tests/run does)");
     let daemon = start("");
     add_user(&daemon, "ann", OLD);
     let out = daemon.ctl_with(&["reset-token", "--user", "ann"], None, Some(65534));
@@ -322,11 +318,9 @@ fn only_root_and_pam_callers_make_reset_tokens() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_user_changes_their_own_password_with_the_current_one() {
-    if !running_as_root() {
-        eprintln!("SKIPPED a_user_changes_their_own_password_with_the_current_one: needs root to run as nobody");
-        return;
-    }
+    assert!(running_as_root(), "run as root (tests/run does)");
     const NOBODY: u32 = 65534;
     let daemon = start("");
     let out = daemon.ctl_with(

@@ -11,23 +11,14 @@ use kauth_tests::login::{oathtool_at_step, step_with_margin};
 
 const NOBODY: u32 = 65534;
 
-fn skip_unless_root(test: &str) -> bool {
-    if running_as_root() {
-        return false;
-    }
-    eprintln!("SKIPPED {test}: needs root to run kauthctl as nobody");
-    true
-}
-
 fn as_nobody(daemon: &TestDaemon, args: &[&str]) -> std::process::Output {
     daemon.ctl_with(args, None, Some(NOBODY))
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_local_user_enrolls_from_their_shell_without_an_account() {
-    if skip_unless_root("a_local_user_enrolls_from_their_shell_without_an_account") {
-        return;
-    }
+    assert!(running_as_root(), "run as root (tests/run does)");
     let daemon = TestDaemon::start("");
     let out = as_nobody(&daemon, &["--json", "2fa", "enroll", "--begin"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -65,10 +56,9 @@ fn a_local_user_enrolls_from_their_shell_without_an_account() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_local_user_cannot_touch_another_account() {
-    if skip_unless_root("a_local_user_cannot_touch_another_account") {
-        return;
-    }
+    assert!(running_as_root(), "run as root (tests/run does)");
     let daemon = TestDaemon::start("");
     assert!(daemon
         .ctl(&[
@@ -124,10 +114,9 @@ fn a_local_user_cannot_touch_another_account() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn an_unlisted_uid_cannot_run_a_login_conversation() {
-    if skip_unless_root("an_unlisted_uid_cannot_run_a_login_conversation") {
-        return;
-    }
+    assert!(running_as_root(), "run as root (tests/run does)");
     let daemon = TestDaemon::start("");
     // kauthctl has no login command; use the protocol as nobody through a
     // small Python client (what a panel would do).

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
 use crate::clock::Date;
@@ -220,31 +221,25 @@ impl Require {
     }
 }
 
-/// `totp.algorithm`, case-insensitive as `Algorithm` parses it; the error names the key.
+// The typed fields' own errors say what is allowed; `deserialize` adds
+// the key they belong to.
+
+/// `totp.algorithm`, case-insensitive as `Algorithm` parses it.
 fn totp_algorithm<'de, D: Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
-    Algorithm::deserialize(d).map_err(|_| {
-        key_error(
-            "totp.algorithm",
-            "must be \"SHA1\", \"SHA256\" or \"SHA512\"",
-        )
-    })
+    Algorithm::deserialize(d)
+        .map_err(|_| D::Error::custom("must be \"SHA1\", \"SHA256\" or \"SHA512\""))
 }
 
-/// `policy.require`; the error names the key.
+/// `policy.require`.
 fn policy_require<'de, D: Deserializer<'de>>(d: D) -> Result<Require, D::Error> {
-    Require::deserialize(d)
-        .map_err(|_| key_error("policy.require", "must be \"all\", \"none\" or \"listed\""))
+    Require::deserialize(d).map_err(|_| D::Error::custom("must be \"all\", \"none\" or \"listed\""))
 }
 
-/// `policy.deadline`; the error names the key.
+/// `policy.deadline`.
 fn policy_deadline<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Date>, D::Error> {
     Date::deserialize(d)
         .map(Some)
-        .map_err(|_| key_error("policy.deadline", "must be a date written YYYY-MM-DD"))
-}
-
-fn key_error<E: serde::de::Error>(key: &str, why: &str) -> E {
-    E::custom(format!("key `{key}`: {why}"))
+        .map_err(|_| D::Error::custom("must be a date written YYYY-MM-DD"))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,8 +307,9 @@ impl Config {
     /// refused: it is far more likely a truncated or wiped file than a wish
     /// to reset every key to its default.
     pub fn parse(text: &str) -> Result<Config, Error> {
-        let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(&e))?;
-        let table: toml::Table = toml::from_str(text).map_err(|e| describe_toml_error(&e))?;
+        let config = deserialize(text)?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| Error::invalid(describe_toml_error(&e)))?;
         if table.is_empty() {
             return Err(Error::invalid(EMPTY_CONFIG));
         }
@@ -358,17 +354,18 @@ impl Config {
         if self.password.min_length < 8 {
             return bad("password.min_length", "must be at least 8");
         }
-        if self.password.argon2_memory_kib < 8 * self.password.argon2_parallelism.max(1) {
+        // The lane count first: the memory rule below depends on it.
+        if self.password.argon2_parallelism == 0 || self.password.argon2_parallelism > 16 {
+            return bad("password.argon2_parallelism", "must be between 1 and 16");
+        }
+        if self.password.argon2_memory_kib < 8 * self.password.argon2_parallelism {
             return bad(
                 "password.argon2_memory_kib",
-                "must be at least 8 KiB per lane",
+                "must be at least 8 KiB per lane (argon2_parallelism)",
             );
         }
         if self.password.argon2_iterations == 0 {
             return bad("password.argon2_iterations", "must be at least 1");
-        }
-        if self.password.argon2_parallelism == 0 || self.password.argon2_parallelism > 16 {
-            return bad("password.argon2_parallelism", "must be between 1 and 16");
         }
         if self.password.reset_token_seconds == 0 || self.password.reset_token_seconds > 604_800 {
             return bad(
@@ -399,9 +396,24 @@ impl Config {
 
 const EMPTY_CONFIG: &str = "the file has no settings (it is empty or holds only comments), so every key would silently fall back to its default; kauthd refuses it. Restore the file (the packaged one documents every key), or delete it to run on the defaults on purpose";
 
+/// toml's message names the line and the reason, and usually the key;
+/// the path from serde_path_to_error names the key when toml's does not
+/// (e.g. a bad item on its own line of a multi-line array).
+fn deserialize(text: &str) -> Result<Config, Error> {
+    let document =
+        toml::Deserializer::parse(text).map_err(|e| Error::invalid(describe_toml_error(&e)))?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let message = describe_toml_error(e.inner());
+        Error::invalid(match e.path().to_string().as_str() {
+            "" | "." => message,
+            path => format!("key `{path}`: {message}"),
+        })
+    })
+}
+
 /// toml's message already names the line, the key and the reason.
-fn describe_toml_error(e: &toml::de::Error) -> Error {
-    Error::invalid(e.to_string().trim_end())
+fn describe_toml_error(e: &toml::de::Error) -> String {
+    e.to_string().trim_end().to_owned()
 }
 
 #[cfg(test)]
@@ -445,6 +457,7 @@ mod tests {
     fn unknown_key_is_named() {
         let e = Config::parse("[totp]\ndigitz = 6\n")
             .unwrap_err()
+            .to_string()
             .to_string();
         assert!(e.contains("digitz"), "{e}");
     }
@@ -453,6 +466,7 @@ mod tests {
     fn unknown_section_is_named() {
         let e = Config::parse("[polcy]\nenabled = true\n")
             .unwrap_err()
+            .to_string()
             .to_string();
         assert!(e.contains("polcy"), "{e}");
     }
@@ -461,6 +475,7 @@ mod tests {
     fn wrong_type_is_refused() {
         let e = Config::parse("[totp]\ndigits = \"six\"\n")
             .unwrap_err()
+            .to_string()
             .to_string();
         assert!(e.contains("digits") || e.contains("integer"), "{e}");
     }
@@ -469,14 +484,17 @@ mod tests {
     fn bad_value_names_the_key() {
         let e = Config::parse("[totp]\ndigits = 7\n")
             .unwrap_err()
+            .to_string()
             .to_string();
         assert!(e.contains("totp.digits"), "{e}");
         let e = Config::parse("[policy]\nrequire = \"some\"\n")
             .unwrap_err()
+            .to_string()
             .to_string();
         assert!(e.contains("policy.require"), "{e}");
         let e = Config::parse("[policy]\ndeadline = \"next week\"\n")
             .unwrap_err()
+            .to_string()
             .to_string();
         assert!(e.contains("policy.deadline"), "{e}");
     }
@@ -495,10 +513,12 @@ mod tests {
         );
         let e = Config::parse("[totp]\nalgorithm = \"MD5\"\n")
             .unwrap_err()
+            .to_string()
             .to_string();
         assert!(e.contains("totp.algorithm"), "{e}");
         let e = Config::parse("[policy]\nrequire = \"All\"\n")
             .unwrap_err()
+            .to_string()
             .to_string();
         assert!(e.contains("policy.require"), "{e}");
     }
@@ -514,6 +534,7 @@ mod tests {
         );
         let e = Config::parse("[password]\nreset_token_seconds = 0\n")
             .unwrap_err()
+            .to_string()
             .to_string();
         assert!(e.contains("password.reset_token_seconds"), "{e}");
     }

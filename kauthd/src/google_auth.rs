@@ -18,6 +18,7 @@ use std::fmt;
 use kauth_proto::Secret;
 use zeroize::Zeroizing;
 
+use crate::escape;
 use crate::totp::{self, TotpError};
 
 /// libpam's limit for WINDOW_SIZE.
@@ -244,8 +245,11 @@ pub fn parse(text: &str) -> Result<GoogleAuthFile, GoogleAuthError> {
                     file.rate_limit = Some((logins, seconds));
                 }
                 other => {
-                    if !file.ignored_options.iter().any(|o| o == other) {
-                        file.ignored_options.push(other.to_string());
+                    // The name is shown to the admin: escape anything in it
+                    // that could drive a terminal.
+                    let name = escape::escape(other).into_owned();
+                    if !file.ignored_options.contains(&name) {
+                        file.ignored_options.push(name);
                     }
                 }
             }

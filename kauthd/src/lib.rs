@@ -26,6 +26,7 @@ pub mod enrollment;
 pub mod escape;
 pub mod google_auth;
 pub mod housekeeping;
+pub mod malloc;
 pub mod manpage;
 pub mod policy;
 pub mod procinfo;

@@ -66,7 +66,7 @@ mod tests {
             peer.finish(outcome);
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         let code = account(&mut pam, &args.as_refs(), 0);
         (code, pam)
     }

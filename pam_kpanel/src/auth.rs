@@ -9,13 +9,13 @@
 
 use std::ffi::CStr;
 
+use kauth_proto::module_options::{FirstPass, Options};
 use kauth_proto::{LoginMode, Outcome, Request, Secret};
 use pam::constants::{PamFlag, PamResultCode};
 
 use crate::context::{gather, load_options};
 use crate::daemon::{connect, unreachable_outcome};
 use crate::ffi::PAM_SILENT;
-use crate::options::{FirstPass, Options};
 use crate::pam_io::{Level, PamIo};
 use crate::relay::{failure_code, relay, MAX_ANSWER};
 
@@ -124,9 +124,11 @@ mod tests {
             peer.send(code_prompt());
             match peer.recv() {
                 Some(Request::Answer { text }) if text.expose() == good => {
-                    peer.finish(Outcome::Success)
+                    peer.finish(Outcome::Success);
                 }
-                Some(Request::Answer { .. }) => peer.finish(Outcome::Denied),
+                Some(Request::Answer { .. }) => {
+                    peer.finish(Outcome::Denied);
+                }
                 other => panic!("expected an answer, got {other:?}"),
             }
         })
@@ -136,7 +138,7 @@ mod tests {
     fn right_code_logs_in() {
         let daemon = code_checker("492039");
         let mut pam = FakePam::new("ann").answer("492039");
-        let args = Args::for_socket(&daemon.socket, &["otp_only", "debug"]);
+        let args = Args::for_socket(daemon.socket(), &["otp_only", "debug"]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_SUCCESS);
         assert_eq!(pam.prompts(), vec!["Verification code: "]);
         assert_eq!(pam.shown[0].0, Style::PromptEchoOff);
@@ -164,7 +166,7 @@ mod tests {
     fn wrong_code_is_denied() {
         let daemon = code_checker("492039");
         let mut pam = FakePam::new("ann").answer("000000");
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_AUTH_ERR);
     }
 
@@ -175,7 +177,7 @@ mod tests {
             peer.finish(Outcome::Locked);
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_MAXTRIES);
     }
 
@@ -196,7 +198,7 @@ mod tests {
             peer.finish(Outcome::Success);
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_SUCCESS);
         assert_eq!(
             pam.shown,
@@ -225,7 +227,7 @@ mod tests {
         });
         let mut pam = FakePam::new("ann").answer("123456");
         pam.fail_texts = true;
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_SUCCESS);
         assert_eq!(pam.logged(Level::Notice).len(), 1);
     }
@@ -242,7 +244,7 @@ mod tests {
             peer.finish(Outcome::Success);
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         let code = authenticate(&mut pam, &args.as_refs(), PAM_SILENT);
         assert_eq!(code, PamResultCode::PAM_SUCCESS);
         assert!(pam.shown.is_empty());
@@ -255,7 +257,7 @@ mod tests {
             peer.send_raw(b"\x00\x00\x00\x05hello");
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &["otp_only", "failmode=safe"]);
+        let args = Args::for_socket(daemon.socket(), &["otp_only", "failmode=safe"]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_AUTHINFO_UNAVAIL);
         assert!(!pam.logged(Level::Err).is_empty());
     }
@@ -269,7 +271,7 @@ mod tests {
             // Dropping the peer closes the connection without an outcome.
         });
         let mut pam = FakePam::new("ann").answer("123456");
-        let args = Args::for_socket(&daemon.socket, &["otp_only", "failmode=safe"]);
+        let args = Args::for_socket(daemon.socket(), &["otp_only", "failmode=safe"]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_AUTHINFO_UNAVAIL);
     }
 
@@ -281,7 +283,7 @@ mod tests {
             let _ = peer.recv();
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &["timeout=1"]);
+        let args = Args::for_socket(daemon.socket(), &["timeout=1"]);
         let start = Instant::now();
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_AUTHINFO_UNAVAIL);
         assert!(
@@ -324,7 +326,7 @@ mod tests {
         }
         let daemon = code_checker("111111");
         let mut pam = SlowTyper(FakePam::new("ann").answer("111111"));
-        let args = Args::for_socket(&daemon.socket, &["timeout=1"]);
+        let args = Args::for_socket(daemon.socket(), &["timeout=1"]);
         assert_eq!(
             authenticate(&mut pam, &args.as_refs(), 0),
             PamResultCode::PAM_SUCCESS
@@ -339,7 +341,7 @@ mod tests {
             assert!(peer.recv().is_none(), "the module must hang up");
         });
         let mut pam = FakePam::new("ann").reply(Reply::Null);
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_CONV_ERR);
         assert_eq!(daemon.received().len(), 1);
     }
@@ -352,7 +354,7 @@ mod tests {
             let _ = peer.recv();
         });
         let mut pam = FakePam::new("ann").reply(Reply::Fail);
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_CONV_ERR);
     }
 
@@ -365,7 +367,7 @@ mod tests {
         });
         let huge = "9".repeat(1025);
         let mut pam = FakePam::new("ann").answer(&huge);
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_AUTH_ERR);
         assert_eq!(daemon.received().len(), 1);
     }
@@ -382,7 +384,7 @@ mod tests {
             peer.finish(Outcome::Denied);
         });
         let mut pam = FakePam::new("ann").answer(&"x".repeat(1024));
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_AUTH_ERR);
         assert_eq!(daemon.received().len(), 2);
     }
@@ -402,7 +404,7 @@ mod tests {
             }
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_AUTHINFO_UNAVAIL);
         assert_eq!(daemon.received().len(), 1 + crate::relay::MAX_STEPS);
     }
@@ -414,7 +416,7 @@ mod tests {
             peer.send(Response::Done);
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_AUTHINFO_UNAVAIL);
     }
 
@@ -433,16 +435,18 @@ mod tests {
                 });
             });
             let mut pam = FakePam::new("ann");
-            let args = Args::for_socket(&daemon.socket, &[]);
+            let args = Args::for_socket(daemon.socket(), &[]);
             assert_eq!(run(&mut pam, &args), expected, "{code:?}");
         }
     }
 
     #[test]
     fn unknown_option_fails_closed_without_connecting() {
-        let daemon = FakeDaemon::serve(|peer| peer.finish(Outcome::Success));
+        let daemon = FakeDaemon::serve(|peer| {
+            peer.finish(Outcome::Success);
+        });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &["nullok"]);
+        let args = Args::for_socket(daemon.socket(), &["nullok"]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_SERVICE_ERR);
         assert!(pam.logged(Level::Err)[0].contains("nullok"));
     }
@@ -490,23 +494,27 @@ mod tests {
                 authtok: Some(tok),
                 mode: LoginMode::Password,
                 ..
-            }) if tok.expose() == "correct horse" => peer.finish(Outcome::Success),
+            }) if tok.expose() == "correct horse" => {
+                peer.finish(Outcome::Success);
+            }
             other => panic!("{other:?}"),
         });
         let mut pam = FakePam::new("ann");
         pam.authtok = Some(b"correct horse".to_vec());
-        let args = Args::for_socket(&daemon.socket, &["try_first_pass"]);
+        let args = Args::for_socket(daemon.socket(), &["try_first_pass"]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_SUCCESS);
     }
 
     #[test]
     fn try_first_pass_without_a_password_lets_kauthd_ask() {
         let daemon = FakeDaemon::serve(|peer| match peer.recv() {
-            Some(Request::Begin { authtok: None, .. }) => peer.finish(Outcome::Denied),
+            Some(Request::Begin { authtok: None, .. }) => {
+                peer.finish(Outcome::Denied);
+            }
             other => panic!("{other:?}"),
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &["try_first_pass"]);
+        let args = Args::for_socket(daemon.socket(), &["try_first_pass"]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_AUTH_ERR);
         assert_eq!(daemon.received().len(), 1);
     }
@@ -515,12 +523,12 @@ mod tests {
     fn service_option_overrides_pam_service() {
         let daemon = FakeDaemon::serve(|peer| match peer.recv() {
             Some(Request::Begin { service, .. }) if service == "panel-api" => {
-                peer.finish(Outcome::Success)
+                peer.finish(Outcome::Success);
             }
             other => panic!("{other:?}"),
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &["service=panel-api"]);
+        let args = Args::for_socket(daemon.socket(), &["service=panel-api"]);
         assert_eq!(run(&mut pam, &args), PamResultCode::PAM_SUCCESS);
     }
 

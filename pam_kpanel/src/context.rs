@@ -3,9 +3,9 @@
 
 use std::ffi::CStr;
 
+use kauth_proto::module_options::Options;
 use pam::constants::PamResultCode;
 
-use crate::options::Options;
 use crate::pam_io::{Item, Level, PamIo};
 
 /// The longest user name sent to kauthd, in bytes. Longer names (an email

@@ -1,10 +1,10 @@
 //! Opening a checked connection to kauthd, and what `failmode=` does when
 //! that is impossible.
 
+use kauth_proto::module_options::{FailMode, Options};
 use kauth_proto::{Client, ClientError};
 use pam::constants::PamResultCode;
 
-use crate::options::{FailMode, Options};
 use crate::pam_io::{Level, PamIo};
 
 /// The name this module gives in `Hello`.

@@ -1,11 +1,12 @@
 //! pam_kpanel: forwards the PAM conversation to kauthd.
 //!
 //! The module holds no secrets and no policy. Each hook parses its
-//! arguments (`options`), reads the PAM items (`context`), connects to
-//! kauthd with a checked peer (`daemon`) and relays kauthd's prompts and
-//! texts through the application's conversation (`relay`) until kauthd
-//! says how it ended; the hook maps that to a PAM code (`auth`, `account`,
-//! `session`, `password`). libpam is reached only through the [`PamIo`]
+//! arguments (`kauth_proto::module_options`, shared with `kauthctl
+//! doctor`), reads the PAM items (`context`), connects to kauthd with a
+//! checked peer (`daemon`) and relays kauthd's prompts and texts through
+//! the application's conversation (`relay`) until kauthd says how it ended;
+//! the hook maps that to a PAM code (`auth`, `account`, `session`,
+//! `password`). libpam is reached only through the [`PamIo`]
 //! trait (`libpam` implements it), so all of this is tested without libpam.
 //!
 //! The only exported symbols are the six `pam_sm_*` hooks (`hooks`).
@@ -34,7 +35,6 @@ pub mod daemon;
 mod ffi;
 pub mod hooks;
 mod libpam;
-pub mod options;
 pub mod pam_io;
 pub mod password;
 pub mod relay;
@@ -43,5 +43,5 @@ pub mod session;
 #[cfg(test)]
 mod testing;
 
-pub use options::{FailMode, FirstPass, OptionError, Options};
+pub use kauth_proto::module_options::{FailMode, FirstPass, OptionError, Options};
 pub use pam_io::PamIo;

@@ -76,7 +76,7 @@ mod tests {
     fn prelim_check_only_needs_a_reachable_daemon() {
         let daemon = FakeDaemon::serve(|peer| assert!(peer.recv().is_none()));
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         let code = chauthtok(&mut pam, &args.as_refs(), PAM_PRELIM_CHECK);
         assert_eq!(code, PamResultCode::PAM_SUCCESS);
         assert!(daemon.received().is_empty());
@@ -114,7 +114,7 @@ mod tests {
             .answer("old")
             .answer("new")
             .answer("new");
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         (
             chauthtok(&mut pam, &args.as_refs(), PAM_UPDATE_AUTHTOK),
             pam,

@@ -150,7 +150,7 @@ mod tests {
             peer.send(Response::SessionOpened { id: id.into() });
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         (open_session(&mut pam, &args.as_refs(), 0), pam)
     }
 
@@ -181,7 +181,7 @@ mod tests {
             });
         });
         let mut pam = FakePam::new("ann");
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(
             open_session(&mut pam, &args.as_refs(), 0),
             PamResultCode::PAM_SESSION_ERR
@@ -210,7 +210,7 @@ mod tests {
         });
         let mut pam = FakePam::new("ann");
         pam.env.insert(SESSION_VAR.into(), "s-1".into());
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(
             close_session(&mut pam, &args.as_refs(), 0),
             PamResultCode::PAM_SUCCESS
@@ -229,7 +229,7 @@ mod tests {
         });
         let mut pam = FakePam::new("ann");
         pam.env.insert(SESSION_VAR.into(), "s-1".into());
-        let args = Args::for_socket(&daemon.socket, &[]);
+        let args = Args::for_socket(daemon.socket(), &[]);
         assert_eq!(
             close_session(&mut pam, &args.as_refs(), 0),
             PamResultCode::PAM_SUCCESS

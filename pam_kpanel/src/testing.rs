@@ -1,18 +1,13 @@
-//! Test doubles: a scripted [`PamIo`] and a fake kauthd serving one
-//! connection on a socket in a temporary directory.
+//! Test doubles: a scripted [`PamIo`], module arguments, and (from
+//! `kauth_proto::testing`) the fake kauthd.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{CStr, CString};
-use std::io::Write;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use kauth_proto::{read_frame, write_frame, FrameError, Request, Response, PROTOCOL_VERSION};
+pub use kauth_proto::testing::FakeDaemon;
 use pam::constants::PamResultCode;
 use zeroize::Zeroizing;
 
@@ -154,105 +149,5 @@ impl Args {
 
     pub fn as_refs(&self) -> Vec<&CStr> {
         self.0.iter().map(|c| c.as_c_str()).collect()
-    }
-}
-
-/// One end of a connection the fake daemon serves.
-pub struct Peer {
-    stream: UnixStream,
-    /// Every request received after `Hello`.
-    pub received: Vec<Request>,
-}
-
-impl Peer {
-    /// The next request, `None` when the module hung up.
-    pub fn recv(&mut self) -> Option<Request> {
-        match read_frame::<_, Request>(&mut self.stream) {
-            Ok(req) => {
-                self.received.push(req.clone());
-                Some(req)
-            }
-            Err(FrameError::Closed) => None,
-            Err(e) => panic!("fake daemon read: {e}"),
-        }
-    }
-
-    pub fn send(&mut self, response: Response) {
-        // The module may already have hung up; tests look at its result.
-        let _ = write_frame(&mut self.stream, &response);
-    }
-
-    pub fn send_raw(&mut self, bytes: &[u8]) {
-        let _ = self.stream.write_all(bytes);
-    }
-
-    pub fn finish(&mut self, outcome: kauth_proto::Outcome) {
-        self.send(Response::Finished { outcome });
-    }
-}
-
-/// A fake kauthd: answers `Hello`, then runs `script` on one connection.
-pub struct FakeDaemon {
-    _dir: tempfile::TempDir,
-    pub socket: PathBuf,
-    thread: Option<JoinHandle<Vec<Request>>>,
-}
-
-impl FakeDaemon {
-    pub fn serve(script: impl FnOnce(&mut Peer) + Send + 'static) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("kauthd.sock");
-        let listener = UnixListener::bind(&socket).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let stream = loop {
-                match listener.accept() {
-                    Ok((stream, _)) => break stream,
-                    Err(_) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(_) => return Vec::new(),
-                }
-            };
-            stream.set_nonblocking(false).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut peer = Peer {
-                stream,
-                received: Vec::new(),
-            };
-            match read_frame::<_, Request>(&mut peer.stream) {
-                Ok(Request::Hello { .. }) => peer.send(Response::Welcome {
-                    version: PROTOCOL_VERSION,
-                    server: "fake".into(),
-                }),
-                other => panic!("expected hello, got {other:?}"),
-            }
-            script(&mut peer);
-            peer.received
-        });
-        FakeDaemon {
-            _dir: dir,
-            socket,
-            thread: Some(thread),
-        }
-    }
-
-    /// A socket path where nobody listens.
-    pub fn nowhere() -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("absent.sock");
-        (dir, path)
-    }
-
-    /// Waits for the script to end and returns the requests it received.
-    pub fn received(mut self) -> Vec<Request> {
-        self.thread
-            .take()
-            .unwrap()
-            .join()
-            .expect("fake daemon panicked")
     }
 }

@@ -3,12 +3,17 @@
 //!
 //! This crate is linked into the PAM module, so it must stay small, never
 //! panic and never block without a timeout.
+//! (The `testing` module, a fake kauthd for tests, is the exception: only
+//! tests enable its feature.)
 
 pub mod client;
 pub mod codec;
 pub mod messages;
+pub mod module_options;
 pub mod peer;
 pub mod secret;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use client::{Client, ClientError};
 pub use codec::{read_frame, write_frame, FrameError, MAX_FRAME};

@@ -153,6 +153,19 @@ impl TestDaemon {
             .unwrap_or_default()
     }
 
+    /// Whether `text` reaches the syslog capture within a few seconds (it
+    /// receives on a thread of its own, so a line may lag the request).
+    pub fn syslog_receives(&self, text: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.syslog().contains(text) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// Sends a signal to the daemon.
     pub fn signal(&self, signal: i32) {
         let pid = self.pid() as libc::pid_t;

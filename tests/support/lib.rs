@@ -2,7 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod daemon;
-pub mod fake_daemon;
 pub mod login;
 pub mod pam;
 pub mod sshd;

@@ -51,9 +51,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Before any thread starts: a flood of connections must not leave
+    // memory behind in per-thread malloc arenas.
+    let malloc_limited = kauthd::malloc::limit_retained_memory();
     // Files kauthd creates (database, WAL) are owner-only from the start.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     kauthd::logging::init(args.debug);
+    if !malloc_limited {
+        log::warn!("the C library refused the malloc limits; memory may grow under load");
+    }
     match server::run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -4,6 +4,7 @@ use kauth_proto::{Client, Request, Response};
 use serde_json::json;
 
 use crate::args::{Cli, Command, UserCommand};
+use crate::connection::{call, expect_done};
 use crate::output::{cell, Failure, Output};
 use crate::{passwords, policy, prompt, sessions, twofactor};
 
@@ -28,28 +29,6 @@ pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> 
             "internal",
             "this command does not talk to kauthd".to_owned(),
         )),
-    }
-}
-
-pub fn call(client: &mut Client, request: &Request) -> Result<Response, Failure> {
-    client
-        .call(request)
-        .map_err(|e| Failure::unreachable(e.to_string()))
-}
-
-/// Sends a request whose only success answer is `Done`.
-pub fn expect_done(
-    client: &mut Client,
-    request: &Request,
-    out: &Output,
-    text: &str,
-) -> Result<(), Failure> {
-    match call(client, request)? {
-        Response::Done => {
-            out.success(text, json!({}));
-            Ok(())
-        }
-        other => Err(Failure::from_response(other)),
     }
 }
 

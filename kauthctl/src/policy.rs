@@ -3,7 +3,7 @@
 use kauth_proto::{Client, Request, Response};
 
 use crate::args::PolicyCommand;
-use crate::commands::{call, expect_done};
+use crate::connection::{call, expect_done};
 use crate::output::{Failure, Output};
 
 pub fn run(command: &PolicyCommand, client: &mut Client, out: &Output) -> Result<(), Failure> {

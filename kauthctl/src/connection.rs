@@ -1,47 +1,15 @@
-//! `kauthctl`: administration for root, self-service for users, and the
-//! integration point for panels (`--json`).
-//!
-//! Exit codes: 0 done, 1 refused or failed, 2 usage, 3 daemon unreachable.
+//! The connection to kauthd and the request/answer call every command
+//! makes. Command modules depend on this module, not on each other.
 
-mod args;
-mod commands;
-mod doctor;
-mod manpages;
-mod output;
-mod passwords;
-mod policy;
-mod prompt;
-mod qr;
-mod safe_file;
-mod sessions;
-mod twofactor;
-
-use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use kauth_proto::{Client, ClientError};
+use kauth_proto::{Client, ClientError, Request, Response};
+use serde_json::json;
 
-use args::{Cli, Command};
-use output::{Failure, Output};
+use crate::args::Cli;
+use crate::output::{Failure, Output};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let out = Output::new(cli.json);
-    // These work without kauthd (doctor reports an unreachable one).
-    match &cli.command {
-        Command::Doctor(args) => return doctor::run(args, &out),
-        Command::GenerateMan { dir } => return manpages::generate(dir),
-        _ => {}
-    }
-    let result = connect(&cli).and_then(|mut client| commands::run(&cli, &mut client, &out));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => out.fail(failure),
-    }
-}
 
 /// Who may be listening: root, ourselves (a daemon we started), and the
 /// `[access] daemon_user` of the system's kauthd.toml when readable.
@@ -60,7 +28,7 @@ fn trusted_uids() -> Vec<u32> {
     uids
 }
 
-fn connect(cli: &Cli) -> Result<Client, Failure> {
+pub fn connect(cli: &Cli) -> Result<Client, Failure> {
     Client::connect(&cli.socket, TIMEOUT, &trusted_uids(), "kauthctl").map_err(|e| match e {
         ClientError::Unreachable(why) => Failure::unreachable(format!(
             "kauthd is not running or not reachable at {} ({why}). Start it (systemctl start kauthd) or point --socket / KAUTHD_SOCKET at its socket.",
@@ -68,4 +36,26 @@ fn connect(cli: &Cli) -> Result<Client, Failure> {
         )),
         other => Failure::unreachable(other.to_string()),
     })
+}
+
+pub fn call(client: &mut Client, request: &Request) -> Result<Response, Failure> {
+    client
+        .call(request)
+        .map_err(|e| Failure::unreachable(e.to_string()))
+}
+
+/// Sends a request whose only success answer is `Done`.
+pub fn expect_done(
+    client: &mut Client,
+    request: &Request,
+    out: &Output,
+    text: &str,
+) -> Result<(), Failure> {
+    match call(client, request)? {
+        Response::Done => {
+            out.success(text, json!({}));
+            Ok(())
+        }
+        other => Err(Failure::from_response(other)),
+    }
 }

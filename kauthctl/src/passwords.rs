@@ -12,7 +12,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::args::PasswdArgs;
-use crate::commands::{call, expect_done};
+use crate::connection::{call, expect_done};
 use crate::output::{Failure, Output};
 use crate::prompt;
 

@@ -1,6 +1,8 @@
-//! The module's arguments from the PAM configuration line, parsed once into
+//! pam_kpanel's arguments from the PAM configuration line, parsed once into
 //! a typed value. Anything unknown or malformed is an error, and every hook
-//! fails closed on it: a typo in `/etc/pam.d` must never open a door.
+//! of the module fails closed on it: a typo in `/etc/pam.d` must never open
+//! a door. `kauthctl doctor` checks the lines in `/etc/pam.d` with this same
+//! parser, so what it reports is what the module would refuse.
 
 use std::ffi::CStr;
 use std::fmt;
@@ -52,7 +54,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            socket: PathBuf::from(kauth_proto::DEFAULT_SOCKET),
+            socket: PathBuf::from(crate::DEFAULT_SOCKET),
             otp_only: false,
             first_pass: FirstPass::No,
             service: None,
@@ -67,7 +69,6 @@ impl Default for Options {
 /// Why the arguments were refused. The text names the argument, so the
 /// administrator can find the line to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum OptionError {
     NotUtf8,
     Unknown(String),
@@ -97,21 +98,40 @@ impl std::error::Error for OptionError {}
 impl TryFrom<&[&CStr]> for Options {
     type Error = OptionError;
 
+    /// The arguments as libpam hands them to the module.
     fn try_from(args: &[&CStr]) -> Result<Self, Self::Error> {
         let mut options = Options::default();
         for arg in args {
             let arg = arg.to_str().map_err(|_| OptionError::NotUtf8)?;
             options.apply(arg)?;
         }
-        if options.failmode == FailMode::Safe && !options.otp_only {
-            return Err(OptionError::SafeWithoutOtpOnly);
-        }
+        options.check()?;
         Ok(options)
     }
 }
 
 impl Options {
-    fn apply(&mut self, arg: &str) -> Result<(), OptionError> {
+    /// Parses the argument words of one module line.
+    pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Options, OptionError> {
+        let mut options = Options::default();
+        for arg in args {
+            options.apply(arg)?;
+        }
+        options.check()?;
+        Ok(options)
+    }
+
+    /// The rules between options, checked once every argument is applied.
+    pub fn check(&self) -> Result<(), OptionError> {
+        if self.failmode == FailMode::Safe && !self.otp_only {
+            return Err(OptionError::SafeWithoutOtpOnly);
+        }
+        Ok(())
+    }
+
+    /// Applies one argument word. On an error nothing is changed, so a
+    /// caller can go on and find the other bad arguments of the line.
+    pub fn apply(&mut self, arg: &str) -> Result<(), OptionError> {
         match arg.split_once('=') {
             None => match arg {
                 "otp_only" => self.otp_only = true,
@@ -292,6 +312,26 @@ mod tests {
         let raw = CString::new(vec![b's', 0xff]).unwrap();
         let args = [raw.as_c_str()];
         assert_eq!(Options::try_from(&args[..]), Err(OptionError::NotUtf8));
+    }
+
+    #[test]
+    fn words_parse_like_the_arguments_libpam_hands_over() {
+        let words = ["otp_only", "failmode=safe", "timeout=3"];
+        assert_eq!(Options::parse(words), parse(&words));
+        assert_eq!(
+            Options::parse(["failmode=safe"]),
+            Err(OptionError::SafeWithoutOtpOnly)
+        );
+    }
+
+    #[test]
+    fn a_refused_word_changes_nothing() {
+        let mut o = Options::default();
+        assert!(o.apply("timeout=0").is_err());
+        assert!(o.apply("socket=relative").is_err());
+        assert_eq!(o, Options::default());
+        assert!(o.apply("timeout=5").is_ok());
+        assert_eq!(o.timeout, Duration::from_secs(5));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use kauth_proto::{Client, ErrorCode, Proof, Request, Response, Secret};
 use serde_json::{json, Value};
 
 use crate::args::{ImportCommand, ProofArgs, TwoFaCommand};
-use crate::commands::{call, expect_done};
+use crate::connection::{call, expect_done};
 use crate::output::{cell, Failure, Output};
 use crate::safe_file::{self, PrivateFile};
 use crate::{prompt, qr};

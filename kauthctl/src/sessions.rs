@@ -5,7 +5,7 @@ use kauthd::clock::{self, format_time};
 use serde_json::json;
 
 use crate::args::SessionsAction;
-use crate::commands::call;
+use crate::connection::call;
 use crate::output::{cell, json_text, Failure, Output};
 
 /// The session this kauthctl runs in, if PAM exported its id.
