@@ -28,7 +28,7 @@ const LIMITS: &str = "[ratelimit]\nmax_failures = 3\nwindow_seconds = 300\nlock_
 
 /// A deliberately expensive password hash, so one argon2 run is plainly
 /// slower than a whole conversation without one.
-const SLOW_HASH: &str = "[password]\nargon2_memory_kib = 65536\nargon2_iterations = 8\n";
+const SLOW_HASH: &str = "[password]\nargon2_memory_kib = 65536\nargon2_iterations = 20\n";
 
 fn add_user(daemon: &TestDaemon, name: &str, uid: Option<u32>) {
     let uid = uid.map(|u| u.to_string());
