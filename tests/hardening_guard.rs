@@ -7,11 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::process::Output;
 use std::time::Duration;
 
 use kauth_proto::Outcome;
-use kauth_tests::daemon::{stderr, stdout, TestDaemon};
+use kauth_tests::daemon::{json, stderr, stdout, TestDaemon};
 use kauth_tests::login::{
     login_code, now, oathtool_at_step, recovery_codes, step_with_margin, LoginResult,
 };
@@ -24,21 +23,6 @@ const DAY_STEPS: u64 = 86_400 / 30;
 
 /// The uid of `nobody`, for a caller that is not root.
 const NOBODY: u32 = 65534;
-
-fn json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "kauthctl failed: {}{}",
-        stdout(out),
-        stderr(out)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-fn import(daemon: &TestDaemon, user: &str) {
-    let out = daemon.ctl(&["2fa", "import", "--user", user, "--secret", SECRET]);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
 
 fn code(step: u64) -> String {
     oathtool_at_step(SECRET, step)
@@ -111,7 +95,7 @@ const LOG_LINE: &str = "every code of ann is refused";
 #[ignore = "needs root"]
 fn a_code_accepted_a_day_ahead_is_reported_and_root_resets_the_guard() {
     let mut daemon = TestDaemon::start("");
-    import(&daemon, "ann");
+    daemon.import_secret("ann", SECRET);
     let used_step = step_with_margin(3);
     let used = code(used_step);
     assert!(login_code(&daemon.socket, "ann", &used).succeeded());
@@ -208,7 +192,7 @@ fn a_code_accepted_a_day_ahead_is_reported_and_root_resets_the_guard() {
 #[ignore = "needs root"]
 fn a_recovery_code_login_repairs_a_guard_left_in_the_future() {
     let mut daemon = TestDaemon::start("");
-    import(&daemon, "bob");
+    daemon.import_secret("bob", SECRET);
     let regenerated = json(&daemon.ctl(&[
         "--json",
         "2fa",

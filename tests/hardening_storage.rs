@@ -10,25 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kauth_tests::daemon::{binary, running_as_root, stderr, stdout, TestDaemon};
+use kauth_tests::daemon::{binary, json, running_as_root, stderr, TestDaemon};
 use kauth_tests::login::{login_code, oathtool_at_step, step_with_margin};
 
 const IMPORTED: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "kauthctl failed: {}{}",
-        stdout(out),
-        stderr(out)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-fn import(daemon: &TestDaemon, user: &str, secret: &str) {
-    let out = daemon.ctl(&["2fa", "import", "--user", user, "--secret", secret]);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
 
 /// Starts an enrollment; returns the secret (base32).
 fn enroll_begin(daemon: &TestDaemon, user: &str) -> String {
@@ -124,7 +109,7 @@ fn no_enrolled_pending_imported_or_deleted_secret_is_in_the_database_files() {
     let ann = enroll(&daemon, "ann");
     let bob = enroll(&daemon, "bob");
     let carol = enroll_begin(&daemon, "carol"); // pending, never confirmed
-    import(&daemon, "dave", IMPORTED);
+    daemon.import_secret("dave", IMPORTED);
     let out = daemon.ctl(&["2fa", "disable", "--user", "bob"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let secrets = [ann.as_str(), bob.as_str(), carol.as_str(), IMPORTED];
@@ -192,7 +177,7 @@ fn copy_database(from: &TestDaemon, to: &TestDaemon) {
 #[test]
 fn a_copied_database_without_its_key_yields_no_code_and_says_why() {
     let mut original = TestDaemon::start("");
-    import(&original, "ann", IMPORTED);
+    original.import_secret("ann", IMPORTED);
     original.stop();
     let mut copy = TestDaemon::start("");
     copy.kill9();
@@ -220,7 +205,7 @@ fn a_copied_database_without_its_key_yields_no_code_and_says_why() {
 #[test]
 fn rekey_replaces_the_key_and_codes_keep_working_after_a_restart() {
     let mut daemon = TestDaemon::start("");
-    import(&daemon, "ann", IMPORTED);
+    daemon.import_secret("ann", IMPORTED);
     let pending = enroll_begin(&daemon, "bob");
     let old_key = fs::read(daemon.key_file()).unwrap();
 
@@ -324,7 +309,7 @@ fn maps_shm(pid: u32) -> bool {
 #[test]
 fn no_shared_memory_file_is_mapped_and_a_second_kauthd_is_refused() {
     let daemon = TestDaemon::start("");
-    import(&daemon, "ann", IMPORTED);
+    daemon.import_secret("ann", IMPORTED);
     assert!(!maps_shm(daemon.pid()), "kauthd maps the -shm file");
     let shm = daemon.state_dir.join("kauthd.sqlite-shm");
     assert!(!shm.exists(), "{} exists", shm.display());
@@ -371,7 +356,7 @@ impl Drop for Immutable {
 fn an_immutable_shm_file_does_not_stop_kauthd() {
     assert!(running_as_root(), "run as root (tests/run does)");
     let mut daemon = TestDaemon::start("");
-    import(&daemon, "ann", IMPORTED);
+    daemon.import_secret("ann", IMPORTED);
     daemon.kill9();
     let shm = daemon.state_dir.join("kauthd.sqlite-shm");
     fs::write(&shm, vec![0u8; 32768]).unwrap();
@@ -391,7 +376,7 @@ fn an_immutable_shm_file_does_not_stop_kauthd() {
     let step = step_with_margin(5);
     let first = login_code(&daemon.socket, "ann", &oathtool_at_step(IMPORTED, step));
     assert!(first.succeeded(), "{first:?}: {}", daemon.stderr());
-    import(&daemon, "bob", IMPORTED);
+    daemon.import_secret("bob", IMPORTED);
     let second = login_code(&daemon.socket, "bob", &oathtool_at_step(IMPORTED, step));
     assert!(second.succeeded(), "{second:?}: {}", daemon.stderr());
     assert_eq!(

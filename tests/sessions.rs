@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use kauth_tests::daemon::{stderr, stdout, TestDaemon};
+use kauth_tests::daemon::{json, stderr, stdout, TestDaemon};
 use kauth_tests::login::{
     connect, converse, login_code, login_password, oathtool_at_step, recovery_codes,
     step_with_margin,
@@ -39,16 +39,6 @@ fn unix_sshd(daemon: &TestDaemon) -> TestSshd {
         "pam.d/sshd-unix-then-code",
         "sshd_config.d/kauthd-unix-then-code.conf",
     )
-}
-
-fn json(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "kauthctl failed: {}{}",
-        stdout(out),
-        stderr(out)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn sessions_of(daemon: &TestDaemon, user: &str) -> Vec<Value> {

@@ -11,27 +11,11 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use kauth_proto::Outcome;
-use kauth_tests::daemon::{stderr, stdout, TestDaemon};
+use kauth_tests::daemon::{json, stderr, TestDaemon};
 use kauth_tests::login::{
     login_code, login_code_from, now, oathtool, oathtool_at_step, recovery_codes, step_with_margin,
     LoginResult,
 };
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "kauthctl failed: {}{}",
-        stdout(out),
-        stderr(out)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-/// A fixed secret imported for `user` (2FA on at once).
-fn import(daemon: &TestDaemon, user: &str, secret: &str) {
-    let out = daemon.ctl(&["2fa", "import", "--user", user, "--secret", secret]);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
 
 /// Enrolls `user` through begin/confirm with an oathtool code; returns the
 /// secret, the recovery codes and the time step the confirmation used.
@@ -89,7 +73,7 @@ fn oathtool_codes_confirm_an_enrollment_and_verify_afterwards() {
 #[test]
 fn the_same_code_twice_is_refused_the_second_time() {
     let daemon = TestDaemon::start("");
-    import(&daemon, "ann", SECRET_A);
+    daemon.import_secret("ann", SECRET_A);
     let code = oathtool_at_step(SECRET_A, step_with_margin(3));
     assert!(login_code(&daemon.socket, "ann", &code).succeeded());
     assert_eq!(
@@ -101,7 +85,7 @@ fn the_same_code_twice_is_refused_the_second_time() {
 #[test]
 fn a_spent_code_stays_spent_across_a_restart() {
     let mut daemon = TestDaemon::start("");
-    import(&daemon, "ann", SECRET_A);
+    daemon.import_secret("ann", SECRET_A);
     let code = oathtool_at_step(SECRET_A, step_with_margin(5));
     assert!(login_code(&daemon.socket, "ann", &code).succeeded());
     daemon.kill9();
@@ -142,7 +126,7 @@ fn one_code_on_two_connections_at_once_succeeds_exactly_once_each_time() {
     for round in 0..20 {
         let user = format!("racer{round}");
         let secret = format!("JBSWY3DPEHPK3PX{}", ["A", "B", "C", "D"][round % 4]).repeat(2);
-        import(&daemon, &user, &secret);
+        daemon.import_secret(&user, &secret);
         let code = oathtool_at_step(&secret, step);
         assert_eq!(
             race(&daemon, &user, &code),
@@ -211,7 +195,7 @@ fn regenerating_recovery_codes_kills_the_old_set() {
 #[test]
 fn skew_of_one_step_accepts_the_previous_code_and_refuses_three_steps_back() {
     let daemon = TestDaemon::start("[totp]\nskew_steps = 1\nlearn_skew = false\n");
-    import(&daemon, "ann", SECRET_A);
+    daemon.import_secret("ann", SECRET_A);
     let step = step_with_margin(4);
     let old = login_code(&daemon.socket, "ann", &oathtool_at_step(SECRET_A, step - 3));
     assert_eq!(
@@ -229,7 +213,7 @@ fn skew_of_one_step_accepts_the_previous_code_and_refuses_three_steps_back() {
 #[test]
 fn after_max_failures_the_right_code_is_refused_until_root_unlocks() {
     let daemon = TestDaemon::start("[ratelimit]\nmax_failures = 3\nlock_seconds = 600\n");
-    import(&daemon, "ann", SECRET_A);
+    daemon.import_secret("ann", SECRET_A);
     for _ in 0..3 {
         assert_eq!(
             outcome(&login_code(&daemon.socket, "ann", "000000")),
@@ -250,7 +234,7 @@ fn after_max_failures_the_right_code_is_refused_until_root_unlocks() {
 #[test]
 fn the_lock_ends_by_itself_after_lock_seconds() {
     let daemon = TestDaemon::start("[ratelimit]\nmax_failures = 2\nlock_seconds = 2\n");
-    import(&daemon, "ann", SECRET_A);
+    daemon.import_secret("ann", SECRET_A);
     for _ in 0..2 {
         login_code(&daemon.socket, "ann", "000000");
     }
@@ -268,10 +252,10 @@ fn the_lock_ends_by_itself_after_lock_seconds() {
 fn failures_from_one_remote_host_lock_that_host() {
     let daemon = TestDaemon::start("[ratelimit]\nmax_failures = 3\n");
     for user in ["u1", "u2", "u3"] {
-        import(&daemon, user, SECRET_A);
+        daemon.import_secret(user, SECRET_A);
         login_code_from(&daemon.socket, user, "000000", "198.51.100.7");
     }
-    import(&daemon, "u4", SECRET_A);
+    daemon.import_secret("u4", SECRET_A);
     let right = oathtool_at_step(SECRET_A, step_with_margin(3));
     let r = login_code_from(&daemon.socket, "u4", &right, "198.51.100.7");
     assert_eq!(outcome(&r), Some(Outcome::Locked));
@@ -388,7 +372,7 @@ fn an_hotp_google_authenticator_file_gets_a_clear_error() {
 fn root_disables_two_factor_for_several_users_at_once() {
     let daemon = TestDaemon::start("");
     for user in ["ann", "bob", "cat"] {
-        import(&daemon, user, SECRET_A);
+        daemon.import_secret(user, SECRET_A);
     }
     let out = daemon.ctl(&["2fa", "disable", "--user", "ann", "--user", "bob"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -405,7 +389,7 @@ fn root_disables_two_factor_for_several_users_at_once() {
 #[test]
 fn reenrolling_keeps_the_old_secret_until_the_new_one_is_confirmed() {
     let daemon = TestDaemon::start("");
-    import(&daemon, "ann", SECRET_A);
+    daemon.import_secret("ann", SECRET_A);
     let begun = json(&daemon.ctl(&["--json", "2fa", "enroll", "--begin", "--user", "ann"]));
     let new_secret = begun["secret"].as_str().unwrap().to_owned();
     let step = step_with_margin(4);
@@ -447,7 +431,7 @@ fn a_wrong_confirmation_code_leaves_two_factor_off() {
 #[test]
 fn a_phone_clock_running_ahead_is_learned_from_consecutive_codes() {
     let daemon = TestDaemon::start("[totp]\nskew_steps = 1\nlearn_skew = true\n");
-    import(&daemon, "ann", SECRET_A);
+    daemon.import_secret("ann", SECRET_A);
     let step = step_with_margin(5);
     // The phone is five steps (150 s) ahead: outside the window.
     for ahead in [5, 6] {
@@ -481,7 +465,7 @@ fn codes_of_most_users_matching_off_centre_are_reported_as_server_clock_drift() 
     let daemon = TestDaemon::start("");
     let step = step_with_margin(3);
     for user in ["u1", "u2", "u3"] {
-        import(&daemon, user, SECRET_A);
+        daemon.import_secret(user, SECRET_A);
         // Every phone is one step ahead of the server: accepted, off-centre.
         assert!(
             login_code(&daemon.socket, user, &oathtool_at_step(SECRET_A, step + 1)).succeeded()

@@ -153,6 +153,12 @@ impl TestDaemon {
             .unwrap_or_default()
     }
 
+    /// Imports the base32 `secret` for `user`: 2FA is on at once.
+    pub fn import_secret(&self, user: &str, secret: &str) {
+        let out = self.ctl(&["2fa", "import", "--user", user, "--secret", secret]);
+        assert!(out.status.success(), "2fa import: {}", stderr(&out));
+    }
+
     /// Whether `text` reaches the syslog capture within a few seconds (it
     /// receives on a thread of its own, so a line may lag the request).
     pub fn syslog_receives(&self, text: &str) -> bool {
@@ -274,6 +280,17 @@ pub fn stdout(output: &Output) -> String {
 /// Standard error as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The JSON document a successful `kauthctl --json …` printed.
+pub fn json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "kauthctl failed: {}{}",
+        stdout(output),
+        stderr(output)
+    );
+    serde_json::from_slice(&output.stdout).expect("kauthctl --json printed no JSON")
 }
 
 /// A syslog socket of the test's own (kauthd is pointed at it with
