@@ -235,11 +235,13 @@ fn after_max_failures_the_right_code_is_refused_until_root_unlocks() {
 fn the_lock_ends_by_itself_after_lock_seconds() {
     let daemon = TestDaemon::start("[ratelimit]\nmax_failures = 2\nlock_seconds = 2\n");
     daemon.import_secret("ann", SECRET_A);
+    // The code first: waiting for a fresh step after the failures could
+    // outlast the 2-second lock.
+    let step = step_with_margin(10);
+    let right = oathtool_at_step(SECRET_A, step);
     for _ in 0..2 {
         login_code(&daemon.socket, "ann", "000000");
     }
-    let step = step_with_margin(6);
-    let right = oathtool_at_step(SECRET_A, step);
     assert_eq!(
         outcome(&login_code(&daemon.socket, "ann", &right)),
         Some(Outcome::Locked)
