@@ -13,6 +13,7 @@ use std::ptr;
 
 // Linux-PAM constants (security/_pam_types.h).
 pub const PAM_SUCCESS: c_int = 0;
+pub const PAM_AUTH_ERR: c_int = 7;
 pub const PAM_CONV_ERR: c_int = 19;
 pub const PAM_PROMPT_ECHO_OFF: c_int = 1;
 pub const PAM_PROMPT_ECHO_ON: c_int = 2;
