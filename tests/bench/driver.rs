@@ -3,16 +3,15 @@
 //! from many threads at once, and times them.
 
 use std::cell::RefCell;
-use std::ffi::{c_void, CString};
+use std::ffi::CString;
 use std::os::raw::c_int;
-use std::ptr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use kauth_tests::pam_ffi::{
-    code_name, conversation, no_delay, pam_authenticate, pam_end, pam_set_item, pam_start_confdir,
-    ConvMode, ConvState, DelayFn, PamHandle, PAM_AUTH_ERR, PAM_FAIL_DELAY, PAM_SUCCESS,
+    code_name, conversation, pam_authenticate, pam_end, start, ConvMode, ConvState, PAM_AUTH_ERR,
+    PAM_SUCCESS,
 };
 
 use crate::totp::{self, Secret};
@@ -113,26 +112,10 @@ fn authenticate(target: &Target, user: &CString, answers: Vec<String>) -> c_int 
         errors: Vec::new(),
     });
     let conv = conversation(&state);
-    let mut pamh: *mut PamHandle = ptr::null_mut();
-    // SAFETY: all strings are NUL-terminated and outlive the call; `conv`
-    // and `state` (its appdata) live until after pam_end below; `pamh` is a
-    // valid out-pointer.
-    let rc = unsafe {
-        pam_start_confdir(
-            target.service.as_ptr(),
-            user.as_ptr(),
-            &conv,
-            target.confdir.as_ptr(),
-            &mut pamh,
-        )
+    let pamh = match start(&target.confdir, &target.service, user, &conv) {
+        Ok(pamh) => pamh,
+        Err(rc) => return rc,
     };
-    if rc != PAM_SUCCESS || pamh.is_null() {
-        return rc;
-    }
-    let delay: DelayFn = no_delay;
-    // SAFETY: `pamh` is the live handle; PAM_FAIL_DELAY takes a function
-    // pointer of the delay-callback type, which `delay` is.
-    unsafe { pam_set_item(pamh, PAM_FAIL_DELAY, delay as *const c_void) };
     // SAFETY: `pamh` is live; the conversation's appdata (`state`) is not
     // borrowed during the call.
     let rc = unsafe { pam_authenticate(pamh, 0) };

@@ -26,15 +26,13 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{CStr, CString};
 use std::process::ExitCode;
-use std::ptr;
 
 use kauth_tests::pam_ffi::{
-    code_name, conversation, no_delay, pam_acct_mgmt, pam_authenticate, pam_chauthtok,
-    pam_close_session, pam_end, pam_getenv, pam_open_session, pam_putenv, pam_set_item,
-    pam_start_confdir, ConvMode, ConvState, DelayFn, PamHandle, PAM_AUTHTOK, PAM_FAIL_DELAY,
-    PAM_RHOST, PAM_RUSER, PAM_SUCCESS, PAM_TTY,
+    code_name, conversation, pam_acct_mgmt, pam_authenticate, pam_chauthtok, pam_close_session,
+    pam_end, pam_getenv, pam_open_session, pam_putenv, pam_set_item, start, ConvMode, ConvState,
+    PamHandle, PAM_AUTHTOK, PAM_RHOST, PAM_RUSER, PAM_SUCCESS, PAM_TTY,
 };
 use serde_json::{json, Map, Value};
 
@@ -175,29 +173,13 @@ fn run(mut config: Config) -> Result<(Value, bool), String> {
         return Err("missing required arguments".into());
     };
     let mut out = Map::new();
-    let mut pamh: *mut PamHandle = ptr::null_mut();
-    // SAFETY: all strings are NUL-terminated and outlive the call; `conv`
-    // and `state` (its appdata) live until after pam_end below; `pamh` is a
-    // valid out-pointer.
-    let rc = unsafe {
-        pam_start_confdir(
-            service.as_ptr(),
-            user.as_ptr(),
-            &conv,
-            confdir.as_ptr(),
-            &mut pamh,
-        )
+    let pamh = match start(confdir, service, user, &conv) {
+        Ok(pamh) => pamh,
+        Err(rc) => {
+            out.insert("start".into(), json!(code_name(rc)));
+            return Ok((Value::Object(out), false));
+        }
     };
-    if rc != PAM_SUCCESS || pamh.is_null() {
-        out.insert("start".into(), json!(code_name(rc)));
-        return Ok((Value::Object(out), false));
-    }
-
-    // Failure delays requested by modules are ours to apply: apply none.
-    let delay: DelayFn = no_delay;
-    // SAFETY: `pamh` is the live handle; PAM_FAIL_DELAY takes a function
-    // pointer of the delay-callback type, which `delay` is.
-    unsafe { pam_set_item(pamh, PAM_FAIL_DELAY, delay as *const c_void) };
     for (item, value) in [
         (PAM_RHOST, &config.rhost),
         (PAM_TTY, &config.tty),

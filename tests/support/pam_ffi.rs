@@ -128,6 +128,40 @@ pub struct ConvState {
     pub errors: Vec<String>,
 }
 
+/// `pam_start_confdir` of `service` for `user` with the PAM configuration
+/// in `confdir`, then turns off the failure delays modules ask for (they
+/// are the application's to apply, and tests and the benchmark apply none).
+/// `conv` and what it points to must outlive the handle; end it with
+/// `pam_end`. On failure, libpam's result.
+pub fn start(
+    confdir: &CStr,
+    service: &CStr,
+    user: &CStr,
+    conv: &PamConv,
+) -> Result<*mut PamHandle, c_int> {
+    let mut pamh: *mut PamHandle = ptr::null_mut();
+    // SAFETY: all strings are NUL-terminated and outlive the call; the
+    // caller keeps `conv` alive for the handle's life; `pamh` is a valid
+    // out-pointer.
+    let rc = unsafe {
+        pam_start_confdir(
+            service.as_ptr(),
+            user.as_ptr(),
+            conv,
+            confdir.as_ptr(),
+            &mut pamh,
+        )
+    };
+    if rc != PAM_SUCCESS || pamh.is_null() {
+        return Err(rc);
+    }
+    let delay: DelayFn = no_delay;
+    // SAFETY: `pamh` is the live handle; PAM_FAIL_DELAY takes a function
+    // pointer of the delay-callback type, which `delay` is.
+    unsafe { pam_set_item(pamh, PAM_FAIL_DELAY, delay as *const c_void) };
+    Ok(pamh)
+}
+
 pub fn code_name(code: c_int) -> String {
     usize::try_from(code)
         .ok()
@@ -135,7 +169,7 @@ pub fn code_name(code: c_int) -> String {
         .map_or_else(|| format!("PAM_UNKNOWN({code})"), |n| (*n).to_owned())
 }
 
-pub extern "C" fn no_delay(_retval: c_int, _usec: c_uint, _appdata: *mut c_void) {}
+extern "C" fn no_delay(_retval: c_int, _usec: c_uint, _appdata: *mut c_void) {}
 
 /// The conversation to give `pam_start_confdir`: it answers prompts from
 /// `state` and records in it what the modules showed. `state` must outlive
