@@ -62,11 +62,6 @@ impl Target {
         format!("{}{user}", self.prefix)
     }
 
-    /// Adds users (their secrets) after the first ones.
-    pub fn extend(&mut self, secrets: &[Secret]) {
-        self.secrets.extend_from_slice(secrets);
-    }
-
     /// Waits, if needed, for a time step in which no valid code of this
     /// target was spent yet.
     pub fn wait_for_fresh_step(&self) {
@@ -179,17 +174,18 @@ fn expected(answer: Answer) -> c_int {
     }
 }
 
-/// Logs each of `users` in once through every target, interleaved (user 1
-/// on each target, then user 2…), so that the load of a shared machine
-/// falls on all targets alike.
-pub fn sequential(targets: &[&Target], users: &[usize], answer: Answer) -> Vec<Samples> {
+/// Logs each target's users in once, interleaved (the first user of each
+/// target, then the second…), so that the load of a shared machine falls
+/// on all targets alike. The user lists are of the same length.
+pub fn sequential(runs: &[(&Target, &[usize])], answer: Answer) -> Vec<Samples> {
     if answer == Answer::Valid {
-        targets.iter().for_each(|t| t.wait_for_fresh_step());
+        runs.iter().for_each(|(t, _)| t.wait_for_fresh_step());
     }
-    let mut samples: Vec<Samples> = targets.iter().map(|_| Samples::default()).collect();
-    for &user in users {
-        for (target, samples) in targets.iter().zip(samples.iter_mut()) {
-            let (rc, elapsed) = target.login(user, answer);
+    let mut samples: Vec<Samples> = runs.iter().map(|_| Samples::default()).collect();
+    let rounds = runs.iter().map(|(_, users)| users.len()).min().unwrap_or(0);
+    for round in 0..rounds {
+        for ((target, users), samples) in runs.iter().zip(samples.iter_mut()) {
+            let (rc, elapsed) = target.login(users[round], answer);
             samples.times.push(elapsed);
             if rc != expected(answer) {
                 samples.unexpected.push(code_name(rc));

@@ -18,34 +18,31 @@ use crate::totp::{self, Secret};
 
 /// PAM service names in the benchmark's configuration directory.
 pub const KAUTHD_OTP: &str = "bench-kauthd-otp";
+pub const KAUTHD_CONCURRENT: &str = "bench-kauthd-concurrent";
 pub const KAUTHD_PASSWORD: &str = "bench-kauthd-password";
+pub const KAUTHD_LARGE: &str = "bench-kauthd-large";
 pub const GOOGLE: &str = "bench-google-authenticator";
 pub const PERMIT: &str = "bench-permit";
 
 /// Connections used to enroll users at once.
 const ENROLL_CONNECTIONS: usize = 4;
 
-/// Writes the four services: pam_kpanel (`otp_only`, and password then
-/// code) on `socket`, pam_google_authenticator reading `ga_dir/${USER}` as
-/// root, and pam_permit alone.
-pub fn write_services(conf: &PamConfDir, socket: &Path, ga_dir: &Path) {
-    let module = module_path();
+/// Writes the service `name`: pam_kpanel alone on `socket`, with
+/// `options` (`otp_only`, or nothing for password then code).
+pub fn write_kauthd_service(conf: &PamConfDir, name: &str, socket: &Path, options: &str) {
     conf.write_service(
-        KAUTHD_OTP,
+        name,
         &format!(
-            "auth required {} socket={} otp_only\n",
-            module.display(),
+            "auth required {} socket={} {options}\n",
+            module_path().display(),
             socket.display()
         ),
     );
-    conf.write_service(
-        KAUTHD_PASSWORD,
-        &format!(
-            "auth required {} socket={}\n",
-            module.display(),
-            socket.display()
-        ),
-    );
+}
+
+/// Writes the other services: pam_google_authenticator reading
+/// `ga_dir/${USER}` as root, and pam_permit alone.
+pub fn write_other_services(conf: &PamConfDir, ga_dir: &Path) {
     conf.write_service(
         GOOGLE,
         &format!(
