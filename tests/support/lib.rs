@@ -4,4 +4,5 @@
 pub mod daemon;
 pub mod login;
 pub mod pam;
+pub mod pam_ffi;
 pub mod sshd;
