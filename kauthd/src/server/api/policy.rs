@@ -4,12 +4,12 @@ use kauth_proto::{ErrorCode, PolicyReport, Response, ServiceDecision, UserPolicy
 
 use super::login::decide;
 use super::{error, root_only, Reply};
-use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
 use crate::daemon::Daemon;
 use crate::names;
 use crate::policy::{self, Decision, Subject};
+use crate::server::access::Caller;
 use crate::store::Override;
 
 /// Services whose decision `policy show --user` lists: sshd, the exempt

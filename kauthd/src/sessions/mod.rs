@@ -5,6 +5,8 @@
 //! panel's) are marked revoked and the panel asks whether its
 //! `KAUTH_SESSION_ID` is still valid.
 
+pub mod recent_codes;
+
 use crate::error::Error;
 use std::fmt::Write as _;
 

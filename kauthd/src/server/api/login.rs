@@ -9,17 +9,17 @@ use kauth_proto::{ErrorCode, LoginMode, MessageStyle, Outcome, Response, Secret}
 use super::error;
 use super::password_change::ChangeConversation;
 use super::passwords::rehash_if_outdated;
-use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
-use crate::code_check::{self, Attempt, CodeOutcome, Factor};
 use crate::daemon::Daemon;
 use crate::names;
-use crate::password;
+use crate::passwords::hashing;
 use crate::policy::{self, Decision, Subject};
-use crate::refusal_log;
+use crate::server::access::Caller;
+use crate::server::refusal_log;
 use crate::store::{Account, StoreError};
+use crate::twofactor::code_check::{self, Attempt, CodeOutcome, Factor};
 
 pub const PASSWORD_PROMPT: &str = "Password: ";
 pub const CODE_PROMPT: &str = "Verification code: ";
@@ -222,7 +222,7 @@ impl Conversation {
         }
         let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
         let outcome = code_check::attempt(daemon, &self.user, self.rhost.as_deref(), || {
-            Ok(password::verify_or_dummy(password.expose(), hash, &config.password).then_some(()))
+            Ok(hashing::verify_or_dummy(password.expose(), hash, &config.password).then_some(()))
         });
         match outcome {
             Ok(Attempt::Right(())) => {

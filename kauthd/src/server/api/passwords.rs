@@ -11,22 +11,22 @@ use subtle::ConstantTimeEq;
 
 use super::twofactor::target;
 use super::{error, too_many_failures, Reply};
-use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
-use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
 use crate::error::Error;
 use crate::escape;
 use crate::names;
-use crate::password;
-use crate::password_policy;
+use crate::passwords::hashing;
+use crate::passwords::reset_token;
+use crate::passwords::strength;
 use crate::procinfo;
-use crate::refusal_log;
-use crate::reset_token;
+use crate::server::access::Caller;
+use crate::server::refusal_log;
 use crate::sessions;
 use crate::store::Account;
+use crate::twofactor::code_check::{self, Attempt};
 
 /// `PasswordChange`. Answers `Done`, or `SignedOut` with the ids of the
 /// other sessions that were ended when `sign_out_others` is set.
@@ -124,7 +124,7 @@ fn check_current(daemon: &Daemon, account: &Account, current: &Secret) -> Result
     let config = daemon.config();
     let hash = account.password_hash.as_deref();
     let outcome = code_check::attempt(daemon, &account.name, None, || {
-        Ok(password::verify_or_dummy(current.expose(), hash, &config.password).then_some(()))
+        Ok(hashing::verify_or_dummy(current.expose(), hash, &config.password).then_some(()))
     });
     match outcome? {
         Attempt::Right(()) => return Ok(()),
@@ -157,7 +157,7 @@ pub(super) fn check_new_password(
     new: &Secret,
     current: Option<&Secret>,
 ) -> Result<(), Error> {
-    password_policy::check(new.expose(), user, &daemon.config().password)?;
+    strength::check(new.expose(), user, &daemon.config().password)?;
     let same =
         current.is_some_and(|c| bool::from(c.expose().as_bytes().ct_eq(new.expose().as_bytes())));
     if same {
@@ -176,7 +176,7 @@ pub(super) fn store_new_password(
     new: &Secret,
 ) -> Result<(), Response> {
     let config = daemon.config();
-    let hash = password::hash(new.expose(), &config.password).map_err(|why| {
+    let hash = hashing::hash(new.expose(), &config.password).map_err(|why| {
         log::error!("cannot hash a password: {why}");
         error(
             ErrorCode::Internal,
@@ -197,10 +197,10 @@ pub(super) fn rehash_if_outdated(daemon: &Daemon, account: &Account, given: &Sec
     let Some(old) = account.password_hash.as_deref() else {
         return;
     };
-    if !password::needs_rehash(old, &config.password) {
+    if !hashing::needs_rehash(old, &config.password) {
         return;
     }
-    let new = match password::hash(given.expose(), &config.password) {
+    let new = match hashing::hash(given.expose(), &config.password) {
         Ok(new) => new,
         Err(why) => {
             log::error!(
@@ -342,7 +342,7 @@ pub fn reset(daemon: &Daemon, caller: &Caller, user: &str, token: &Secret, new: 
     // A refused password leaves the token usable for a better one.
     check_new_password(daemon, user, new, None)?;
     let config = daemon.config();
-    let hash = password::hash(new.expose(), &config.password).map_err(|why| {
+    let hash = hashing::hash(new.expose(), &config.password).map_err(|why| {
         log::error!("cannot hash a password: {why}");
         error(
             ErrorCode::Internal,
@@ -369,9 +369,9 @@ mod tests {
     use kauth_proto::{LoginMode, Outcome};
 
     use super::*;
-    use crate::access::Role;
-    use crate::api::login::{self, BeginArgs};
     use crate::config::Config;
+    use crate::server::access::Role;
+    use crate::server::api::login::{self, BeginArgs};
     use crate::store::Store;
 
     const OLD: &str = "vq7-lantern-kettle-bramble";
@@ -389,7 +389,7 @@ mod tests {
     }
 
     fn add(daemon: &Daemon, name: &str, uid: Option<u32>, password: &str) -> Account {
-        let hash = password::hash(password, &daemon.config().password).unwrap();
+        let hash = hashing::hash(password, &daemon.config().password).unwrap();
         daemon
             .store()
             .add_account(name, uid, Some(&hash), 0)
@@ -418,7 +418,7 @@ mod tests {
 
     // The handlers' answers, as the dispatch sends them.
     fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Response {
-        crate::api::answer(super::create_reset_token(daemon, caller, user))
+        crate::server::api::answer(super::create_reset_token(daemon, caller, user))
     }
 
     fn reset(
@@ -428,7 +428,7 @@ mod tests {
         token: &Secret,
         new: &Secret,
     ) -> Response {
-        crate::api::answer(super::reset(daemon, caller, user, token, new))
+        crate::server::api::answer(super::reset(daemon, caller, user, token, new))
     }
 
     fn code(response: &Response) -> Option<ErrorCode> {
@@ -466,7 +466,7 @@ mod tests {
             argon2_memory_kib: 128,
             ..daemon.config().password.clone()
         };
-        let hash = password::hash(OLD, &older).unwrap();
+        let hash = hashing::hash(OLD, &older).unwrap();
         daemon
             .store()
             .add_account("ann", None, Some(&hash), 0)
@@ -476,7 +476,7 @@ mod tests {
         assert!(login(&daemon, "ann", OLD));
         let redone = hash_of(&daemon, "ann");
         assert!(redone.contains("m=64,"), "{redone}");
-        assert!(password::verify(OLD, &redone));
+        assert!(hashing::verify(OLD, &redone));
         assert!(login(&daemon, "ann", OLD));
     }
 
@@ -503,8 +503,8 @@ mod tests {
         assert_eq!(code(&r), Some(ErrorCode::Forbidden), "{r:?}");
         let r = change(&daemon, &ann, None, Some(&Secret::from(OLD)), &new, false);
         assert!(matches!(r, Response::Done), "{r:?}");
-        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
-        assert!(password::verify(OLD, &hash_of(&daemon, "bob")));
+        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(hashing::verify(OLD, &hash_of(&daemon, "bob")));
     }
 
     #[test]
@@ -517,7 +517,7 @@ mod tests {
         assert_eq!(code(&r), Some(ErrorCode::Invalid), "{r:?}");
         let r = change(&daemon, &root, Some("ann"), None, &Secret::from(NEW), false);
         assert!(matches!(r, Response::Done), "{r:?}");
-        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
     }
 
     #[test]
@@ -545,10 +545,10 @@ mod tests {
         assert_eq!(code(&r), Some(ErrorCode::Refused), "{r:?}");
         let r = reset(&daemon, &anyone, "ann", &token, &Secret::from(NEW));
         assert!(matches!(r, Response::Done), "{r:?}");
-        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
         let again = reset(&daemon, &anyone, "ann", &token, &Secret::from(OLD));
         assert_eq!(code(&again), Some(ErrorCode::Refused), "{again:?}");
-        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
     }
 
     #[test]

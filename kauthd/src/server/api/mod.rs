@@ -19,10 +19,10 @@ use std::collections::VecDeque;
 
 use kauth_proto::{ErrorCode, Request, Response};
 
-use crate::access::Caller;
-use crate::client_fields;
 use crate::daemon::Daemon;
-use crate::refusal_log;
+use crate::server::access::Caller;
+use crate::server::client_fields;
+use crate::server::refusal_log;
 
 /// A handler written with `?`: store errors, `kauthd::Error`s and
 /// refusals all leave early, and the error side is an answer too.

@@ -4,20 +4,20 @@
 use kauth_proto::{ErrorCode, Proof, Response, Secret, TwoFactorEntry, TwoFactorState};
 
 use super::{error, root_only, too_many_failures, Reply};
-use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
-use crate::code_check::{self, Attempt, CodeOutcome};
 use crate::daemon::Daemon;
-use crate::enrollment::{self, EnrollError};
 use crate::escape;
 use crate::names;
-use crate::password;
-use crate::refusal_log;
-use crate::replay_guard;
+use crate::passwords::hashing;
+use crate::server::access::Caller;
+use crate::server::refusal_log;
 use crate::store::{Account, StoreError};
-use crate::totp::{self, TotpParams};
+use crate::twofactor::code_check::{self, Attempt, CodeOutcome};
+use crate::twofactor::enrollment::{self, EnrollError};
+use crate::twofactor::replay_guard;
+use crate::twofactor::totp::{self, TotpParams};
 use crate::unix_users;
 
 /// The account a request is about: the caller's own (no `user`, or their
@@ -112,7 +112,7 @@ fn check_proof(
         let given = proof.password.as_ref();
         let outcome = code_check::attempt(daemon, &account.name, None, || {
             Ok(given
-                .is_some_and(|p| password::verify(p.expose(), hash))
+                .is_some_and(|p| hashing::verify(p.expose(), hash))
                 .then_some(()))
         });
         match outcome? {
