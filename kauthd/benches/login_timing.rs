@@ -18,7 +18,7 @@ use kauthd::config::Config;
 use kauthd::daemon::Daemon;
 use kauthd::passwords::hashing;
 use kauthd::server::access::{Caller, Role};
-use kauthd::server::api::login::{self, BeginArgs};
+use kauthd::server::api::login::{self, BeginArgs, Exchange};
 use kauthd::store::Store;
 
 const ROUNDS: usize = 150;
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
 /// then the code prompt that follows (answered empty), then the denial.
 fn failed_login(daemon: &Daemon, caller: &Caller, user: &str) -> Duration {
     let start = Instant::now();
-    let mut slot = None;
+    let mut slot = Exchange::default();
     let args = BeginArgs {
         user: user.to_owned(),
         service: "bench".to_owned(),

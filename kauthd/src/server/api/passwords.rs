@@ -7,22 +7,19 @@
 #![allow(clippy::result_large_err)]
 
 use kauth_proto::{ErrorCode, Response, Secret};
-use subtle::ConstantTimeEq;
 
-use super::twofactor::target;
 use super::{error, too_many_failures, Reply};
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
-use crate::error::Error;
 use crate::escape;
 use crate::names;
+use crate::passwords::change::{check_new_password, store_new_password};
 use crate::passwords::hashing;
 use crate::passwords::reset_token;
-use crate::passwords::strength;
 use crate::procinfo;
-use crate::server::access::Caller;
+use crate::server::access::{target, Caller};
 use crate::server::refusal_log;
 use crate::sessions;
 use crate::store::Account;
@@ -67,8 +64,8 @@ pub fn change(
     if let Err(why) = check_new_password(daemon, &account.name, new, current) {
         return Response::from(why);
     }
-    if let Err(response) = store_new_password(daemon, &account, new) {
-        return response;
+    if let Err(e) = store_new_password(daemon, &account, new) {
+        return Response::from(e);
     }
     let by = caller.describe();
     activity::event(
@@ -147,80 +144,6 @@ fn check_current(daemon: &Daemon, account: &Account, current: &Secret) -> Result
             ),
         },
     ))
-}
-
-/// Whether `new` may become `user`'s password: the policy, and not the
-/// current password again. The error is the reason, for the person.
-pub(super) fn check_new_password(
-    daemon: &Daemon,
-    user: &str,
-    new: &Secret,
-    current: Option<&Secret>,
-) -> Result<(), Error> {
-    strength::check(new.expose(), user, &daemon.config().password)?;
-    let same =
-        current.is_some_and(|c| bool::from(c.expose().as_bytes().ct_eq(new.expose().as_bytes())));
-    if same {
-        return Err(Error::invalid(
-            "The new password is the same as the current one: choose another.",
-        ));
-    }
-    Ok(())
-}
-
-/// Hashes and stores an accepted new password. Unused reset tokens of the
-/// account stop working.
-pub(super) fn store_new_password(
-    daemon: &Daemon,
-    account: &Account,
-    new: &Secret,
-) -> Result<(), Response> {
-    let config = daemon.config();
-    let hash = hashing::hash(new.expose(), &config.password).map_err(|why| {
-        log::error!("cannot hash a password: {why}");
-        error(
-            ErrorCode::Internal,
-            "kauthd could not hash the password; see its log",
-        )
-    })?;
-    let mut store = daemon.store();
-    store
-        .void_reset_tokens(account.id)
-        .and_then(|_| store.set_password_hash(account.id, &hash))
-        .map_err(Response::from)
-}
-
-/// After a successful password check: redoes a hash made with another
-/// cost than `[password]` asks for now. Failing here fails no login.
-pub(super) fn rehash_if_outdated(daemon: &Daemon, account: &Account, given: &Secret) {
-    let config = daemon.config();
-    let Some(old) = account.password_hash.as_deref() else {
-        return;
-    };
-    if !hashing::needs_rehash(old, &config.password) {
-        return;
-    }
-    let new = match hashing::hash(given.expose(), &config.password) {
-        Ok(new) => new,
-        Err(why) => {
-            log::error!(
-                "could not redo the password hash of {}: {why}",
-                account.name
-            );
-            return;
-        }
-    };
-    match daemon.store().replace_password_hash(account.id, old, &new) {
-        Ok(true) => log::info!(
-            "password hash of {} redone with the current [password] cost",
-            account.name
-        ),
-        Ok(false) => {} // the password changed meanwhile
-        Err(e) => log::error!(
-            "could not store the redone password hash of {}: {e}",
-            account.name
-        ),
-    }
 }
 
 /// The caller's own session of `user`, if the caller runs inside one: an
@@ -371,7 +294,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::server::access::Role;
-    use crate::server::api::login::{self, BeginArgs};
+    use crate::server::api::login::{self, BeginArgs, Exchange};
     use crate::store::Store;
 
     const OLD: &str = "vq7-lantern-kettle-bramble";
@@ -439,7 +362,7 @@ mod tests {
     }
 
     fn login(daemon: &Daemon, user: &str, password: &str) -> bool {
-        let mut slot = None;
+        let mut slot = Exchange::default();
         let args = BeginArgs {
             user: user.to_owned(),
             service: "test".to_owned(),

@@ -11,13 +11,13 @@
 use kauth_proto::{ErrorCode, MessageStyle, Outcome, Response, Secret};
 use subtle::ConstantTimeEq;
 
-use super::error;
-use super::passwords::{check_new_password, store_new_password};
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
+use crate::passwords::change::{check_new_password, store_new_password};
 use crate::passwords::hashing;
+use crate::server::api::error;
 use crate::store::Account;
 use crate::twofactor::code_check::{self, Attempt};
 
@@ -192,8 +192,8 @@ impl ChangeConversation {
             return self.deny("Password not changed: the two new passwords differ.".to_owned());
         }
         self.step = Step::Over;
-        if let Err(response) = store_new_password(daemon, &account, &new) {
-            return vec![response];
+        if let Err(e) = store_new_password(daemon, &account, &new) {
+            return vec![Response::from(e)];
         }
         self.record(daemon, EventKind::PasswordChanged, "through PAM");
         vec![Response::Finished {
@@ -242,7 +242,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::server::access::{Caller, Role};
-    use crate::server::api::login::{self, BeginArgs, Conversation};
+    use crate::server::api::login::{self, BeginArgs, Exchange};
     use crate::store::Store;
 
     const OLD: &str = "vq7-lantern-kettle-bramble";
@@ -269,7 +269,7 @@ mod tests {
             role: Role::Root,
             name: None,
         };
-        let mut slot: Option<Conversation> = None;
+        let mut slot = Exchange::default();
         let args = BeginArgs {
             user: user.to_owned(),
             service: "passwd".to_owned(),
@@ -293,7 +293,7 @@ mod tests {
                     login::next(&mut slot)
                 }
                 Response::Finished { outcome } => {
-                    assert!(slot.is_none(), "the conversation must be over");
+                    assert!(!slot.in_conversation(), "the conversation must be over");
                     return (prompts, texts, outcome);
                 }
                 other => panic!("{other:?}"),
