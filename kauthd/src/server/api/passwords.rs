@@ -1,7 +1,8 @@
 //! Passwords over the protocol: a change (users their own, giving the
 //! current password; root and PAM callers anyone's, without it), reset
-//! tokens (made by root and PAM callers, spent by whoever holds one), and
-//! the steps every way of setting a password shares.
+//! tokens (made by root and PAM callers, spent by whoever holds one). The
+//! steps every way of setting a password shares are in
+//! `passwords::change`.
 
 // The error side of these helpers is the response sent back as it is.
 #![allow(clippy::result_large_err)]
