@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::procinfo::{self, ProcessId};
+use crate::sessions::procinfo::{self, ProcessId};
 use crate::sessions::recent_codes::RecentCodes;
 use crate::store::Store;
 

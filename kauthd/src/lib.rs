@@ -25,5 +25,4 @@ pub mod logging;
 pub mod malloc;
 pub mod manpage;
 pub mod names;
-pub mod procinfo;
 pub mod unix_users;

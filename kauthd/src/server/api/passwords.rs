@@ -19,7 +19,6 @@ use crate::names;
 use crate::passwords::change::{check_new_password, store_new_password};
 use crate::passwords::hashing;
 use crate::passwords::reset_token;
-use crate::procinfo;
 use crate::server::access::{target, Caller};
 use crate::server::refusal_log;
 use crate::sessions;
@@ -78,7 +77,7 @@ pub fn change(
     if !sign_out_others {
         return Response::Done;
     }
-    let keep = caller_session(daemon, caller, &account.name);
+    let keep = sessions::session_of_process(daemon, caller.pid, &account.name);
     match sessions::sign_out_user(daemon, &account.name, keep.as_deref(), &by) {
         Ok(ids) => Response::SignedOut { ids },
         Err(e) => {
@@ -145,29 +144,6 @@ fn check_current(daemon: &Daemon, account: &Account, current: &Secret) -> Result
             ),
         },
     ))
-}
-
-/// The caller's own session of `user`, if the caller runs inside one: an
-/// open session whose process (same pid and start time) is the caller or
-/// one of its ancestors, e.g. `kauthctl` run from the shell of an SSH
-/// login. `--sign-out-others` leaves that one alone.
-fn caller_session(daemon: &Daemon, caller: &Caller, user: &str) -> Option<String> {
-    let open = daemon.store().open_sessions(Some(user)).ok()?;
-    let mut pid = caller.pid;
-    for _ in 0..64 {
-        let stat = procinfo::stat(pid)?;
-        let mine = open
-            .iter()
-            .find(|s| s.info.pid == pid && s.pid_start == Some(stat.start_time));
-        if let Some(session) = mine {
-            return Some(session.info.id.clone());
-        }
-        if stat.ppid <= 1 {
-            return None;
-        }
-        pid = stat.ppid;
-    }
-    None
 }
 
 /// `ResetTokenCreate`: root and PAM callers (a panel's "forgot your
