@@ -744,7 +744,7 @@ fn check_guards(diag: &DiagnosticsReport, report: &mut Report) {
         who.push_str(&format!(" and {unnamed} more"));
     }
     let example = names.first().map_or("NAME", String::as_str);
-    let gap = kauthd::replay_guard::describe(diag.guard_ahead_max_seconds);
+    let gap = kauthd::twofactor::replay_guard::describe(diag.guard_ahead_max_seconds);
     let what = if count == 1 {
         format!("the replay guard of {who} is {gap} ahead of the clock")
     } else {

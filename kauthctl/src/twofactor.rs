@@ -11,7 +11,7 @@ use crate::output::{cell, Failure, Output};
 use crate::safe_file::{self, PrivateFile};
 use crate::{prompt, qr};
 use kauthd::clock::format_time;
-use kauthd::google_auth;
+use kauthd::twofactor::google_auth;
 
 pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<(), Failure> {
     match command {
@@ -430,7 +430,7 @@ fn reset_guard(client: &mut Client, out: &Output, user: &str) -> Result<(), Fail
     } else {
         format!(
             "the replay guard of {user} was {} ahead of the clock and is reset: codes used up to now stay refused, and {user}'s codes work again once the current window has passed (about a minute with the default settings)",
-            kauthd::replay_guard::describe(*ahead_seconds)
+            kauthd::twofactor::replay_guard::describe(*ahead_seconds)
         )
     };
     out.success(&text, fields(&response));

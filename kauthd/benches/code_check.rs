@@ -11,12 +11,12 @@
 use std::time::{Duration, Instant};
 
 use kauth_proto::Secret;
-use kauthd::code_check::{self, CodeOutcome};
 use kauthd::config::Config;
 use kauthd::daemon::Daemon;
-use kauthd::recovery;
 use kauthd::store::{NewTotp, Store};
-use kauthd::totp::{self, TotpParams};
+use kauthd::twofactor::code_check::{self, CodeOutcome};
+use kauthd::twofactor::recovery;
+use kauthd::twofactor::totp::{self, TotpParams};
 
 fn main() {
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
@@ -25,7 +25,7 @@ fn main() {
     config.daemon.state_dir = dir.path().join("state");
     let mut store = Store::open(
         &config.daemon.state_dir,
-        kauthd::secret_box::SecretKey::generate().expect("key"),
+        kauthd::secrets::secret_box::SecretKey::generate().expect("key"),
     )
     .expect("store");
     let params = TotpParams::default();

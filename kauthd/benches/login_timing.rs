@@ -14,11 +14,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use kauth_proto::{LoginMode, Outcome, Response, Secret};
-use kauthd::access::{Caller, Role};
-use kauthd::api::login::{self, BeginArgs};
 use kauthd::config::Config;
 use kauthd::daemon::Daemon;
-use kauthd::password;
+use kauthd::passwords::hashing;
+use kauthd::server::access::{Caller, Role};
+use kauthd::server::api::login::{self, BeginArgs, Exchange};
 use kauthd::store::Store;
 
 const ROUNDS: usize = 150;
@@ -31,10 +31,10 @@ fn main() -> ExitCode {
     config.daemon.state_dir = dir.path().join("state");
     let mut store = Store::open(
         &config.daemon.state_dir,
-        kauthd::secret_box::SecretKey::generate().expect("key"),
+        kauthd::secrets::secret_box::SecretKey::generate().expect("key"),
     )
     .expect("store");
-    let hash = password::hash("vq7-lantern-kettle-bramble", &config.password).expect("hash");
+    let hash = hashing::hash("vq7-lantern-kettle-bramble", &config.password).expect("hash");
     store
         .add_account("known", None, Some(&hash), 0)
         .expect("account");
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
 /// then the code prompt that follows (answered empty), then the denial.
 fn failed_login(daemon: &Daemon, caller: &Caller, user: &str) -> Duration {
     let start = Instant::now();
-    let mut slot = None;
+    let mut slot = Exchange::default();
     let args = BeginArgs {
         user: user.to_owned(),
         service: "bench".to_owned(),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::clock::Date;
 use crate::error::Error;
-use crate::totp::{Algorithm, TotpParams};
+use crate::twofactor::totp::{Algorithm, TotpParams};
 
 pub const DEFAULT_CONFIG: &str = "/etc/kauthd/kauthd.toml";
 pub const DEFAULT_SECRET_KEY_FILE: &str = "/etc/kauthd/secret.key";

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::procinfo::{self, ProcessId};
-use crate::recent_codes::RecentCodes;
+use crate::sessions::procinfo::{self, ProcessId};
+use crate::sessions::recent_codes::RecentCodes;
 use crate::store::Store;
 
 #[derive(Debug)]

@@ -1,11 +1,14 @@
 //! The two-factor policy: for a user and a service, whether a code is
 //! asked, skipped, or the login refused — and which rule decided. The same
-//! answer serves SSH, the panel and every other PAM service.
+//! answer serves SSH, the panel and every other PAM service, and the PAM
+//! `account` step.
 
 use crate::clock;
 use crate::clock::Date;
 use crate::config::{PolicyConfig, Require};
-use crate::store::Override;
+use crate::daemon::Daemon;
+use crate::store::{Account, Override, StoreError};
+use crate::twofactor::code_check;
 use crate::unix_users;
 
 /// What the policy says for one login.
@@ -121,6 +124,76 @@ pub fn decide(policy: &PolicyConfig, subject: &Subject<'_>, service: &str, now: 
             message: "Two-factor authentication is required for this account and it is not set up. Set it up with `kauthctl 2fa enroll`, or ask the administrator.".to_owned(),
         },
     }
+}
+
+/// Whether a code could be asked on `service` at all (the policy is on and
+/// the service is not exempt), whoever logs in.
+pub fn may_ask_code(policy: &PolicyConfig, service: &str) -> bool {
+    policy.enabled && !policy.exempt_services.iter().any(|s| s == service)
+}
+
+/// The policy's decision for `name` on `service` now, with the user's
+/// facts read from the store.
+pub fn decide_for(
+    daemon: &Daemon,
+    name: &str,
+    account: Option<&Account>,
+    service: &str,
+) -> Result<Decision, StoreError> {
+    let config = daemon.config();
+    let store = daemon.store();
+    let enrolled = match account {
+        Some(account) => store.has_totp(account.id)?,
+        None => false,
+    };
+    let user_override = store.policy_override(name)?;
+    drop(store);
+    let subject = Subject {
+        name,
+        enrolled,
+        user_override,
+    };
+    Ok(decide(&config.policy, &subject, service, clock::now()))
+}
+
+/// What the PAM `account` step answers for one login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountVerdict {
+    /// The login may go on.
+    Allow,
+    /// Root locked the account.
+    LockedByRoot,
+    /// A rate-limit lock holds on the name.
+    RateLocked,
+    /// The user must have 2FA and does not (after the deadline).
+    Deny { rule: String, message: String },
+    /// A code is required and the login's process (`pid`) gave none.
+    NoCodeGiven,
+}
+
+/// The PAM `account` step: locked accounts and users who must have 2FA but
+/// have none (after the deadline) are refused; a user who must give a code
+/// is refused if the login's process `pid` did not give one.
+pub fn account_verdict(
+    daemon: &Daemon,
+    pid: i32,
+    user: &str,
+    service: &str,
+) -> Result<AccountVerdict, StoreError> {
+    let account = daemon.store().account(user)?;
+    if account.as_ref().is_some_and(|a| a.locked) {
+        return Ok(AccountVerdict::LockedByRoot);
+    }
+    if code_check::current_lock(daemon, user, None)?.is_some() {
+        return Ok(AccountVerdict::RateLocked);
+    }
+    Ok(match decide_for(daemon, user, account.as_ref(), service)? {
+        Decision::Deny { rule, message } => AccountVerdict::Deny { rule, message },
+        Decision::AskCode { .. } if !daemon.code_given_recently(pid, user) => {
+            AccountVerdict::NoCodeGiven
+        }
+        Decision::AskCode { .. } | Decision::Skip { .. } => AccountVerdict::Allow,
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! (`fuzz_parsers.rs`) found, each named for what must hold.
 
 use kauthd::config::Config;
-use kauthd::google_auth;
+use kauthd::twofactor::google_auth;
 
 #[test]
 fn too_many_argon2_lanes_are_named_and_do_not_overflow() {

@@ -14,8 +14,8 @@
 mod fuzz_support;
 
 use kauthd::config::{CallerSpec, Config};
-use kauthd::google_auth::{self, GoogleAuthError};
-use kauthd::totp::{self, Algorithm, TotpError, TotpParams, MIN_SECRET_BYTES};
+use kauthd::twofactor::google_auth::{self, GoogleAuthError};
+use kauthd::twofactor::totp::{self, Algorithm, TotpError, TotpParams, MIN_SECRET_BYTES};
 use proptest::collection::vec;
 use proptest::prelude::*;
 

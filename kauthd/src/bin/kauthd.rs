@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use kauthd::config::{Config, DEFAULT_CONFIG};
-use kauthd::server::{self, Options};
+use kauthd::server::listener::{self, Options};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     if !malloc_limited {
         log::warn!("the C library refused the malloc limits; memory may grow under load");
     }
-    match server::run(&options) {
+    match listener::run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

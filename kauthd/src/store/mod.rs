@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, ErrorCode};
 
-use crate::secret_box::{SealError, SecretKey};
+use crate::secrets::secret_box::{SealError, SecretKey};
 
 pub use accounts::Account;
 pub use activity::NewEvent;

@@ -6,7 +6,7 @@ use rusqlite::params;
 
 use super::twofactor::{table_of, Sealed};
 use super::{Store, StoreResult};
-use crate::secret_box::{self, Purpose, SecretKey};
+use crate::secrets::secret_box::{self, Purpose, SecretKey};
 
 /// How many stored secrets a key id (`None`: plain text) seals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +128,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::{test_key, test_store, DATABASE_FILE};
-    use crate::totp::TotpParams;
+    use crate::twofactor::totp::TotpParams;
 
     const SECRET: &[u8] = b"rawsecret-0123456789";
 

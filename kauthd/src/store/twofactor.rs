@@ -6,8 +6,8 @@ use rusqlite::{params, OptionalExtension, Row};
 use zeroize::Zeroizing;
 
 use super::{Store, StoreResult};
-use crate::secret_box::{self, Purpose};
-use crate::totp::TotpParams;
+use crate::secrets::secret_box::{self, Purpose};
+use crate::twofactor::totp::TotpParams;
 
 /// A confirmed TOTP credential.
 #[derive(Debug, Clone)]

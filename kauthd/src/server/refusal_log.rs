@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::access::Caller;
+use crate::server::access::Caller;
 
 /// Refusal lines logged per uid and interval before they are only counted.
 pub const LINES_PER_INTERVAL: u32 = 10;

@@ -11,15 +11,15 @@
 use kauth_proto::{ErrorCode, MessageStyle, Outcome, Response, Secret};
 use subtle::ConstantTimeEq;
 
-use super::error;
-use super::passwords::{check_new_password, store_new_password};
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
-use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
-use crate::password;
+use crate::passwords::change::{check_new_password, store_new_password};
+use crate::passwords::hashing;
+use crate::server::api::error;
 use crate::store::Account;
+use crate::twofactor::code_check::{self, Attempt};
 
 pub const CURRENT_PROMPT: &str = "Current password: ";
 pub const NEW_PROMPT: &str = "New password: ";
@@ -141,7 +141,7 @@ impl ChangeConversation {
         let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
         // The rate-limit lock again: it may have come since the prompt.
         let outcome = code_check::attempt(daemon, &self.user, self.rhost.as_deref(), || {
-            Ok(password::verify_or_dummy(current.expose(), hash, &config.password).then_some(()))
+            Ok(hashing::verify_or_dummy(current.expose(), hash, &config.password).then_some(()))
         });
         let account = match (outcome, account) {
             (Ok(Attempt::Right(())), Some(account)) => account,
@@ -192,8 +192,8 @@ impl ChangeConversation {
             return self.deny("Password not changed: the two new passwords differ.".to_owned());
         }
         self.step = Step::Over;
-        if let Err(response) = store_new_password(daemon, &account, &new) {
-            return vec![response];
+        if let Err(e) = store_new_password(daemon, &account, &new) {
+            return vec![Response::from(e)];
         }
         self.record(daemon, EventKind::PasswordChanged, "through PAM");
         vec![Response::Finished {
@@ -240,9 +240,9 @@ mod tests {
     use kauth_proto::{LoginMode, Outcome};
 
     use super::*;
-    use crate::access::{Caller, Role};
-    use crate::api::login::{self, BeginArgs, Conversation};
     use crate::config::Config;
+    use crate::server::access::{Caller, Role};
+    use crate::server::api::login::{self, BeginArgs, Exchange};
     use crate::store::Store;
 
     const OLD: &str = "vq7-lantern-kettle-bramble";
@@ -252,7 +252,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config =
             Config::parse("[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n").unwrap();
-        let hash = password::hash(OLD, &config.password).unwrap();
+        let hash = hashing::hash(OLD, &config.password).unwrap();
         let mut store = Store::open(&dir.path().join("state"), crate::store::test_key()).unwrap();
         store.add_account("ann", None, Some(&hash), 0).unwrap();
         let daemon = Daemon::new(config, store, dir.path().join("kauthd.toml"));
@@ -269,7 +269,7 @@ mod tests {
             role: Role::Root,
             name: None,
         };
-        let mut slot: Option<Conversation> = None;
+        let mut slot = Exchange::default();
         let args = BeginArgs {
             user: user.to_owned(),
             service: "passwd".to_owned(),
@@ -293,7 +293,7 @@ mod tests {
                     login::next(&mut slot)
                 }
                 Response::Finished { outcome } => {
-                    assert!(slot.is_none(), "the conversation must be over");
+                    assert!(!slot.in_conversation(), "the conversation must be over");
                     return (prompts, texts, outcome);
                 }
                 other => panic!("{other:?}"),
@@ -304,7 +304,7 @@ mod tests {
 
     fn password_is(daemon: &Daemon, password: &str) -> bool {
         let account = daemon.store().account("ann").unwrap().unwrap();
-        password::verify(password, &account.password_hash.unwrap())
+        hashing::verify(password, &account.password_hash.unwrap())
     }
 
     #[test]

@@ -6,27 +6,30 @@ use std::collections::VecDeque;
 
 use kauth_proto::{ErrorCode, LoginMode, MessageStyle, Outcome, Response, Secret};
 
+mod password_change;
+
+use password_change::ChangeConversation;
+
 use super::error;
-use super::password_change::ChangeConversation;
-use super::passwords::rehash_if_outdated;
-use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
-use crate::code_check::{self, Attempt, CodeOutcome, Factor};
 use crate::daemon::Daemon;
 use crate::names;
-use crate::password;
-use crate::policy::{self, Decision, Subject};
-use crate::refusal_log;
+use crate::passwords::change::rehash_if_outdated;
+use crate::passwords::hashing;
+use crate::policy::{self, AccountVerdict, Decision};
+use crate::server::access::Caller;
+use crate::server::refusal_log;
 use crate::store::{Account, StoreError};
+use crate::twofactor::code_check::{self, Attempt, CodeOutcome, Factor};
 
 pub const PASSWORD_PROMPT: &str = "Password: ";
 pub const CODE_PROMPT: &str = "Verification code: ";
 
 /// A conversation in progress on one connection.
 #[derive(Debug)]
-pub struct Conversation {
+struct Conversation {
     user: String,
     service: String,
     rhost: Option<String>,
@@ -35,8 +38,6 @@ pub struct Conversation {
     stage: Stage,
     /// The first factor passed (always true in `otp_only` mode).
     first_factor_ok: bool,
-    /// Responses still to send, one per `continue`.
-    queued: VecDeque<Response>,
     /// A PAM `password` change (mode `change_password`).
     change: Option<ChangeConversation>,
 }
@@ -76,13 +77,46 @@ fn message(style: MessageStyle, text: String) -> Response {
     Response::Message { style, text }
 }
 
+/// What a connection's PAM requests share: the login conversation in
+/// progress, and the one queue of steps still to send, one per
+/// `continue` (a conversation's or an account check's).
+#[derive(Debug, Default)]
+pub struct Exchange {
+    conversation: Option<Conversation>,
+    queued: VecDeque<Response>,
+}
+
+impl Exchange {
+    /// Whether a login conversation is in progress.
+    pub fn in_conversation(&self) -> bool {
+        self.conversation.is_some()
+    }
+
+    /// Sends the first of `steps` now and queues the rest, one per
+    /// `continue`.
+    fn relay(&mut self, steps: Vec<Response>) -> Response {
+        let mut steps = steps.into_iter();
+        let first = steps.next().unwrap_or_else(|| finished(Outcome::Denied));
+        self.queued.extend(steps);
+        first
+    }
+
+    /// The conversation ends with its `finished` step.
+    fn end_if_over(&mut self, response: &Response) {
+        if matches!(response, Response::Finished { .. }) && self.queued.is_empty() {
+            self.conversation = None;
+        }
+    }
+}
+
 /// Starts a conversation; returns its first step.
 pub fn begin(
     daemon: &Daemon,
     caller: &Caller,
-    slot: &mut Option<Conversation>,
+    exchange: &mut Exchange,
     args: BeginArgs,
 ) -> Response {
+    exchange.queued.clear();
     if !caller.is_privileged() {
         refusal_log::warn(
             caller,
@@ -99,7 +133,7 @@ pub fn begin(
             ),
         );
     }
-    *slot = None;
+    exchange.conversation = None;
     if names::check_login_name(&args.user).is_err() {
         log::info!("login refused for an invalid user name on {}", args.service);
         return finished(Outcome::Denied);
@@ -111,16 +145,15 @@ pub fn begin(
         pid: caller.pid,
         stage: Stage::Relaying,
         first_factor_ok: true,
-        queued: VecDeque::new(),
         change: None,
     };
-    let first = match args.mode {
+    let steps = match args.mode {
         LoginMode::OtpOnly => conv.after_first_factor(daemon),
         LoginMode::Password => match args.authtok {
             Some(password) => conv.password_answer(daemon, &password),
             None => {
                 conv.stage = Stage::AwaitPassword;
-                prompt(PASSWORD_PROMPT)
+                vec![prompt(PASSWORD_PROMPT)]
             }
         },
         LoginMode::ChangePassword => {
@@ -128,80 +161,59 @@ pub fn begin(
                 ChangeConversation::start(daemon, &conv.user, &conv.service, conv.rhost.as_deref());
             conv.change = Some(change);
             conv.stage = Stage::ChangePassword;
-            conv.relay(steps)
+            steps
         }
     };
-    *slot = Some(conv);
-    first
+    exchange.conversation = Some(conv);
+    exchange.relay(steps)
 }
 
 /// The user's answer to the last prompt.
-pub fn answer(daemon: &Daemon, slot: &mut Option<Conversation>, text: &Secret) -> Response {
-    let Some(conv) = slot.as_mut() else {
+pub fn answer(daemon: &Daemon, exchange: &mut Exchange, text: &Secret) -> Response {
+    let Some(conv) = exchange.conversation.as_mut() else {
         return error(
             ErrorCode::BadRequest,
             "no login conversation is in progress",
         );
     };
-    let response = match conv.stage {
+    let steps = match conv.stage {
         Stage::AwaitPassword => conv.password_answer(daemon, text),
         Stage::AwaitCode => conv.code_answer(daemon, text),
         Stage::ChangePassword => conv.change_answer(daemon, text),
-        Stage::Relaying => error(
+        Stage::Relaying => vec![error(
             ErrorCode::BadRequest,
             "no question is waiting for an answer",
-        ),
+        )],
     };
-    let over = conv.is_over(&response);
-    if over {
-        *slot = None;
-    }
+    let response = exchange.relay(steps);
+    exchange.end_if_over(&response);
     response
 }
 
 /// The client showed a message; send the next step.
-pub fn next(slot: &mut Option<Conversation>) -> Response {
-    let Some(conv) = slot.as_mut() else {
-        return error(
+pub fn next(exchange: &mut Exchange) -> Response {
+    match exchange.queued.pop_front() {
+        Some(response) => {
+            exchange.end_if_over(&response);
+            response
+        }
+        None if exchange.in_conversation() => error(ErrorCode::BadRequest, "nothing more to say"),
+        None => error(
             ErrorCode::BadRequest,
             "no login conversation is in progress",
-        );
-    };
-    let response = conv
-        .queued
-        .pop_front()
-        .unwrap_or_else(|| error(ErrorCode::BadRequest, "nothing more to say"));
-    let over = conv.is_over(&response);
-    if over {
-        *slot = None;
+        ),
     }
-    response
 }
 
 impl Conversation {
-    /// The conversation ends with its `finished` step.
-    fn is_over(&self, response: &Response) -> bool {
-        matches!(response, Response::Finished { .. }) && self.queued.is_empty()
-    }
-
-    /// Sends the first of `steps` now and queues the rest, one per
-    /// `continue`.
-    fn relay(&mut self, steps: Vec<Response>) -> Response {
-        let mut steps = steps.into_iter();
-        let first = steps.next().unwrap_or_else(|| finished(Outcome::Denied));
-        self.queued.extend(steps);
-        first
-    }
-
-    fn change_answer(&mut self, daemon: &Daemon, text: &Secret) -> Response {
-        let steps = match self.change.as_mut() {
+    fn change_answer(&mut self, daemon: &Daemon, text: &Secret) -> Vec<Response> {
+        match self.change.as_mut() {
             Some(change) => change.answer(daemon, text),
             None => vec![error(
                 ErrorCode::BadRequest,
                 "no password change is in progress",
             )],
-        };
-        self.relay(steps)
+        }
     }
 
     fn account(&self, daemon: &Daemon) -> Result<Option<Account>, StoreError> {
@@ -211,18 +223,18 @@ impl Conversation {
     /// The password, checked only when neither root's lock nor a rate
     /// limit lock holds: a locked attempt gets the same answer whatever
     /// the password, without an argon2 run.
-    fn password_answer(&mut self, daemon: &Daemon, password: &Secret) -> Response {
+    fn password_answer(&mut self, daemon: &Daemon, password: &Secret) -> Vec<Response> {
         let config = daemon.config();
         let account = match self.account(daemon) {
             Ok(account) => account,
-            Err(e) => return Response::from(e),
+            Err(e) => return vec![Response::from(e)],
         };
         if let Some(refused) = self.refuse_if_root_locked(daemon, account.as_ref()) {
-            return refused;
+            return vec![refused];
         }
         let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
         let outcome = code_check::attempt(daemon, &self.user, self.rhost.as_deref(), || {
-            Ok(password::verify_or_dummy(password.expose(), hash, &config.password).then_some(()))
+            Ok(hashing::verify_or_dummy(password.expose(), hash, &config.password).then_some(()))
         });
         match outcome {
             Ok(Attempt::Right(())) => {
@@ -235,8 +247,8 @@ impl Conversation {
                 self.first_factor_ok = false;
                 self.record(daemon, EventKind::LoginFailure, "wrong password");
             }
-            Ok(Attempt::Locked { until }) => return self.refuse_locked(daemon, until),
-            Err(e) => return Response::from(e),
+            Ok(Attempt::Locked { until }) => return vec![self.refuse_locked(daemon, until)],
+            Err(e) => return vec![Response::from(e)],
         }
         self.after_first_factor(daemon)
     }
@@ -266,39 +278,38 @@ impl Conversation {
 
     /// Decides what follows the first factor: a code prompt, a notice, or
     /// the end.
-    fn after_first_factor(&mut self, daemon: &Daemon) -> Response {
+    fn after_first_factor(&mut self, daemon: &Daemon) -> Vec<Response> {
         let config = daemon.config();
         if !self.first_factor_ok {
             // Same shape as a real attempt: ask for a code whenever one could
             // be asked here, then deny.
-            let could_ask =
-                config.policy.enabled && !config.policy.exempt_services.contains(&self.service);
-            if could_ask {
+            if policy::may_ask_code(&config.policy, &self.service) {
                 self.stage = Stage::AwaitCode;
-                return prompt(CODE_PROMPT);
+                return vec![prompt(CODE_PROMPT)];
             }
-            return finished(Outcome::Denied);
+            return vec![finished(Outcome::Denied)];
         }
         let account = match self.account(daemon) {
             Ok(account) => account,
-            Err(e) => return Response::from(e),
+            Err(e) => return vec![Response::from(e)],
         };
         if let Some(refused) = self.refuse_if_root_locked(daemon, account.as_ref()) {
-            return refused;
+            return vec![refused];
         }
         match code_check::current_lock(daemon, &self.user, self.rhost.as_deref()) {
-            Ok(Some(until)) => return self.refuse_locked(daemon, until),
+            Ok(Some(until)) => return vec![self.refuse_locked(daemon, until)],
             Ok(None) => {}
-            Err(e) => return Response::from(e),
+            Err(e) => return vec![Response::from(e)],
         }
-        let decision = match decide(daemon, &self.user, account.as_ref(), &self.service) {
+        let decision = match policy::decide_for(daemon, &self.user, account.as_ref(), &self.service)
+        {
             Ok(decision) => decision,
-            Err(e) => return Response::from(e),
+            Err(e) => return vec![Response::from(e)],
         };
         match decision {
             Decision::AskCode { .. } => {
                 self.stage = Stage::AwaitCode;
-                prompt(CODE_PROMPT)
+                vec![prompt(CODE_PROMPT)]
             }
             Decision::Skip { rule, notice } => {
                 self.record(
@@ -308,11 +319,11 @@ impl Conversation {
                 );
                 self.stage = Stage::Relaying;
                 match notice {
-                    Some(text) => {
-                        self.queued.push_back(finished(Outcome::Success));
-                        message(MessageStyle::Info, text)
-                    }
-                    None => finished(Outcome::Success),
+                    Some(text) => vec![
+                        message(MessageStyle::Info, text),
+                        finished(Outcome::Success),
+                    ],
+                    None => vec![finished(Outcome::Success)],
                 }
             }
             Decision::Deny {
@@ -325,21 +336,23 @@ impl Conversation {
                     &format!("refused by the policy ({rule})"),
                 );
                 self.stage = Stage::Relaying;
-                self.queued.push_back(finished(Outcome::Denied));
-                message(MessageStyle::Error, text)
+                vec![
+                    message(MessageStyle::Error, text),
+                    finished(Outcome::Denied),
+                ]
             }
         }
     }
 
-    fn code_answer(&mut self, daemon: &Daemon, code: &Secret) -> Response {
+    fn code_answer(&mut self, daemon: &Daemon, code: &Secret) -> Vec<Response> {
         self.stage = Stage::Relaying;
         if !self.first_factor_ok {
             // The code is not even looked at after a wrong password.
-            return finished(Outcome::Denied);
+            return vec![finished(Outcome::Denied)];
         }
         let account = match self.account(daemon) {
             Ok(account) => account,
-            Err(e) => return Response::from(e),
+            Err(e) => return vec![Response::from(e)],
         };
         let outcome = code_check::check(
             daemon,
@@ -360,21 +373,21 @@ impl Conversation {
                     self.record(daemon, EventKind::RecoveryCodeUsed, &how);
                 }
                 match factor {
-                    Factor::Recovery { left } => {
-                        self.queued.push_back(finished(Outcome::Success));
+                    Factor::Recovery { left } => vec![
                         message(
                             MessageStyle::Info,
                             format!(
                                 "Recovery code accepted. You have {left} left; if you lost your authenticator, set up 2FA again with `kauthctl 2fa enroll`."
                             ),
-                        )
-                    }
-                    Factor::Totp => finished(Outcome::Success),
+                        ),
+                        finished(Outcome::Success),
+                    ],
+                    Factor::Totp => vec![finished(Outcome::Success)],
                 }
             }
             Ok(CodeOutcome::Rejected) => {
                 self.record(daemon, EventKind::LoginFailure, "wrong verification code");
-                finished(Outcome::Denied)
+                vec![finished(Outcome::Denied)]
             }
             Ok(CodeOutcome::Locked { .. }) => {
                 self.record(
@@ -382,9 +395,9 @@ impl Conversation {
                     EventKind::LoginFailure,
                     "locked after repeated failures",
                 );
-                finished(Outcome::Locked)
+                vec![finished(Outcome::Locked)]
             }
-            Err(e) => Response::from(e),
+            Err(e) => vec![Response::from(e)],
         }
     }
 
@@ -401,38 +414,25 @@ impl Conversation {
     }
 }
 
-/// The policy's decision for `name` on `service` now.
-pub fn decide(
+/// The PAM `account` step; its steps go through the same queue as a
+/// login conversation's, and it ends any conversation in progress.
+pub fn account_check(
     daemon: &Daemon,
-    name: &str,
-    account: Option<&Account>,
+    caller: &Caller,
+    exchange: &mut Exchange,
+    user: &str,
     service: &str,
-) -> Result<Decision, StoreError> {
-    let config = daemon.config();
-    let store = daemon.store();
-    let enrolled = match account {
-        Some(account) => store.has_totp(account.id)?,
-        None => false,
-    };
-    let user_override = store.policy_override(name)?;
-    drop(store);
-    let subject = Subject {
-        name,
-        enrolled,
-        user_override,
-    };
-    Ok(policy::decide(
-        &config.policy,
-        &subject,
-        service,
-        clock::now(),
-    ))
+) -> Response {
+    exchange.conversation = None;
+    exchange.queued.clear();
+    let steps = account_steps(daemon, caller, user, service);
+    exchange.relay(steps)
 }
 
 /// The PAM `account` step: locked accounts and users who must have 2FA but
 /// have none (after the deadline) are refused; a user who must give a code
 /// is refused if this login's process did not give one.
-pub fn account_check(daemon: &Daemon, caller: &Caller, user: &str, service: &str) -> Vec<Response> {
+fn account_steps(daemon: &Daemon, caller: &Caller, user: &str, service: &str) -> Vec<Response> {
     if !caller.is_privileged() {
         return vec![error(
             ErrorCode::Forbidden,
@@ -445,26 +445,17 @@ pub fn account_check(daemon: &Daemon, caller: &Caller, user: &str, service: &str
     if names::check_login_name(user).is_err() {
         return vec![finished(Outcome::Denied)];
     }
-    let account = match daemon.store().account(user) {
-        Ok(account) => account,
-        Err(e) => return vec![Response::from(e)],
-    };
-    if account.as_ref().is_some_and(|a| a.locked) {
-        return vec![
+    match policy::account_verdict(daemon, caller.pid, user, service) {
+        Ok(AccountVerdict::Allow) => vec![finished(Outcome::Success)],
+        Ok(AccountVerdict::LockedByRoot) => vec![
             message(
                 MessageStyle::Error,
                 "This account is locked. Ask the administrator.".to_owned(),
             ),
             finished(Outcome::Locked),
-        ];
-    }
-    match code_check::current_lock(daemon, user, None) {
-        Ok(Some(_)) => return vec![finished(Outcome::Locked)],
-        Ok(None) => {}
-        Err(e) => return vec![Response::from(e)],
-    }
-    match decide(daemon, user, account.as_ref(), service) {
-        Ok(Decision::Deny {
+        ],
+        Ok(AccountVerdict::RateLocked) => vec![finished(Outcome::Locked)],
+        Ok(AccountVerdict::Deny {
             rule,
             message: text,
         }) => {
@@ -474,7 +465,7 @@ pub fn account_check(daemon: &Daemon, caller: &Caller, user: &str, service: &str
                 finished(Outcome::Denied),
             ]
         }
-        Ok(Decision::AskCode { .. }) if !daemon.code_given_recently(caller.pid, user) => {
+        Ok(AccountVerdict::NoCodeGiven) => {
             log::warn!(
                 "account check refused {user} on {service}: the login gave no verification code"
             );
@@ -486,7 +477,6 @@ pub fn account_check(daemon: &Daemon, caller: &Caller, user: &str, service: &str
                 finished(Outcome::Denied),
             ]
         }
-        Ok(_) => vec![finished(Outcome::Success)],
         Err(e) => vec![Response::from(e)],
     }
 }

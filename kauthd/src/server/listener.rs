@@ -16,13 +16,13 @@ use kauth_proto::{read_frame, write_frame, ErrorCode, Request, Response};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::os::fd::AsFd;
 
-use crate::access;
 use crate::config::Config;
-use crate::connection;
 use crate::daemon::Daemon;
 use crate::housekeeping;
-use crate::refusal_log;
-use crate::rekey;
+use crate::secrets::rekey;
+use crate::server::access;
+use crate::server::connection;
+use crate::server::refusal_log;
 
 /// Everything needed to start: where the config came from and whether it
 /// was named on the command line.

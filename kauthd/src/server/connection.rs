@@ -11,10 +11,10 @@ use kauth_proto::{
     read_frame, write_frame, ErrorCode, FrameError, Request, Response, PROTOCOL_VERSION,
 };
 
-use crate::access;
-use crate::api::{self, ConnState};
-use crate::client_fields;
 use crate::daemon::Daemon;
+use crate::server::access;
+use crate::server::api::{self, ConnState};
+use crate::server::client_fields;
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -178,7 +178,9 @@ pub fn hash(normalized: &str, salt: &[u8], cost: &HashCost) -> Result<[u8; 32], 
     let argon = Argon2::new(argon2::Algorithm::Argon2id, Version::V0x13, params);
     let mut out = [0u8; 32];
     // Through the pool: at most one argon2 run per core, in arrival order.
-    if crate::argon2_pool::hash_into(&argon, normalized.as_bytes(), salt, &mut out).is_err() {
+    if crate::passwords::argon2_pool::hash_into(&argon, normalized.as_bytes(), salt, &mut out)
+        .is_err()
+    {
         out.zeroize();
         return Err(RecoveryError::Hashing);
     }

@@ -9,7 +9,7 @@
 //! day ahead accepted a code.
 
 use crate::store::{GuardRow, TotpCredential};
-use crate::totp::TotpParams;
+use crate::twofactor::totp::TotpParams;
 
 /// What the rule needs to know of one user's credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::secret_box::{SecretKey, KEY_LEN};
+use crate::secrets::secret_box::{SecretKey, KEY_LEN};
 
 /// Where a rotation puts the new key until the database uses it.
 pub fn pending_path(path: &Path) -> PathBuf {

@@ -3,10 +3,10 @@
 use kauth_proto::{ErrorCode, Response};
 
 use super::{error, root_only};
-use crate::access::Caller;
 use crate::daemon::Daemon;
-use crate::rekey;
-use crate::secret_box::key_id_text;
+use crate::secrets::rekey;
+use crate::secrets::secret_box::key_id_text;
+use crate::server::access::Caller;
 
 pub fn rekey(daemon: &Daemon, caller: &Caller) -> Response {
     if !caller.is_root() {

@@ -2,13 +2,12 @@
 
 use kauth_proto::{ErrorCode, Response};
 
-use super::twofactor::own_name;
 use super::{error, Reply};
-use crate::access::Caller;
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::names;
-use crate::refusal_log;
+use crate::server::access::{own_name, Caller};
+use crate::server::refusal_log;
 use crate::sessions::SessionState;
 use crate::sessions::{self, OpenArgs};
 

@@ -1,32 +1,29 @@
 //! Passwords over the protocol: a change (users their own, giving the
 //! current password; root and PAM callers anyone's, without it), reset
-//! tokens (made by root and PAM callers, spent by whoever holds one), and
-//! the steps every way of setting a password shares.
+//! tokens (made by root and PAM callers, spent by whoever holds one). The
+//! steps every way of setting a password shares are in
+//! `passwords::change`.
 
 // The error side of these helpers is the response sent back as it is.
 #![allow(clippy::result_large_err)]
 
 use kauth_proto::{ErrorCode, Response, Secret};
-use subtle::ConstantTimeEq;
 
-use super::twofactor::target;
 use super::{error, too_many_failures, Reply};
-use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
-use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
-use crate::error::Error;
 use crate::escape;
 use crate::names;
-use crate::password;
-use crate::password_policy;
-use crate::procinfo;
-use crate::refusal_log;
-use crate::reset_token;
+use crate::passwords::change::{check_new_password, store_new_password};
+use crate::passwords::hashing;
+use crate::passwords::reset_token;
+use crate::server::access::{target, Caller};
+use crate::server::refusal_log;
 use crate::sessions;
 use crate::store::Account;
+use crate::twofactor::code_check::{self, Attempt};
 
 /// `PasswordChange`. Answers `Done`, or `SignedOut` with the ids of the
 /// other sessions that were ended when `sign_out_others` is set.
@@ -67,8 +64,8 @@ pub fn change(
     if let Err(why) = check_new_password(daemon, &account.name, new, current) {
         return Response::from(why);
     }
-    if let Err(response) = store_new_password(daemon, &account, new) {
-        return response;
+    if let Err(e) = store_new_password(daemon, &account, new) {
+        return Response::from(e);
     }
     let by = caller.describe();
     activity::event(
@@ -80,7 +77,7 @@ pub fn change(
     if !sign_out_others {
         return Response::Done;
     }
-    let keep = caller_session(daemon, caller, &account.name);
+    let keep = sessions::session_of_process(daemon, caller.pid, &account.name);
     match sessions::sign_out_user(daemon, &account.name, keep.as_deref(), &by) {
         Ok(ids) => Response::SignedOut { ids },
         Err(e) => {
@@ -124,7 +121,7 @@ fn check_current(daemon: &Daemon, account: &Account, current: &Secret) -> Result
     let config = daemon.config();
     let hash = account.password_hash.as_deref();
     let outcome = code_check::attempt(daemon, &account.name, None, || {
-        Ok(password::verify_or_dummy(current.expose(), hash, &config.password).then_some(()))
+        Ok(hashing::verify_or_dummy(current.expose(), hash, &config.password).then_some(()))
     });
     match outcome? {
         Attempt::Right(()) => return Ok(()),
@@ -147,103 +144,6 @@ fn check_current(daemon: &Daemon, account: &Account, current: &Secret) -> Result
             ),
         },
     ))
-}
-
-/// Whether `new` may become `user`'s password: the policy, and not the
-/// current password again. The error is the reason, for the person.
-pub(super) fn check_new_password(
-    daemon: &Daemon,
-    user: &str,
-    new: &Secret,
-    current: Option<&Secret>,
-) -> Result<(), Error> {
-    password_policy::check(new.expose(), user, &daemon.config().password)?;
-    let same =
-        current.is_some_and(|c| bool::from(c.expose().as_bytes().ct_eq(new.expose().as_bytes())));
-    if same {
-        return Err(Error::invalid(
-            "The new password is the same as the current one: choose another.",
-        ));
-    }
-    Ok(())
-}
-
-/// Hashes and stores an accepted new password. Unused reset tokens of the
-/// account stop working.
-pub(super) fn store_new_password(
-    daemon: &Daemon,
-    account: &Account,
-    new: &Secret,
-) -> Result<(), Response> {
-    let config = daemon.config();
-    let hash = password::hash(new.expose(), &config.password).map_err(|why| {
-        log::error!("cannot hash a password: {why}");
-        error(
-            ErrorCode::Internal,
-            "kauthd could not hash the password; see its log",
-        )
-    })?;
-    let mut store = daemon.store();
-    store
-        .void_reset_tokens(account.id)
-        .and_then(|_| store.set_password_hash(account.id, &hash))
-        .map_err(Response::from)
-}
-
-/// After a successful password check: redoes a hash made with another
-/// cost than `[password]` asks for now. Failing here fails no login.
-pub(super) fn rehash_if_outdated(daemon: &Daemon, account: &Account, given: &Secret) {
-    let config = daemon.config();
-    let Some(old) = account.password_hash.as_deref() else {
-        return;
-    };
-    if !password::needs_rehash(old, &config.password) {
-        return;
-    }
-    let new = match password::hash(given.expose(), &config.password) {
-        Ok(new) => new,
-        Err(why) => {
-            log::error!(
-                "could not redo the password hash of {}: {why}",
-                account.name
-            );
-            return;
-        }
-    };
-    match daemon.store().replace_password_hash(account.id, old, &new) {
-        Ok(true) => log::info!(
-            "password hash of {} redone with the current [password] cost",
-            account.name
-        ),
-        Ok(false) => {} // the password changed meanwhile
-        Err(e) => log::error!(
-            "could not store the redone password hash of {}: {e}",
-            account.name
-        ),
-    }
-}
-
-/// The caller's own session of `user`, if the caller runs inside one: an
-/// open session whose process (same pid and start time) is the caller or
-/// one of its ancestors, e.g. `kauthctl` run from the shell of an SSH
-/// login. `--sign-out-others` leaves that one alone.
-fn caller_session(daemon: &Daemon, caller: &Caller, user: &str) -> Option<String> {
-    let open = daemon.store().open_sessions(Some(user)).ok()?;
-    let mut pid = caller.pid;
-    for _ in 0..64 {
-        let stat = procinfo::stat(pid)?;
-        let mine = open
-            .iter()
-            .find(|s| s.info.pid == pid && s.pid_start == Some(stat.start_time));
-        if let Some(session) = mine {
-            return Some(session.info.id.clone());
-        }
-        if stat.ppid <= 1 {
-            return None;
-        }
-        pid = stat.ppid;
-    }
-    None
 }
 
 /// `ResetTokenCreate`: root and PAM callers (a panel's "forgot your
@@ -342,7 +242,7 @@ pub fn reset(daemon: &Daemon, caller: &Caller, user: &str, token: &Secret, new: 
     // A refused password leaves the token usable for a better one.
     check_new_password(daemon, user, new, None)?;
     let config = daemon.config();
-    let hash = password::hash(new.expose(), &config.password).map_err(|why| {
+    let hash = hashing::hash(new.expose(), &config.password).map_err(|why| {
         log::error!("cannot hash a password: {why}");
         error(
             ErrorCode::Internal,
@@ -369,9 +269,9 @@ mod tests {
     use kauth_proto::{LoginMode, Outcome};
 
     use super::*;
-    use crate::access::Role;
-    use crate::api::login::{self, BeginArgs};
     use crate::config::Config;
+    use crate::server::access::Role;
+    use crate::server::api::login::{self, BeginArgs, Exchange};
     use crate::store::Store;
 
     const OLD: &str = "vq7-lantern-kettle-bramble";
@@ -389,7 +289,7 @@ mod tests {
     }
 
     fn add(daemon: &Daemon, name: &str, uid: Option<u32>, password: &str) -> Account {
-        let hash = password::hash(password, &daemon.config().password).unwrap();
+        let hash = hashing::hash(password, &daemon.config().password).unwrap();
         daemon
             .store()
             .add_account(name, uid, Some(&hash), 0)
@@ -418,7 +318,7 @@ mod tests {
 
     // The handlers' answers, as the dispatch sends them.
     fn create_reset_token(daemon: &Daemon, caller: &Caller, user: &str) -> Response {
-        crate::api::answer(super::create_reset_token(daemon, caller, user))
+        crate::server::api::answer(super::create_reset_token(daemon, caller, user))
     }
 
     fn reset(
@@ -428,7 +328,7 @@ mod tests {
         token: &Secret,
         new: &Secret,
     ) -> Response {
-        crate::api::answer(super::reset(daemon, caller, user, token, new))
+        crate::server::api::answer(super::reset(daemon, caller, user, token, new))
     }
 
     fn code(response: &Response) -> Option<ErrorCode> {
@@ -439,7 +339,7 @@ mod tests {
     }
 
     fn login(daemon: &Daemon, user: &str, password: &str) -> bool {
-        let mut slot = None;
+        let mut slot = Exchange::default();
         let args = BeginArgs {
             user: user.to_owned(),
             service: "test".to_owned(),
@@ -466,7 +366,7 @@ mod tests {
             argon2_memory_kib: 128,
             ..daemon.config().password.clone()
         };
-        let hash = password::hash(OLD, &older).unwrap();
+        let hash = hashing::hash(OLD, &older).unwrap();
         daemon
             .store()
             .add_account("ann", None, Some(&hash), 0)
@@ -476,7 +376,7 @@ mod tests {
         assert!(login(&daemon, "ann", OLD));
         let redone = hash_of(&daemon, "ann");
         assert!(redone.contains("m=64,"), "{redone}");
-        assert!(password::verify(OLD, &redone));
+        assert!(hashing::verify(OLD, &redone));
         assert!(login(&daemon, "ann", OLD));
     }
 
@@ -503,8 +403,8 @@ mod tests {
         assert_eq!(code(&r), Some(ErrorCode::Forbidden), "{r:?}");
         let r = change(&daemon, &ann, None, Some(&Secret::from(OLD)), &new, false);
         assert!(matches!(r, Response::Done), "{r:?}");
-        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
-        assert!(password::verify(OLD, &hash_of(&daemon, "bob")));
+        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(hashing::verify(OLD, &hash_of(&daemon, "bob")));
     }
 
     #[test]
@@ -517,7 +417,7 @@ mod tests {
         assert_eq!(code(&r), Some(ErrorCode::Invalid), "{r:?}");
         let r = change(&daemon, &root, Some("ann"), None, &Secret::from(NEW), false);
         assert!(matches!(r, Response::Done), "{r:?}");
-        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
     }
 
     #[test]
@@ -545,10 +445,10 @@ mod tests {
         assert_eq!(code(&r), Some(ErrorCode::Refused), "{r:?}");
         let r = reset(&daemon, &anyone, "ann", &token, &Secret::from(NEW));
         assert!(matches!(r, Response::Done), "{r:?}");
-        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
         let again = reset(&daemon, &anyone, "ann", &token, &Secret::from(OLD));
         assert_eq!(code(&again), Some(ErrorCode::Refused), "{again:?}");
-        assert!(password::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
     }
 
     #[test]

@@ -2,14 +2,13 @@
 
 use kauth_proto::{ErrorCode, PolicyReport, Response, ServiceDecision, UserPolicy};
 
-use super::login::decide;
 use super::{error, root_only, Reply};
-use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
 use crate::daemon::Daemon;
 use crate::names;
 use crate::policy::{self, Decision, Subject};
+use crate::server::access::Caller;
 use crate::store::Override;
 
 /// Services whose decision `policy show --user` lists: sshd, the exempt
@@ -73,7 +72,7 @@ fn user_policy(daemon: &Daemon, name: &str) -> Result<UserPolicy, Response> {
     let (required, rule) = policy::required(&config.policy, &subject);
     let mut services = Vec::new();
     for service in services_for(daemon, name) {
-        let decision = decide(daemon, name, account.as_ref(), &service)?;
+        let decision = policy::decide_for(daemon, name, account.as_ref(), &service)?;
         let kind = match decision {
             Decision::AskCode { .. } => "ask_code",
             Decision::Skip { .. } => "skip",

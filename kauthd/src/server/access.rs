@@ -1,9 +1,18 @@
 //! Who is asking: decided from the socket peer's credentials alone
-//! (SO_PEERCRED), never from anything the client says.
+//! (SO_PEERCRED), never from anything the client says; and which account
+//! a request is about (their own, or any for root and PAM callers).
 
 use kauth_proto::peer::PeerCred;
+use kauth_proto::{ErrorCode, Response};
 
+use crate::clock;
 use crate::config::{CallerSpec, Config};
+use crate::daemon::Daemon;
+use crate::escape;
+use crate::names;
+use crate::server::api::error;
+use crate::server::refusal_log;
+use crate::store::{Account, StoreError};
 use crate::unix_users;
 
 /// The three classes of caller in the SPEC.
@@ -87,6 +96,80 @@ fn matches_spec(spec: &CallerSpec, cred: PeerCred, local: Option<&unix_users::Un
             }
         }
     }
+}
+
+/// The account a request is about: the caller's own (no `user`, or their
+/// own name), or — for root and PAM callers — any named one. With
+/// `create`, an account is made for a name that has none yet (a system
+/// user enrolling from their shell needs no `user add`).
+// The error side is the answer sent back as it is.
+#[allow(clippy::result_large_err)]
+pub fn target(
+    daemon: &Daemon,
+    caller: &Caller,
+    user: Option<&str>,
+    create: bool,
+) -> Result<Account, Response> {
+    if let Some(name) = user {
+        // Before anything logs it.
+        names::check_login_name(name)?;
+    }
+    let own = own_name(daemon, caller)?;
+    let name = match user {
+        None => own.ok_or_else(|| {
+            error(
+                ErrorCode::NotFound,
+                format!("{} has no user name in /etc/passwd and no kauthd account; name one with --user", caller.describe()),
+            )
+        })?,
+        Some(name) if own.as_deref() == Some(name) => name.to_owned(),
+        Some(name) if caller.is_privileged() => name.to_owned(),
+        Some(name) => {
+            refusal_log::warn(
+                caller,
+                format_args!(
+                    "refused a request for {} from {}: not their account",
+                    escape::for_log(name),
+                    caller.describe()
+                ),
+            );
+            return Err(error(
+                ErrorCode::Forbidden,
+                format!("you may only manage your own account, not {name}"),
+            ));
+        }
+    };
+    if let Err(why) = names::check_login_name(&name) {
+        return Err(Response::from(why));
+    }
+    let existing = daemon.store().account(&name)?;
+    match existing {
+        Some(account) => Ok(account),
+        None if create => {
+            let uid = unix_users::user_by_name(&name).map(|u| u.uid);
+            let mut store = daemon.store();
+            match store.add_account(&name, uid, None, clock::now()) {
+                Ok(account) => Ok(account),
+                // Another account holds that uid: create it unbound.
+                Err(StoreError::AlreadyExists) => store
+                    .add_account(&name, None, None, clock::now())
+                    .map_err(Response::from),
+                Err(e) => Err(e.into()),
+            }
+        }
+        None => Err(error(
+            ErrorCode::NotFound,
+            format!("{name} has no kauthd account and no two-factor authentication"),
+        )),
+    }
+}
+
+/// The caller's own login name: the account bound to their uid, else their
+/// name in /etc/passwd.
+#[allow(clippy::result_large_err)]
+pub fn own_name(daemon: &Daemon, caller: &Caller) -> Result<Option<String>, Response> {
+    let bound = daemon.store().account_by_uid(caller.uid)?;
+    Ok(bound.map(|a| a.name).or_else(|| caller.name.clone()))
 }
 
 #[cfg(test)]

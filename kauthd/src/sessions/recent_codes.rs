@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::procinfo::ProcessId;
+use crate::sessions::procinfo::ProcessId;
 
 /// How long a passed code check counts for the account step. sshd runs the
 /// account step right after authentication succeeds, so ten seconds cover

@@ -9,12 +9,12 @@ use zeroize::Zeroizing;
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
-use crate::code_check::{self, Attempt};
 use crate::daemon::Daemon;
-use crate::google_auth;
-use crate::recovery;
 use crate::store::{Account, NewTotp, StoreError};
-use crate::totp::{self, TotpParams};
+use crate::twofactor::code_check::{self, Attempt};
+use crate::twofactor::google_auth;
+use crate::twofactor::recovery;
+use crate::twofactor::totp::{self, TotpParams};
 
 /// How long an unconfirmed enrollment stays valid.
 pub const PENDING_SECONDS: i64 = 600;

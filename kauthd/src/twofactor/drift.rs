@@ -3,7 +3,7 @@
 //!
 //! Works like google-authenticator-libpam's time-skew learning: when a
 //! code fails the normal window, the caller searches a wide range with
-//! [`crate::totp::find_wide`] and records where it matched. Only three
+//! [`crate::twofactor::totp::find_wide`] and records where it matched. Only three
 //! consecutive, distinct codes that agree move the user's window, so a
 //! single lucky guess or a replayed code cannot shift it.
 //!

@@ -1,7 +1,7 @@
 //! Password hashing: argon2id PHC strings with the `[password]` parameters.
 //! Every run goes through [`argon2_pool`], so it waits its turn behind at
 //! most one run per core. Whether a new password is good enough is
-//! [`crate::password_policy`]'s business.
+//! [`crate::passwords::strength`]'s business.
 
 use crate::error::Error;
 use std::sync::Mutex;
@@ -11,8 +11,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::argon2_pool;
 use crate::config::PasswordConfig;
+use crate::passwords::argon2_pool;
 
 /// Bytes of random salt per hash.
 const SALT_LENGTH: usize = 16;

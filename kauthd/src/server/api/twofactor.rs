@@ -4,92 +4,17 @@
 use kauth_proto::{ErrorCode, Proof, Response, Secret, TwoFactorEntry, TwoFactorState};
 
 use super::{error, root_only, too_many_failures, Reply};
-use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
-use crate::code_check::{self, Attempt, CodeOutcome};
 use crate::daemon::Daemon;
-use crate::enrollment::{self, EnrollError};
-use crate::escape;
-use crate::names;
-use crate::password;
-use crate::refusal_log;
-use crate::replay_guard;
+use crate::passwords::hashing;
+use crate::server::access::{target, Caller};
 use crate::store::{Account, StoreError};
-use crate::totp::{self, TotpParams};
-use crate::unix_users;
-
-/// The account a request is about: the caller's own (no `user`, or their
-/// own name), or — for root and PAM callers — any named one. With
-/// `create`, an account is made for a name that has none yet (a system
-/// user enrolling from their shell needs no `user add`).
-pub fn target(
-    daemon: &Daemon,
-    caller: &Caller,
-    user: Option<&str>,
-    create: bool,
-) -> Result<Account, Response> {
-    if let Some(name) = user {
-        // Before anything logs it.
-        names::check_login_name(name)?;
-    }
-    let own = own_name(daemon, caller)?;
-    let name = match user {
-        None => own.ok_or_else(|| {
-            error(
-                ErrorCode::NotFound,
-                format!("{} has no user name in /etc/passwd and no kauthd account; name one with --user", caller.describe()),
-            )
-        })?,
-        Some(name) if own.as_deref() == Some(name) => name.to_owned(),
-        Some(name) if caller.is_privileged() => name.to_owned(),
-        Some(name) => {
-            refusal_log::warn(
-                caller,
-                format_args!(
-                    "refused a request for {} from {}: not their account",
-                    escape::for_log(name),
-                    caller.describe()
-                ),
-            );
-            return Err(error(
-                ErrorCode::Forbidden,
-                format!("you may only manage your own account, not {name}"),
-            ));
-        }
-    };
-    if let Err(why) = names::check_login_name(&name) {
-        return Err(Response::from(why));
-    }
-    let existing = daemon.store().account(&name)?;
-    match existing {
-        Some(account) => Ok(account),
-        None if create => {
-            let uid = unix_users::user_by_name(&name).map(|u| u.uid);
-            let mut store = daemon.store();
-            match store.add_account(&name, uid, None, clock::now()) {
-                Ok(account) => Ok(account),
-                // Another account holds that uid: create it unbound.
-                Err(StoreError::AlreadyExists) => store
-                    .add_account(&name, None, None, clock::now())
-                    .map_err(Response::from),
-                Err(e) => Err(e.into()),
-            }
-        }
-        None => Err(error(
-            ErrorCode::NotFound,
-            format!("{name} has no kauthd account and no two-factor authentication"),
-        )),
-    }
-}
-
-/// The caller's own login name: the account bound to their uid, else their
-/// name in /etc/passwd.
-pub fn own_name(daemon: &Daemon, caller: &Caller) -> Result<Option<String>, Response> {
-    let bound = daemon.store().account_by_uid(caller.uid)?;
-    Ok(bound.map(|a| a.name).or_else(|| caller.name.clone()))
-}
+use crate::twofactor::code_check::{self, Attempt, CodeOutcome};
+use crate::twofactor::enrollment::{self, EnrollError};
+use crate::twofactor::replay_guard;
+use crate::twofactor::totp::{self, TotpParams};
 
 /// Proof for a sensitive change by someone other than root: the password
 /// (if set) and a current code or recovery code (if 2FA is on).
@@ -112,7 +37,7 @@ fn check_proof(
         let given = proof.password.as_ref();
         let outcome = code_check::attempt(daemon, &account.name, None, || {
             Ok(given
-                .is_some_and(|p| password::verify(p.expose(), hash))
+                .is_some_and(|p| hashing::verify(p.expose(), hash))
                 .then_some(()))
         });
         match outcome? {

@@ -19,7 +19,7 @@ use kauth_proto::Secret;
 use zeroize::Zeroizing;
 
 use crate::escape;
-use crate::totp::{self, TotpError};
+use crate::twofactor::totp::{self, TotpError};
 
 /// libpam's limit for WINDOW_SIZE.
 const MAX_WINDOW_SIZE: u32 = 100;
@@ -275,7 +275,7 @@ pub fn parse(text: &str) -> Result<GoogleAuthFile, GoogleAuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::totp::TotpParams;
+    use crate::twofactor::totp::TotpParams;
     use std::process::Command;
 
     const SECRET: &str = "JDA6UFXTD3WL3CE352WY2YOUL4";

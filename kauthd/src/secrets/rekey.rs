@@ -12,8 +12,8 @@ use crate::error::Error;
 use std::path::Path;
 
 use crate::daemon::Daemon;
-use crate::key_file;
-use crate::secret_box::key_id_text;
+use crate::secrets::key_file;
+use crate::secrets::secret_box::key_id_text;
 use crate::store::Store;
 
 /// Reads (or creates) the key file, opens the store with it and settles an
@@ -115,8 +115,8 @@ pub fn rotate(daemon: &Daemon) -> Result<Rotated, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret_box::SecretKey;
-    use crate::totp::TotpParams;
+    use crate::secrets::secret_box::SecretKey;
+    use crate::twofactor::totp::TotpParams;
 
     const SECRET: &[u8] = b"12345678901234567890";
 

@@ -9,20 +9,17 @@ mod accounts;
 mod diagnostics;
 mod keys;
 pub mod login;
-mod password_change;
 mod passwords;
 mod policy;
 mod sessions;
-pub mod twofactor;
-
-use std::collections::VecDeque;
+mod twofactor;
 
 use kauth_proto::{ErrorCode, Request, Response};
 
-use crate::access::Caller;
-use crate::client_fields;
 use crate::daemon::Daemon;
-use crate::refusal_log;
+use crate::server::access::Caller;
+use crate::server::client_fields;
+use crate::server::refusal_log;
 
 /// A handler written with `?`: store errors, `kauthd::Error`s and
 /// refusals all leave early, and the error side is an answer too.
@@ -37,18 +34,15 @@ pub(crate) fn answer(reply: Reply) -> Response {
 #[derive(Debug)]
 pub struct ConnState {
     pub caller: Caller,
-    /// A login conversation in progress.
-    conversation: Option<login::Conversation>,
-    /// Responses still to send, one per `continue` (account checks).
-    relay: VecDeque<Response>,
+    /// The PAM requests' login conversation and queued steps.
+    pam: login::Exchange,
 }
 
 impl ConnState {
     pub fn new(caller: Caller) -> ConnState {
         ConnState {
             caller,
-            conversation: None,
-            relay: VecDeque::new(),
+            pam: login::Exchange::default(),
         }
     }
 }
@@ -79,7 +73,6 @@ pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Respo
             authtok,
             ..
         } => {
-            state.relay.clear();
             let args = login::BeginArgs {
                 user,
                 service,
@@ -87,20 +80,12 @@ pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Respo
                 mode,
                 authtok,
             };
-            login::begin(daemon, &state.caller, &mut state.conversation, args)
+            login::begin(daemon, &state.caller, &mut state.pam, args)
         }
-        Request::Answer { text } => login::answer(daemon, &mut state.conversation, &text),
-        Request::Continue => match state.relay.pop_front() {
-            Some(response) => response,
-            None => login::next(&mut state.conversation),
-        },
+        Request::Answer { text } => login::answer(daemon, &mut state.pam, &text),
+        Request::Continue => login::next(&mut state.pam),
         Request::AccountCheck { user, service } => {
-            state.conversation = None;
-            state.relay = login::account_check(daemon, caller, &user, &service).into();
-            state
-                .relay
-                .pop_front()
-                .unwrap_or_else(|| error(ErrorCode::Internal, "no answer"))
+            login::account_check(daemon, caller, &mut state.pam, &user, &service)
         }
 
         Request::TwoFactorStatus { user } => twofactor::status(daemon, caller, user.as_deref()),

@@ -3,14 +3,14 @@
 use kauth_proto::{ErrorCode, Response, Secret, UserSummary};
 
 use super::{error, root_only};
-use crate::access::Caller;
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::names;
-use crate::password;
-use crate::password_policy;
+use crate::passwords::hashing;
+use crate::passwords::strength;
+use crate::server::access::Caller;
 use crate::store::{LimitKey, StoreError};
 
 pub fn add(
@@ -29,10 +29,10 @@ pub fn add(
     let config = daemon.config();
     let hash = match password {
         Some(password) => {
-            if let Err(why) = password_policy::check(password.expose(), name, &config.password) {
+            if let Err(why) = strength::check(password.expose(), name, &config.password) {
                 return Response::from(why);
             }
-            match password::hash(password.expose(), &config.password) {
+            match hashing::hash(password.expose(), &config.password) {
                 Ok(hash) => Some(hash),
                 Err(why) => {
                     log::error!("cannot hash a password: {why}");

@@ -6,12 +6,12 @@
 use kauth_proto::{DiagnosticsReport, Response};
 
 use super::{root_only, Reply};
-use crate::access::Caller;
 use crate::clock;
 use crate::daemon::Daemon;
-use crate::drift;
-use crate::replay_guard::Guard;
+use crate::server::access::Caller;
 use crate::store::GuardRow;
+use crate::twofactor::drift;
+use crate::twofactor::replay_guard::Guard;
 
 /// How many users whose guard is ahead the answer names (all are counted).
 const GUARD_AHEAD_NAMES: usize = 10;
@@ -72,7 +72,7 @@ fn guards_ahead(rows: &[GuardRow], default_skew: u32, now: u64) -> Vec<(String, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::totp::TotpParams;
+    use crate::twofactor::totp::TotpParams;
 
     fn row(name: &str, last_counter: u64) -> GuardRow {
         GuardRow {

@@ -5,6 +5,9 @@
 //! panel's) are marked revoked and the panel asks whether its
 //! `KAUTH_SESSION_ID` is still valid.
 
+pub mod procinfo;
+pub mod recent_codes;
+
 use crate::error::Error;
 use std::fmt::Write as _;
 
@@ -16,7 +19,6 @@ use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
-use crate::procinfo;
 use crate::store::{NewEvent, NewSession, SessionRecord, StoreError};
 
 /// Where a recorded session is. The names are the stored and wire ones.
@@ -245,4 +247,27 @@ pub fn sign_out_user(
         }
     }
     Ok(ended)
+}
+
+/// The open session of `user` that process `pid` runs inside, if any: one
+/// whose process (same pid and start time) is `pid` or one of its
+/// ancestors, e.g. `kauthctl` run from the shell of an SSH login.
+/// `--sign-out-others` leaves that one alone.
+pub fn session_of_process(daemon: &Daemon, pid: i32, user: &str) -> Option<String> {
+    let open = daemon.store().open_sessions(Some(user)).ok()?;
+    let mut pid = pid;
+    for _ in 0..64 {
+        let stat = procinfo::stat(pid)?;
+        let mine = open
+            .iter()
+            .find(|s| s.info.pid == pid && s.pid_start == Some(stat.start_time));
+        if let Some(session) = mine {
+            return Some(session.info.id.clone());
+        }
+        if stat.ppid <= 1 {
+            return None;
+        }
+        pid = stat.ppid;
+    }
+    None
 }

@@ -10,11 +10,11 @@ use crate::activity::EventKind;
 use crate::clock;
 use crate::config::Config;
 use crate::daemon::Daemon;
-use crate::drift::{self, Observation};
-use crate::recovery::{self, HashCost};
-use crate::replay_guard::{self, Guard};
 use crate::store::{Account, LimitKey, Limits, NewEvent, StoreError};
-use crate::totp;
+use crate::twofactor::drift::{self, Observation};
+use crate::twofactor::recovery::{self, HashCost};
+use crate::twofactor::replay_guard::{self, Guard};
+use crate::twofactor::totp;
 
 /// How far outside the window a code is still recognised, to notice a
 /// drifting clock (±25 steps: about 12 minutes at 30 s).
