@@ -4,10 +4,13 @@
 
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use kauth_proto::{ErrorCode, Response};
 
+use crate::clock;
 use crate::config::ConfigError;
+use crate::housekeeping;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -88,10 +91,38 @@ impl From<Error> for Response {
 }
 
 /// A store failure: logged in full, reported to the client without detail.
+/// A full state filesystem is said as such (logged at most once a minute)
+/// and starts upkeep, which frees space without a restart.
 impl From<StoreError> for Response {
     fn from(e: StoreError) -> Response {
+        if e.is_disk_full() {
+            housekeeping::request();
+            log_disk_full();
+            return Response::Error {
+                code: ErrorCode::Internal,
+                message: "kauthd's state filesystem is full, so nothing could be saved and the request was refused; try again shortly, and ask the administrator to free space if it persists".to_owned(),
+            };
+        }
         log::error!("store error: {e}");
         internal_error()
+    }
+}
+
+/// Seconds between two log lines about a full state filesystem.
+const DISK_FULL_LOG_SECONDS: i64 = 60;
+
+fn log_disk_full() {
+    static LAST: AtomicI64 = AtomicI64::new(i64::MIN);
+    let now = clock::now();
+    let last = LAST.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= DISK_FULL_LOG_SECONDS
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        log::error!(
+            "the state filesystem is full: requests that must write are refused; upkeep is freeing space, add space if this repeats"
+        );
     }
 }
 

@@ -70,7 +70,9 @@ pub fn run(options: &Options) -> Result<(), Error> {
     let active = Arc::new(AtomicUsize::new(0));
     let turning_away = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
-        if last_upkeep.elapsed().as_secs() >= housekeeping::INTERVAL_SECONDS {
+        if housekeeping::take_request()
+            || last_upkeep.elapsed().as_secs() >= housekeeping::INTERVAL_SECONDS
+        {
             housekeeping::run(&daemon);
             last_upkeep = Instant::now();
         }
@@ -94,6 +96,7 @@ pub fn run(options: &Options) -> Result<(), Error> {
 
     log::info!("stopping on signal");
     remove_own_socket(&socket_path, bound_inode);
+    daemon.store().checkpoint();
     Ok(())
 }
 

@@ -18,6 +18,7 @@ mod schema;
 mod sealing;
 mod sessions;
 mod twofactor;
+mod upkeep;
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -81,6 +82,13 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    /// True when SQLite could not write because the filesystem is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Sqlite(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull))
+    }
+}
+
 impl From<SealError> for StoreError {
     fn from(e: SealError) -> Self {
         StoreError::Sealed(e)
@@ -135,6 +143,7 @@ impl Store {
         let scrub = !schema::seals_secrets(&store.conn)?;
         schema::migrate(&mut store.conn)?;
         store.seal_plaintext_secrets(scrub)?;
+        store.checkpoint();
         Ok(store)
     }
 
@@ -158,6 +167,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
     )?;
+    upkeep::limit_wal(conn)?;
     // A read takes the lock now rather than at the first request.
     conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)

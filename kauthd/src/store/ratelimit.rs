@@ -29,6 +29,9 @@ pub struct Limits {
     pub lock_seconds: u64,
 }
 
+/// Rows deleted per transaction when pruning.
+const PRUNE_BATCH_ROWS: usize = 500;
+
 impl Store {
     /// When the lock on `key` ends, if it is locked now.
     pub fn locked_until(&self, key: LimitKey<'_>, now: i64) -> StoreResult<Option<i64>> {
@@ -97,6 +100,30 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes failures older than the window and locks that have ended;
+    /// returns how many rows went. It deletes in small transactions, so
+    /// the WAL stays small (and the deletion works on a nearly full disk).
+    pub fn prune_limits(&mut self, limits: Limits, now: i64) -> StoreResult<usize> {
+        let window_start = now - i64::try_from(limits.window_seconds).unwrap_or(i64::MAX);
+        let mut total = 0;
+        for (table, column, before) in
+            [("failures", "at", window_start), ("lockouts", "until", now)]
+        {
+            let sql = format!(
+                "DELETE FROM {table} WHERE rowid IN \
+                 (SELECT rowid FROM {table} WHERE {column} <= ?1 LIMIT {PRUNE_BATCH_ROWS})"
+            );
+            loop {
+                let n = self.conn.execute(&sql, params![before])?;
+                total += n;
+                if n < PRUNE_BATCH_ROWS {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
     /// Lifts a lock and its failures. True if there was a lock.
     pub fn unlock(&mut self, key: LimitKey<'_>) -> StoreResult<bool> {
         let (kind, name) = key.parts();
@@ -147,6 +174,27 @@ mod tests {
             .unwrap()
             .is_empty());
         assert_eq!(store.locked_until(key, 100).unwrap(), None);
+    }
+
+    #[test]
+    fn pruning_drops_old_failures_and_ended_locks_only() {
+        let (_dir, mut store) = test_store();
+        let locked = LimitKey::Account("ann");
+        for t in 0..3 {
+            store.record_failure(&[locked], LIMITS, t).unwrap();
+        }
+        store
+            .record_failure(&[LimitKey::Host("a")], LIMITS, 10)
+            .unwrap();
+        store
+            .record_failure(&[LimitKey::Host("b")], LIMITS, 90)
+            .unwrap();
+        // At 100: the failure at 10 is out of the window, the one at 90 is
+        // not; the lock (until 102) has not ended.
+        assert_eq!(store.prune_limits(LIMITS, 100).unwrap(), 1);
+        assert_eq!(store.locked_until(locked, 100).unwrap(), Some(102));
+        // At 200: the rest goes.
+        assert_eq!(store.prune_limits(LIMITS, 200).unwrap(), 2);
     }
 
     #[test]
