@@ -1,7 +1,9 @@
 //! Storage upkeep (issue 13): on a 4 MiB state filesystem, steady logins
 //! and thousands of wrong codes do not fill it up. The WAL stays small,
 //! logins keep working, and failure counts older than the rate-limit
-//! window are deleted.
+//! window are deleted. A write that finds the filesystem full is refused
+//! clearly (a code is never accepted unspent), logged once, and kauthd
+//! recovers without a restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kauth_tests::daemon::{running_as_root, stderr, stdout, TestDaemon};
-use kauth_tests::login::{login_code_from, now, oathtool_at_step};
+use kauth_tests::login::{login_code_from, now, oathtool_at_step, step_with_margin};
 
 const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 
@@ -148,4 +150,83 @@ fn a_small_state_filesystem_does_not_jam_under_steady_logins() {
     assert!(login.succeeded(), "{login:?}");
     assert!(daemon.stop().success());
     assert_eq!(failure_rows(&daemon), 0);
+}
+
+/// Fills the filesystem of `dir` with the file `name`; returns its path.
+fn fill_as(dir: &Path, name: &str) -> PathBuf {
+    let filler = dir.join(name);
+    // dd stops with "No space left on device", as intended.
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k"])
+        .arg(format!("of={}", filler.display()))
+        .output()
+        .expect("run dd");
+    filler
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_full_state_filesystem_refuses_codes_clearly_and_recovers_without_restart() {
+    assert!(
+        running_as_root(),
+        "this test mounts a tmpfs: run it as root"
+    );
+    let mut daemon = TestDaemon::start(CONFIG);
+    daemon.stop();
+    let _tmpfs = Tmpfs::mount(&daemon.state_dir, "4m");
+    daemon.restart();
+    daemon.import_secret("ann", SECRET);
+
+    let step = step_with_margin(10);
+    let code = oathtool_at_step(SECRET, step);
+    let filler = fill_as(&daemon.state_dir, "filler");
+    // Space SQLite already holds may take a few more writes; wrong codes
+    // (each a failure row) use it up.
+    let full = (0..500).any(|i| {
+        let rhost = format!("2001:db8::{:x}", i + 1);
+        let login = login_code_from(&daemon.socket, "ann", "000000", &rhost);
+        login
+            .messages
+            .iter()
+            .any(|m| m.contains("state filesystem is full"))
+    });
+    assert!(
+        full,
+        "no write failed on a full filesystem: {}",
+        daemon.syslog()
+    );
+    // That started upkeep, whose checkpoint freed the WAL's space; fill
+    // that too. A code whose spend cannot be written is refused.
+    std::thread::sleep(Duration::from_secs(1));
+    let filler2 = fill_as(&daemon.state_dir, "filler2");
+    let login = login_code_from(&daemon.socket, "ann", &code, "192.0.2.1");
+    assert!(
+        !login.succeeded(),
+        "a code was accepted that could not be spent durably"
+    );
+    assert!(
+        login
+            .messages
+            .iter()
+            .any(|m| m.contains("state filesystem is full")),
+        "{login:?}"
+    );
+    assert!(daemon.syslog_receives("the state filesystem is full"));
+    assert_eq!(
+        daemon
+            .syslog()
+            .matches("the state filesystem is full")
+            .count(),
+        1,
+        "not rate-limited: {}",
+        daemon.syslog()
+    );
+
+    // Space comes back: the same code (never spent) logs in, no restart.
+    fs::remove_file(filler).unwrap();
+    fs::remove_file(filler2).unwrap();
+    let login = login_code_from(&daemon.socket, "ann", &code, "192.0.2.1");
+    assert!(login.succeeded(), "{login:?}\n{}", daemon.syslog());
+    let again = login_code_from(&daemon.socket, "ann", &code, "192.0.2.1");
+    assert!(!again.succeeded(), "the code was accepted twice");
 }
