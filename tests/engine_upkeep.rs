@@ -77,18 +77,25 @@ fn failure_rows(daemon: &TestDaemon) -> u64 {
     stdout(&out).trim().parse().unwrap()
 }
 
-#[test]
-#[ignore = "needs root"]
-fn a_small_state_filesystem_does_not_jam_under_steady_logins() {
+/// A kauthd whose state directory is a 4 MiB tmpfs, with ann enrolled.
+/// The tmpfs is unmounted when the guard drops.
+fn daemon_on_a_4_mib_tmpfs() -> (TestDaemon, Tmpfs) {
     assert!(
         running_as_root(),
         "this test mounts a tmpfs: run it as root"
     );
     let mut daemon = TestDaemon::start(CONFIG);
     daemon.stop();
-    let _tmpfs = Tmpfs::mount(&daemon.state_dir, "4m");
+    let tmpfs = Tmpfs::mount(&daemon.state_dir, "4m");
     daemon.restart();
     daemon.import_secret("ann", SECRET);
+    (daemon, tmpfs)
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_small_state_filesystem_does_not_jam_under_steady_logins() {
+    let (mut daemon, _tmpfs) = daemon_on_a_4_mib_tmpfs();
 
     let mut last_step = 0;
     let mut valid = 0;
@@ -167,15 +174,7 @@ fn fill_as(dir: &Path, name: &str) -> PathBuf {
 #[test]
 #[ignore = "needs root"]
 fn a_full_state_filesystem_refuses_codes_clearly_and_recovers_without_restart() {
-    assert!(
-        running_as_root(),
-        "this test mounts a tmpfs: run it as root"
-    );
-    let mut daemon = TestDaemon::start(CONFIG);
-    daemon.stop();
-    let _tmpfs = Tmpfs::mount(&daemon.state_dir, "4m");
-    daemon.restart();
-    daemon.import_secret("ann", SECRET);
+    let (daemon, _tmpfs) = daemon_on_a_4_mib_tmpfs();
 
     let step = step_with_margin(10);
     let code = oathtool_at_step(SECRET, step);

@@ -24,7 +24,13 @@ fn enroll_begin(daemon: &TestDaemon, user: &str) -> String {
 /// A full enrollment confirmed with an oathtool code; returns the secret.
 fn enroll(daemon: &TestDaemon, user: &str) -> String {
     let secret = enroll_begin(daemon, user);
-    let code = oathtool_at_step(&secret, step_with_margin(3));
+    enroll_confirm(daemon, user, &secret);
+    secret
+}
+
+/// Confirms `user`'s pending enrollment of `secret` with a current code.
+fn enroll_confirm(daemon: &TestDaemon, user: &str, secret: &str) {
+    let code = oathtool_at_step(secret, step_with_margin(3));
     json(&daemon.ctl(&[
         "--json",
         "2fa",
@@ -34,7 +40,6 @@ fn enroll(daemon: &TestDaemon, user: &str) -> String {
         "--user",
         user,
     ]));
-    secret
 }
 
 /// RFC 4648 base32 (no padding) to bytes.
@@ -224,16 +229,7 @@ fn rekey_replaces_the_key_and_codes_keep_working_after_a_restart() {
     let second = login_code(&daemon.socket, "ann", &oathtool_at_step(IMPORTED, step + 1));
     assert!(second.succeeded(), "after a restart: {second:?}");
     // The pending enrollment survived too: it can be confirmed.
-    let code = oathtool_at_step(&pending, step_with_margin(3));
-    json(&daemon.ctl(&[
-        "--json",
-        "2fa",
-        "enroll",
-        "--confirm",
-        &code,
-        "--user",
-        "bob",
-    ]));
+    enroll_confirm(&daemon, "bob", &pending);
 }
 
 /// `kauthd --check-config` on a file with `text`.
