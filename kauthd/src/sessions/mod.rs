@@ -148,24 +148,26 @@ fn is_kill_service(daemon: &Daemon, service: &str) -> bool {
 pub fn sign_out(daemon: &Daemon, record: &SessionRecord, by: &str) -> Result<bool, StoreError> {
     let now = clock::now();
     let kill_service = is_kill_service(daemon, &record.info.service);
-    let how = if kill_service {
-        if same_process(record) {
-            terminate(record.info.pid);
-            "process ended"
-        } else {
-            "process already gone"
-        }
-    } else {
-        "revoked"
-    };
     let state = if kill_service {
         SessionState::Closed
     } else {
         SessionState::Revoked
     };
+    // End the record before signalling: the signalled sshd closes its PAM
+    // session at once, and that close must find the session already ended
+    // rather than win the race and make this sign-out look like a no-op.
+    let alive = kill_service && same_process(record);
     if !daemon.store().end_session(&record.info.id, state, now)? {
         return Ok(false);
     }
+    let how = if !kill_service {
+        "revoked"
+    } else if alive {
+        terminate(record.info.pid);
+        "process ended"
+    } else {
+        "process already gone"
+    };
     activity::record(
         daemon,
         &NewEvent {
