@@ -94,6 +94,14 @@ impl std::fmt::Display for EventKind {
 
 /// Records an event at info level (failures at warning level).
 pub fn record(daemon: &Daemon, event: &NewEvent<'_>) {
+    log(event);
+    if let Err(e) = daemon.store().record_activity(event, clock::now()) {
+        log::error!("could not store an activity event: {e}");
+    }
+}
+
+/// Writes an event's line to syslog only (its row is stored elsewhere).
+pub fn log(event: &NewEvent<'_>) {
     let shown = |value: Option<&str>| value.map_or_else(|| "-".to_owned(), escape::for_log);
     let line = format!(
         "{}: user={} service={} rhost={} {}",
@@ -106,9 +114,6 @@ pub fn record(daemon: &Daemon, event: &NewEvent<'_>) {
     match event.event.severity() {
         Severity::Warning => log::warn!("{line}"),
         Severity::Info => log::info!("{line}"),
-    }
-    if let Err(e) = daemon.store().record_activity(event, clock::now()) {
-        log::error!("could not store an activity event: {e}");
     }
 }
 

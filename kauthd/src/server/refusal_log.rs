@@ -171,13 +171,14 @@ pub fn warn(caller: &Caller, message: fmt::Arguments<'_>) {
         log::warn!("{message}");
         return;
     }
+    warn_limited(caller.uid, || caller.describe(), message);
+}
+
+fn warn_limited(key: u32, who: impl FnOnce() -> String, message: fmt::Arguments<'_>) {
     let mut summaries = Vec::new();
-    let admitted = shared().limiter.admit(
-        caller.uid,
-        || caller.describe(),
-        Instant::now(),
-        &mut summaries,
-    );
+    let admitted = shared()
+        .limiter
+        .admit(key, who, Instant::now(), &mut summaries);
     for summary in summaries {
         log::warn!("{summary}");
     }
