@@ -1,7 +1,16 @@
 //! Checking a verification code or a recovery code for an account: the
 //! rate limit first (a locked account or host has nothing checked), then
-//! TOTP with the replay guard, then recovery codes. Every accepted code and
-//! every counted failure is committed before the caller answers.
+//! TOTP with the replay guard, then recovery codes.
+//!
+//! What is durable before the answer (see `store::durability`):
+//! - an accepted code is spent before the login is acknowledged;
+//! - a counted failure that locks nothing is written without waiting for
+//!   a sync, and answered at once; it is synced within a second. So a
+//!   failure count may be lost on a power loss, never on a `kill -9` of
+//!   kauthd;
+//! - a failure that locks the account or the host is durable, with its
+//!   lockout activity row, before the answer: a lock that was reported is
+//!   always durable.
 
 use kauth_proto::Secret;
 
@@ -10,7 +19,7 @@ use crate::activity::EventKind;
 use crate::clock;
 use crate::config::Config;
 use crate::daemon::Daemon;
-use crate::store::{Account, LimitKey, Limits, NewEvent, StoreError};
+use crate::store::{self, Account, LimitKey, Limits, NewEvent, StoreError};
 use crate::twofactor::drift::{self, Observation};
 use crate::twofactor::recovery::{self, HashCost};
 use crate::twofactor::replay_guard::{self, Guard};
@@ -76,9 +85,15 @@ pub fn record_failure(daemon: &Daemon, name: &str, rhost: Option<&str>) -> Resul
     if let Some(host) = rhost.filter(|h| !h.is_empty()) {
         keys.push(LimitKey::Host(host));
     }
-    let locked = daemon
-        .store()
-        .record_failure(&keys, limits(&config), clock::now())?;
+    let locked = store::durability::relaxed(|| {
+        daemon
+            .store()
+            .record_failure(&keys, limits(&config), clock::now())
+    })?;
+    if !locked.is_empty() {
+        // The lock is reported in the answer: it must be durable first.
+        store::durability::require_sync();
+    }
     for key in locked {
         let (user, rhost) = match key {
             LimitKey::Account(name) => (Some(name), None),
@@ -373,4 +388,27 @@ pub fn hash_codes(codes: &[Secret]) -> Result<([u8; 16], Vec<[u8; 32]>), String>
         hashes.push(recovery::hash(&normalized, &salt, &RECOVERY_COST).map_err(|e| e.to_string())?);
     }
     Ok((salt, hashes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::durability::take_unsynced;
+
+    #[test]
+    fn a_failure_waits_for_no_sync_until_it_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse("[ratelimit]\nmax_failures = 2\n").unwrap();
+        let store = store::Store::open(&dir.path().join("state"), store::test_key()).unwrap();
+        let daemon = Daemon::new(config, store, dir.path().join("kauthd.toml"));
+        take_unsynced();
+        record_failure(&daemon, "ann", Some("192.0.2.1")).unwrap();
+        assert!(!take_unsynced(), "a failure that locks nothing waits");
+        record_failure(&daemon, "ann", Some("192.0.2.2")).unwrap();
+        assert!(
+            take_unsynced(),
+            "the lock must be durable before the answer"
+        );
+        assert!(current_lock(&daemon, "ann", None).unwrap().is_some());
+    }
 }
