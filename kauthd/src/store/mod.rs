@@ -15,6 +15,7 @@
 mod accounts;
 mod activity;
 pub mod durability;
+mod logins;
 mod policy_overrides;
 mod ratelimit;
 mod reset_tokens;
@@ -38,6 +39,7 @@ use crate::secrets::secret_box::{SealError, SecretKey};
 pub use accounts::Account;
 pub use activity::NewEvent;
 pub use durability::{Durability, StoreGuard};
+pub use logins::{LoginEvents, Spend};
 pub use policy_overrides::Override;
 pub use ratelimit::{LimitKey, Limits};
 pub use sealing::KeyUse;

@@ -228,19 +228,6 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Records an accepted code: the replay guard moves to `counter`. Returns
-    /// false (and changes nothing) if a code at or after `counter` was
-    /// accepted meanwhile.
-    pub fn accept_totp(
-        &mut self,
-        account_id: i64,
-        counter: u64,
-        offset: i64,
-        now: i64,
-    ) -> StoreResult<bool> {
-        Ok(accept_totp_in(&self.conn, account_id, counter, offset, now)? == 1)
-    }
-
     /// Puts the replay guard back to `counter` when it is beyond it (never
     /// forward). False when it was not beyond it.
     pub fn lower_guard(&mut self, account_id: i64, counter: u64) -> StoreResult<bool> {
@@ -416,10 +403,6 @@ impl Store {
 
     /// Marks a recovery code used. False if it was used meanwhile (another
     /// connection got there first).
-    pub fn spend_recovery_code(&mut self, code_id: i64, now: i64) -> StoreResult<bool> {
-        Ok(spend_recovery_code_in(&self.conn, code_id, now)? == 1)
-    }
-
     pub fn replace_recovery_codes(
         &mut self,
         account_id: i64,

@@ -359,19 +359,13 @@ impl Conversation {
             &self.user,
             account.as_ref(),
             self.rhost.as_deref(),
+            Some(&self.service),
             code,
         );
         match outcome {
             Ok(CodeOutcome::Accepted(factor)) => {
+                // The login's activity rows were stored with the spent code.
                 daemon.remember_code(self.pid, &self.user);
-                let how = match factor {
-                    Factor::Totp => "verification code".to_owned(),
-                    Factor::Recovery { left } => format!("recovery code ({left} left)"),
-                };
-                self.record(daemon, EventKind::LoginSuccess, &format!("with a {how}"));
-                if matches!(factor, Factor::Recovery { .. }) {
-                    self.record(daemon, EventKind::RecoveryCodeUsed, &how);
-                }
                 match factor {
                     Factor::Recovery { left } => vec![
                         message(
