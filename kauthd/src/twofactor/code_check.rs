@@ -1,6 +1,6 @@
 //! Checking a verification code or a recovery code for an account: the
-//! rate limit first (a locked account or host has nothing checked), then
-//! TOTP with the replay guard, then recovery codes.
+//! rate limit first (a locked account or host has nothing checked, counted
+//! or written), then TOTP with the replay guard, then recovery codes.
 //!
 //! What is durable before the answer (see `store::durability`):
 //! - an accepted code is spent, the account's failure count cleared and
