@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use kauth_proto::Secret;
 use kauthd::config::Config;
 use kauthd::daemon::Daemon;
-use kauthd::store::{NewTotp, Store};
+use kauthd::store::{LimitKey, NewTotp, Spend, Store};
 use kauthd::twofactor::code_check::{self, CodeOutcome};
 use kauthd::twofactor::recovery;
 use kauthd::twofactor::totp::{self, TotpParams};
@@ -63,21 +63,30 @@ fn main() {
         }),
     );
 
-    // 2. The durable commit of an accepted code: move the replay guard.
+    // 2. The durable commit of an accepted code: move the replay guard,
+    //    clear the failure count, then one fdatasync of the WAL.
     let mut counter = now / 30 + 1_000;
+    let durability = store.durability();
     report(
-        "accept commit (UPDATE last_counter, fsync)",
+        "accept commit (spend + clear failures, fdatasync)",
         bench(ITER, |_| {
             counter += 1;
-            assert!(store
-                .accept_totp(account.id, counter, 0, 0)
-                .expect("accept"));
+            let spend = Spend::Totp {
+                account_id: account.id,
+                counter,
+                offset: 0,
+            };
+            let spent = store
+                .spend_code(spend, LimitKey::Account("bench"), None, 0)
+                .expect("accept");
+            assert!(spent.is_some());
+            durability.sync().expect("sync");
         }),
     );
 
     // 3. A whole check through the daemon's code path for a wrong code:
     //    lock check, TOTP verify, recovery-code shape check, and the
-    //    durable commit of the failure count.
+    //    commit of the failure count (to the WAL, no fsync of its own).
     let daemon = Daemon::new(config.clone(), store, dir.path().join("kauthd.toml"));
     let account = daemon
         .store()
@@ -86,10 +95,10 @@ fn main() {
         .expect("exists");
     let wrong = Secret::from("000000");
     report(
-        "full check of a wrong code (verify + failure commit)",
+        "full check of a wrong code (verify + failure commit, no fsync)",
         bench(ITER, |_| {
-            let outcome =
-                code_check::check(&daemon, "bench", Some(&account), None, &wrong).expect("check");
+            let outcome = code_check::check(&daemon, "bench", Some(&account), None, None, &wrong)
+                .expect("check");
             assert_eq!(outcome, CodeOutcome::Rejected);
         }),
     );
@@ -99,8 +108,15 @@ fn main() {
     report(
         "recovery code check (1 argon2id run + spend commit), 10 runs",
         bench(10, |_| {
-            let outcome = code_check::check(&daemon, "bench", Some(&account), None, &codes[next])
-                .expect("check");
+            let outcome = code_check::check(
+                &daemon,
+                "bench",
+                Some(&account),
+                None,
+                Some("bench"),
+                &codes[next],
+            )
+            .expect("check");
             next += 1;
             assert!(matches!(outcome, CodeOutcome::Accepted(_)));
         }),

@@ -4,7 +4,7 @@
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::escape;
-use crate::store::NewEvent;
+use crate::store::{durability, NewEvent};
 
 /// What an activity event records. The names are the ones stored in the
 /// database, written to syslog and sent on the wire (`login_success`, ...).
@@ -62,6 +62,14 @@ impl EventKind {
         }
     }
 
+    /// A failed attempt that locked nothing (a lockout is an event of its own).
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            EventKind::LoginFailure | EventKind::PasswordChangeFailure
+        )
+    }
+
     /// Failures and lockouts are warnings; everything else is information.
     pub fn severity(self) -> Severity {
         match self {
@@ -92,8 +100,25 @@ impl std::fmt::Display for EventKind {
     }
 }
 
-/// Records an event at info level (failures at warning level).
+/// Records an event at info level (failures at warning level). A
+/// failure's row is written without making the request wait for a sync
+/// (see `store::durability`): it may be lost on a power loss, never on a
+/// `kill -9` of kauthd.
 pub fn record(daemon: &Daemon, event: &NewEvent<'_>) {
+    log(event);
+    let store = || daemon.store().record_activity(event, clock::now());
+    let stored = if event.event.is_failure() {
+        durability::relaxed(store)
+    } else {
+        store()
+    };
+    if let Err(e) = stored {
+        log::error!("could not store an activity event: {e}");
+    }
+}
+
+/// Writes an event's line to syslog only (its row is stored elsewhere).
+pub fn log(event: &NewEvent<'_>) {
     let shown = |value: Option<&str>| value.map_or_else(|| "-".to_owned(), escape::for_log);
     let line = format!(
         "{}: user={} service={} rhost={} {}",
@@ -106,9 +131,6 @@ pub fn record(daemon: &Daemon, event: &NewEvent<'_>) {
     match event.event.severity() {
         Severity::Warning => log::warn!("{line}"),
         Severity::Info => log::info!("{line}"),
-    }
-    if let Err(e) = daemon.store().record_activity(event, clock::now()) {
-        log::error!("could not store an activity event: {e}");
     }
 }
 

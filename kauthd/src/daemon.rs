@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::sessions::procinfo::{self, ProcessId};
 use crate::sessions::recent_codes::RecentCodes;
-use crate::store::Store;
+use crate::store::{Durability, Store, StoreGuard};
 
 #[derive(Debug)]
 pub struct Daemon {
@@ -25,6 +25,8 @@ pub struct Daemon {
     guard_warnings: Mutex<HashMap<String, Instant>>,
     pub config_path: PathBuf,
     pub started: Instant,
+    /// The store's group fsync, waited on outside the store lock.
+    durability: Arc<Durability>,
 }
 
 /// The least time between two warnings about one user's replay guard.
@@ -32,6 +34,7 @@ const GUARD_WARNING_SECONDS: u64 = 600;
 
 impl Daemon {
     pub fn new(config: Config, store: Store, config_path: PathBuf) -> Daemon {
+        let durability = store.durability();
         Daemon {
             config: RwLock::new(Arc::new(config)),
             store: Mutex::new(store),
@@ -40,6 +43,7 @@ impl Daemon {
             guard_warnings: Mutex::new(HashMap::new()),
             config_path,
             started: Instant::now(),
+            durability,
         }
     }
 
@@ -122,11 +126,18 @@ impl Daemon {
 
     /// The store, locked: every check-and-update runs alone. A panic in
     /// another thread does not leave a half-done change (SQLite rolls back an
-    /// unfinished transaction), so a poisoned lock is still usable.
-    pub fn store(&self) -> MutexGuard<'_, Store> {
-        match self.store.lock() {
+    /// unfinished transaction), so a poisoned lock is still usable. The
+    /// guard notes whether the store changed, so that the request waits for
+    /// a sync before it answers (see `store::durability`).
+    pub fn store(&self) -> StoreGuard<'_> {
+        StoreGuard::new(match self.store.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
-        }
+        })
+    }
+
+    /// The group fsync that makes acknowledged writes durable.
+    pub fn durability(&self) -> &Durability {
+        &self.durability
     }
 }

@@ -69,7 +69,7 @@ pub fn run(options: &Options) -> Result<(), Error> {
 
     let active = Arc::new(AtomicUsize::new(0));
     let turning_away = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && !daemon.durability().failed() {
         if housekeeping::take_request()
             || last_upkeep.elapsed().as_secs() >= housekeeping::INTERVAL_SECONDS
         {
@@ -94,6 +94,11 @@ pub fn run(options: &Options) -> Result<(), Error> {
         }
     }
 
+    if let Some(why) = daemon.durability().failure() {
+        // Nothing more is written: the WAL is what SQLite recovers from.
+        remove_own_socket(&socket_path, bound_inode);
+        return Err(Error::failed(why));
+    }
     log::info!("stopping on signal");
     remove_own_socket(&socket_path, bound_inode);
     daemon.store().checkpoint();

@@ -171,13 +171,30 @@ pub fn warn(caller: &Caller, message: fmt::Arguments<'_>) {
         log::warn!("{message}");
         return;
     }
-    let mut summaries = Vec::new();
-    let admitted = shared().limiter.admit(
-        caller.uid,
-        || caller.describe(),
-        Instant::now(),
-        &mut summaries,
+    warn_limited(caller.uid, || caller.describe(), message);
+}
+
+/// The window shared by attempts refused because their account or host is
+/// locked (no uid is this large: it is `(uid_t) -1`).
+const LOCKED_ATTEMPTS: u32 = u32::MAX;
+
+/// Logs an attempt refused, unchecked, because its account or host is
+/// locked: the lines of all of them share one window, so an attack on a
+/// locked account is no flood of log lines (nor of writes: such an
+/// attempt is not stored).
+pub fn warn_locked(message: fmt::Arguments<'_>) {
+    warn_limited(
+        LOCKED_ATTEMPTS,
+        || "attempts on locked accounts and hosts".to_owned(),
+        message,
     );
+}
+
+fn warn_limited(key: u32, who: impl FnOnce() -> String, message: fmt::Arguments<'_>) {
+    let mut summaries = Vec::new();
+    let admitted = shared()
+        .limiter
+        .admit(key, who, Instant::now(), &mut summaries);
     for summary in summaries {
         log::warn!("{summary}");
     }

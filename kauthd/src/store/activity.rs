@@ -1,7 +1,7 @@
 //! The activity log: logins, enrollments, sign-outs, admin actions.
 
 use kauth_proto::ActivityEvent;
-use rusqlite::params;
+use rusqlite::{params, Connection};
 
 use super::{Store, StoreResult};
 use crate::activity::EventKind;
@@ -16,13 +16,18 @@ pub struct NewEvent<'a> {
     pub detail: &'a str,
 }
 
+/// Stores one event.
+pub(super) fn insert(conn: &Connection, event: &NewEvent<'_>, now: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO activity (at, user, event, service, rhost, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![now, event.user, event.event.as_str(), event.service, event.rhost, event.detail],
+    )?;
+    Ok(())
+}
+
 impl Store {
     pub fn record_activity(&mut self, event: &NewEvent<'_>, now: i64) -> StoreResult<()> {
-        self.conn.execute(
-            "INSERT INTO activity (at, user, event, service, rhost, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![now, event.user, event.event.as_str(), event.service, event.rhost, event.detail],
-        )?;
-        Ok(())
+        Ok(insert(&self.conn, event, now)?)
     }
 
     /// Events newest first, for one user or everyone.

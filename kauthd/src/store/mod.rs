@@ -1,6 +1,9 @@
 //! The store: one SQLite database in the state dir. WAL with
-//! `synchronous=FULL`, so a write kauthd acknowledged survives a crash or
-//! power loss. Each submodule holds the queries for one kind of record.
+//! `synchronous=NORMAL`: a commit reaches the WAL without an fsync, and
+//! kauthd syncs the WAL itself, shared by the requests waiting, before it
+//! acknowledges a write (`durability`), so a write kauthd acknowledged
+//! survives a crash or power loss. Each submodule holds the queries for
+//! one kind of record.
 //!
 //! kauthd holds the database in exclusive locking mode: the WAL index lives
 //! in kauthd's memory rather than in a mapped `-shm` file (a `-shm` file
@@ -11,6 +14,8 @@
 
 mod accounts;
 mod activity;
+pub mod durability;
+mod logins;
 mod policy_overrides;
 mod ratelimit;
 mod reset_tokens;
@@ -25,6 +30,7 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::{Connection, ErrorCode};
 
@@ -32,6 +38,8 @@ use crate::secrets::secret_box::{SealError, SecretKey};
 
 pub use accounts::Account;
 pub use activity::NewEvent;
+pub use durability::{Durability, StoreGuard};
+pub use logins::{LoginEvents, Spend};
 pub use policy_overrides::Override;
 pub use ratelimit::{LimitKey, Limits};
 pub use sealing::KeyUse;
@@ -110,6 +118,8 @@ pub struct Store {
     conn: Connection,
     /// The key that seals TOTP secrets.
     key: SecretKey,
+    /// The group fsync that makes acknowledged writes durable.
+    durability: Arc<Durability>,
 }
 
 impl Store {
@@ -137,7 +147,15 @@ impl Store {
             }
             _ => StoreError::Sqlite(e),
         })?;
-        let mut store = Store { conn, key };
+        // The WAL exists once the database is in WAL mode: sync the
+        // directory that names it.
+        let durability =
+            Durability::start(state_dir, &path).map_err(|e| StoreError::Io(path.clone(), e))?;
+        let mut store = Store {
+            conn,
+            key,
+            durability,
+        };
         // A database from before sealing may hold plaintext secrets, also
         // in free pages of deleted rows: scrub it once.
         let scrub = !schema::seals_secrets(&store.conn)?;
@@ -145,6 +163,11 @@ impl Store {
         store.seal_plaintext_secrets(scrub)?;
         store.checkpoint();
         Ok(store)
+    }
+
+    /// The group fsync of this database, to wait on outside the store lock.
+    pub fn durability(&self) -> Arc<Durability> {
+        Arc::clone(&self.durability)
     }
 
     /// The schema version the database is at.
@@ -165,7 +188,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
         log::warn!("SQLite refused WAL mode (got {mode}); continuing with it");
     }
     conn.execute_batch(
-        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
     )?;
     upkeep::limit_wal(conn)?;
     // A read takes the lock now rather than at the first request.

@@ -1,7 +1,7 @@
 //! Failed attempts and the temporary locks they lead to, per account and
 //! per remote host.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Store, StoreResult};
 
@@ -27,6 +27,16 @@ pub struct Limits {
     pub max_failures: u32,
     pub window_seconds: u64,
     pub lock_seconds: u64,
+}
+
+/// Forgets the failures counted against `key`.
+pub(super) fn clear_failures_in(conn: &Connection, key: LimitKey<'_>) -> rusqlite::Result<()> {
+    let (kind, name) = key.parts();
+    conn.execute(
+        "DELETE FROM failures WHERE kind = ?1 AND key = ?2",
+        params![kind, name],
+    )?;
+    Ok(())
 }
 
 /// Rows deleted per transaction when pruning.
@@ -92,12 +102,7 @@ impl Store {
 
     /// Forgets the failures counted against `key` (after a success).
     pub fn clear_failures(&mut self, key: LimitKey<'_>) -> StoreResult<()> {
-        let (kind, name) = key.parts();
-        self.conn.execute(
-            "DELETE FROM failures WHERE kind = ?1 AND key = ?2",
-            params![kind, name],
-        )?;
-        Ok(())
+        Ok(clear_failures_in(&self.conn, key)?)
     }
 
     /// Deletes failures older than the window and locks that have ended;

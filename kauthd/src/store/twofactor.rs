@@ -2,7 +2,7 @@
 //! sealed on the way in and opened on the way out (`secret_box`): the
 //! database holds only ciphertext and the id of the key.
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use zeroize::Zeroizing;
 
 use super::{Store, StoreResult};
@@ -228,24 +228,6 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Records an accepted code: the replay guard moves to `counter`. Returns
-    /// false (and changes nothing) if a code at or after `counter` was
-    /// accepted meanwhile.
-    pub fn accept_totp(
-        &mut self,
-        account_id: i64,
-        counter: u64,
-        offset: i64,
-        now: i64,
-    ) -> StoreResult<bool> {
-        let n = self.conn.execute(
-            "UPDATE totp SET last_counter = ?2, last_used = ?3, last_offset = ?4
-             WHERE account_id = ?1 AND (last_counter IS NULL OR last_counter < ?2)",
-            params![account_id, to_i64(counter), now, offset],
-        )?;
-        Ok(n == 1)
-    }
-
     /// Puts the replay guard back to `counter` when it is beyond it (never
     /// forward). False when it was not beyond it.
     pub fn lower_guard(&mut self, account_id: i64, counter: u64) -> StoreResult<bool> {
@@ -421,14 +403,6 @@ impl Store {
 
     /// Marks a recovery code used. False if it was used meanwhile (another
     /// connection got there first).
-    pub fn spend_recovery_code(&mut self, code_id: i64, now: i64) -> StoreResult<bool> {
-        let n = self.conn.execute(
-            "UPDATE recovery_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
-            params![code_id, now],
-        )?;
-        Ok(n == 1)
-    }
-
     pub fn replace_recovery_codes(
         &mut self,
         account_id: i64,
@@ -442,12 +416,7 @@ impl Store {
     }
 
     pub fn recovery_codes_left(&self, account_id: i64) -> StoreResult<u64> {
-        let n: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM recovery_codes WHERE account_id = ?1 AND used_at IS NULL",
-            params![account_id],
-            |r| r.get(0),
-        )?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        Ok(recovery_codes_left_in(&self.conn, account_id)?)
     }
 
     pub fn two_factor_rows(&self) -> StoreResult<Vec<TwoFactorRow>> {
@@ -479,6 +448,44 @@ impl Store {
 }
 
 /// Deletes an account's rows from one of this module's tables.
+/// Records an accepted code: the replay guard moves to `counter`, only
+/// forward. Returns the rows changed: 0 (nothing changed) if a code at or
+/// after `counter` was accepted before.
+pub(super) fn accept_totp_in(
+    conn: &Connection,
+    account_id: i64,
+    counter: u64,
+    offset: i64,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE totp SET last_counter = ?2, last_used = ?3, last_offset = ?4
+         WHERE account_id = ?1 AND (last_counter IS NULL OR last_counter < ?2)",
+        params![account_id, to_i64(counter), now, offset],
+    )
+}
+
+/// Marks a recovery code used; 0 rows changed if it was used before.
+pub(super) fn spend_recovery_code_in(
+    conn: &Connection,
+    code_id: i64,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE recovery_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
+        params![code_id, now],
+    )
+}
+
+pub(super) fn recovery_codes_left_in(conn: &Connection, account_id: i64) -> rusqlite::Result<u64> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM recovery_codes WHERE account_id = ?1 AND used_at IS NULL",
+        params![account_id],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 fn delete_rows(tx: &rusqlite::Transaction<'_>, table: &str, account_id: i64) -> StoreResult<usize> {
     // `table` is always one of this file's constant names, never input.
     let sql = format!("DELETE FROM {table} WHERE account_id = ?1");

@@ -1,7 +1,18 @@
 //! Checking a verification code or a recovery code for an account: the
-//! rate limit first (a locked account or host has nothing checked), then
-//! TOTP with the replay guard, then recovery codes. Every accepted code and
-//! every counted failure is committed before the caller answers.
+//! rate limit first (a locked account or host has nothing checked, counted
+//! or written), then TOTP with the replay guard, then recovery codes.
+//!
+//! What is durable before the answer (see `store::durability`):
+//! - an accepted code is spent, the account's failure count cleared and
+//!   the login's activity rows stored in one transaction, made durable
+//!   (one shared sync) before the login is acknowledged;
+//! - a counted failure that locks nothing is written without waiting for
+//!   a sync, and answered at once; it is synced within a second. So a
+//!   failure count may be lost on a power loss, never on a `kill -9` of
+//!   kauthd;
+//! - a failure that locks the account or the host is durable, with its
+//!   lockout activity row, before the answer: a lock that was reported is
+//!   always durable.
 
 use kauth_proto::Secret;
 
@@ -10,7 +21,7 @@ use crate::activity::EventKind;
 use crate::clock;
 use crate::config::Config;
 use crate::daemon::Daemon;
-use crate::store::{Account, LimitKey, Limits, NewEvent, StoreError};
+use crate::store::{self, Account, LimitKey, Limits, LoginEvents, NewEvent, Spend, StoreError};
 use crate::twofactor::drift::{self, Observation};
 use crate::twofactor::recovery::{self, HashCost};
 use crate::twofactor::replay_guard::{self, Guard};
@@ -76,9 +87,15 @@ pub fn record_failure(daemon: &Daemon, name: &str, rhost: Option<&str>) -> Resul
     if let Some(host) = rhost.filter(|h| !h.is_empty()) {
         keys.push(LimitKey::Host(host));
     }
-    let locked = daemon
-        .store()
-        .record_failure(&keys, limits(&config), clock::now())?;
+    let locked = store::durability::relaxed(|| {
+        daemon
+            .store()
+            .record_failure(&keys, limits(&config), clock::now())
+    })?;
+    if !locked.is_empty() {
+        // The lock is reported in the answer: it must be durable first.
+        store::durability::require_sync();
+    }
     for key in locked {
         let (user, rhost) = match key {
             LimitKey::Account(name) => (Some(name), None),
@@ -135,26 +152,36 @@ pub fn attempt<T>(
 }
 
 /// Checks `answer` as a TOTP code, then as a recovery code, for `name`
-/// (whose account may not exist: the answer is then simply wrong).
+/// (whose account may not exist: the answer is then simply wrong). For a
+/// login on `service`, the login's activity rows are stored with the
+/// spent code; without a service (a proof outside a login), the caller
+/// records its own events.
 pub fn check(
     daemon: &Daemon,
     name: &str,
     account: Option<&Account>,
     rhost: Option<&str>,
+    service: Option<&str>,
     answer: &Secret,
 ) -> Result<CodeOutcome, StoreError> {
+    let commit = Commit {
+        name,
+        rhost,
+        service,
+    };
     let outcome = attempt(daemon, name, rhost, || {
         let Some(account) = account else {
             return Ok(None);
         };
-        if check_totp(daemon, account, answer.expose())? {
+        if check_totp(daemon, account, answer.expose(), &commit)? {
             return Ok(Some(Factor::Totp));
         }
-        Ok(check_recovery(daemon, account, answer.expose())?.map(|left| Factor::Recovery { left }))
+        Ok(check_recovery(daemon, account, answer.expose(), &commit)?
+            .map(|left| Factor::Recovery { left }))
     })?;
     Ok(match outcome {
         Attempt::Right(factor) => {
-            daemon.store().clear_failures(LimitKey::Account(name))?;
+            commit.log(factor);
             if let (Factor::Recovery { .. }, Some(account)) = (factor, account) {
                 repair_guard_at_recovery(daemon, account);
             }
@@ -171,9 +198,80 @@ fn totp_shape(answer: &str, digits: u32) -> Option<String> {
     (code.len() == digits as usize && code.bytes().all(|b| b.is_ascii_digit())).then_some(code)
 }
 
+/// What an accepted code is committed with: the account's failure count
+/// is cleared and, at a login, the login's activity rows stored.
+struct Commit<'a> {
+    name: &'a str,
+    rhost: Option<&'a str>,
+    service: Option<&'a str>,
+}
+
+impl Commit<'_> {
+    /// Spends the code in one transaction with the rest (see
+    /// `Store::spend_code`); `None` if it was spent already.
+    fn spend(
+        &self,
+        store: &mut store::Store,
+        spend: Spend,
+        now: i64,
+    ) -> Result<Option<Option<u64>>, StoreError> {
+        let login = self.service.map(|service| LoginEvents {
+            user: self.name,
+            service,
+            rhost: self.rhost,
+            events: &login_events,
+        });
+        store.spend_code(spend, LimitKey::Account(self.name), login.as_ref(), now)
+    }
+
+    /// Logs the login's events stored with the spent code (after the
+    /// store lock is released).
+    fn log(&self, factor: Factor) {
+        let Some(service) = self.service else {
+            return;
+        };
+        let left = match factor {
+            Factor::Totp => None,
+            Factor::Recovery { left } => Some(left),
+        };
+        for (event, detail) in login_events(left) {
+            activity::log(&NewEvent {
+                user: Some(self.name),
+                event,
+                service: Some(service),
+                rhost: self.rhost,
+                detail: &detail,
+            });
+        }
+    }
+}
+
+/// The activity rows of a login whose code was accepted, given the
+/// recovery codes left (`None`: it was a TOTP code).
+fn login_events(recovery_left: Option<u64>) -> Vec<(EventKind, String)> {
+    match recovery_left {
+        None => vec![(
+            EventKind::LoginSuccess,
+            "with a verification code".to_owned(),
+        )],
+        Some(left) => {
+            let how = format!("recovery code ({left} left)");
+            vec![
+                (EventKind::LoginSuccess, format!("with a {how}")),
+                (EventKind::RecoveryCodeUsed, how),
+            ]
+        }
+    }
+}
+
 /// TOTP with the replay guard. The check and the guard's update happen
 /// under one store lock, so two connections cannot both spend one code.
-fn check_totp(daemon: &Daemon, account: &Account, answer: &str) -> Result<bool, StoreError> {
+fn check_totp(
+    daemon: &Daemon,
+    account: &Account,
+    answer: &str,
+    commit: &Commit<'_>,
+) -> Result<bool, StoreError> {
     let config = daemon.config();
     let now = clock::now();
     let now_u = u64::try_from(now).unwrap_or(0);
@@ -197,7 +295,12 @@ fn check_totp(daemon: &Daemon, account: &Account, answer: &str) -> Result<bool, 
         cred.learned_offset,
         cred.last_counter,
     ) {
-        let accepted = store.accept_totp(account.id, m.counter, m.offset, now)?;
+        let spend = Spend::Totp {
+            account_id: account.id,
+            counter: m.counter,
+            offset: m.offset,
+        };
+        let accepted = commit.spend(&mut store, spend, now)?.is_some();
         if accepted && m.offset != 0 {
             report_server_drift(daemon, &store, cred.params.period, now);
         }
@@ -246,7 +349,14 @@ fn check_totp(daemon: &Daemon, account: &Account, answer: &str) -> Result<bool, 
         learned,
         cred.last_counter,
     ) {
-        Some(m) => store.accept_totp(account.id, m.counter, m.offset, now),
+        Some(m) => {
+            let spend = Spend::Totp {
+                account_id: account.id,
+                counter: m.counter,
+                offset: m.offset,
+            };
+            Ok(commit.spend(&mut store, spend, now)?.is_some())
+        }
         None => Ok(false),
     }
 }
@@ -335,6 +445,7 @@ fn check_recovery(
     daemon: &Daemon,
     account: &Account,
     answer: &str,
+    commit: &Commit<'_>,
 ) -> Result<Option<u64>, StoreError> {
     let Some(normalized) = recovery::normalize(answer) else {
         return Ok(None);
@@ -353,11 +464,13 @@ fn check_recovery(
         let same_salt: Vec<_> = codes.iter().filter(|c| c.salt == salt).collect();
         let hashes: Vec<[u8; 32]> = same_salt.iter().map(|c| c.hash).collect();
         if let Some(index) = recovery::find(&candidate, &hashes) {
-            let mut store = daemon.store();
-            if store.spend_recovery_code(same_salt[index].id, clock::now())? {
-                return Ok(Some(store.recovery_codes_left(account.id)?));
-            }
-            return Ok(None); // spent by a concurrent attempt
+            let spend = Spend::Recovery {
+                account_id: account.id,
+                code_id: same_salt[index].id,
+            };
+            let spent = commit.spend(&mut daemon.store(), spend, clock::now())?;
+            // `None`: spent by a concurrent attempt.
+            return Ok(spent.map(|left| left.unwrap_or(0)));
         }
     }
     Ok(None)
@@ -373,4 +486,27 @@ pub fn hash_codes(codes: &[Secret]) -> Result<([u8; 16], Vec<[u8; 32]>), String>
         hashes.push(recovery::hash(&normalized, &salt, &RECOVERY_COST).map_err(|e| e.to_string())?);
     }
     Ok((salt, hashes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::durability::take_unsynced;
+
+    #[test]
+    fn a_failure_waits_for_no_sync_until_it_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse("[ratelimit]\nmax_failures = 2\n").unwrap();
+        let store = store::Store::open(&dir.path().join("state"), store::test_key()).unwrap();
+        let daemon = Daemon::new(config, store, dir.path().join("kauthd.toml"));
+        take_unsynced();
+        record_failure(&daemon, "ann", Some("192.0.2.1")).unwrap();
+        assert!(!take_unsynced(), "a failure that locks nothing waits");
+        record_failure(&daemon, "ann", Some("192.0.2.2")).unwrap();
+        assert!(
+            take_unsynced(),
+            "the lock must be durable before the answer"
+        );
+        assert!(current_lock(&daemon, "ann", None).unwrap().is_some());
+    }
 }

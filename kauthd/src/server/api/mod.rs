@@ -20,6 +20,7 @@ use crate::daemon::Daemon;
 use crate::server::access::Caller;
 use crate::server::client_fields;
 use crate::server::refusal_log;
+use crate::store::durability;
 
 /// A handler written with `?`: store errors, `kauthd::Error`s and
 /// refusals all leave early, and the error side is an answer too.
@@ -47,7 +48,23 @@ impl ConnState {
     }
 }
 
+/// Answers one request. A request that changed the store is answered only
+/// once its changes are durable (a group sync shared with the requests
+/// waiting at the same time, see `store::durability`); if they cannot be
+/// made durable, it is refused instead.
 pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response {
+    durability::take_unsynced();
+    let response = respond(daemon, state, request);
+    if !durability::take_unsynced() {
+        return response;
+    }
+    match daemon.durability().sync() {
+        Ok(()) => response,
+        Err(why) => error(ErrorCode::Internal, why.to_string()),
+    }
+}
+
+fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response {
     let caller = &state.caller;
     if let Err(why) = client_fields::check_request(&request) {
         return error(ErrorCode::BadRequest, format!("request refused: {why}"));

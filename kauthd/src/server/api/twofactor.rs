@@ -51,7 +51,7 @@ fn check_proof(
         let Some(code) = &proof.code else {
             return Err(refused("a verification code is needed"));
         };
-        match code_check::check(daemon, &account.name, Some(account), None, code)? {
+        match code_check::check(daemon, &account.name, Some(account), None, None, code)? {
             CodeOutcome::Accepted(_) => {}
             CodeOutcome::Rejected => {
                 return Err(refused("the verification code is wrong or already used"))

@@ -15,6 +15,7 @@ use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
+use crate::escape;
 use crate::names;
 use crate::passwords::change::rehash_if_outdated;
 use crate::passwords::hashing;
@@ -229,7 +230,7 @@ impl Conversation {
             Ok(account) => account,
             Err(e) => return vec![Response::from(e)],
         };
-        if let Some(refused) = self.refuse_if_root_locked(daemon, account.as_ref()) {
+        if let Some(refused) = self.refuse_if_root_locked(account.as_ref()) {
             return vec![refused];
         }
         let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
@@ -247,33 +248,38 @@ impl Conversation {
                 self.first_factor_ok = false;
                 self.record(daemon, EventKind::LoginFailure, "wrong password");
             }
-            Ok(Attempt::Locked { until }) => return vec![self.refuse_locked(daemon, until)],
+            Ok(Attempt::Locked { until }) => return vec![self.refuse_locked(until)],
             Err(e) => return vec![Response::from(e)],
         }
         self.after_first_factor(daemon)
     }
 
     /// Root locked the account: refused before any password is checked.
-    fn refuse_if_root_locked(
-        &self,
-        daemon: &Daemon,
-        account: Option<&Account>,
-    ) -> Option<Response> {
+    fn refuse_if_root_locked(&self, account: Option<&Account>) -> Option<Response> {
         if !account.is_some_and(|a| a.locked) {
             return None;
         }
-        self.record(daemon, EventKind::LoginFailure, "account locked by root");
+        self.log_locked("the account is locked by root");
         Some(finished(Outcome::Locked))
     }
 
     /// Locked after repeated failures (of this name or this host).
-    fn refuse_locked(&self, daemon: &Daemon, until: i64) -> Response {
-        let detail = format!(
+    fn refuse_locked(&self, until: i64) -> Response {
+        self.log_locked(&format!(
             "locked after repeated failures until {}",
             clock::format_time(until)
-        );
-        self.record(daemon, EventKind::LoginFailure, &detail);
+        ));
         finished(Outcome::Locked)
+    }
+
+    fn log_locked(&self, why: &str) {
+        log_locked_attempt(
+            EventKind::LoginFailure,
+            &self.user,
+            &self.service,
+            self.rhost.as_deref(),
+            why,
+        );
     }
 
     /// Decides what follows the first factor: a code prompt, a notice, or
@@ -293,11 +299,11 @@ impl Conversation {
             Ok(account) => account,
             Err(e) => return vec![Response::from(e)],
         };
-        if let Some(refused) = self.refuse_if_root_locked(daemon, account.as_ref()) {
+        if let Some(refused) = self.refuse_if_root_locked(account.as_ref()) {
             return vec![refused];
         }
         match code_check::current_lock(daemon, &self.user, self.rhost.as_deref()) {
-            Ok(Some(until)) => return vec![self.refuse_locked(daemon, until)],
+            Ok(Some(until)) => return vec![self.refuse_locked(until)],
             Ok(None) => {}
             Err(e) => return vec![Response::from(e)],
         }
@@ -359,19 +365,13 @@ impl Conversation {
             &self.user,
             account.as_ref(),
             self.rhost.as_deref(),
+            Some(&self.service),
             code,
         );
         match outcome {
             Ok(CodeOutcome::Accepted(factor)) => {
+                // The login's activity rows were stored with the spent code.
                 daemon.remember_code(self.pid, &self.user);
-                let how = match factor {
-                    Factor::Totp => "verification code".to_owned(),
-                    Factor::Recovery { left } => format!("recovery code ({left} left)"),
-                };
-                self.record(daemon, EventKind::LoginSuccess, &format!("with a {how}"));
-                if matches!(factor, Factor::Recovery { .. }) {
-                    self.record(daemon, EventKind::RecoveryCodeUsed, &how);
-                }
                 match factor {
                     Factor::Recovery { left } => vec![
                         message(
@@ -389,14 +389,7 @@ impl Conversation {
                 self.record(daemon, EventKind::LoginFailure, "wrong verification code");
                 vec![finished(Outcome::Denied)]
             }
-            Ok(CodeOutcome::Locked { .. }) => {
-                self.record(
-                    daemon,
-                    EventKind::LoginFailure,
-                    "locked after repeated failures",
-                );
-                vec![finished(Outcome::Locked)]
-            }
+            Ok(CodeOutcome::Locked { until }) => vec![self.refuse_locked(until)],
             Err(e) => vec![Response::from(e)],
         }
     }
@@ -412,6 +405,17 @@ impl Conversation {
             detail,
         );
     }
+}
+
+/// A locked attempt costs no check and no write: it is only logged,
+/// rate-limited (see `refusal_log::warn_locked`).
+fn log_locked_attempt(event: EventKind, user: &str, service: &str, rhost: Option<&str>, why: &str) {
+    refusal_log::warn_locked(format_args!(
+        "{event}: user={} service={} rhost={} refused unchecked: {why}",
+        escape::for_log(user),
+        escape::for_log(service),
+        rhost.map_or_else(|| "-".to_owned(), escape::for_log),
+    ));
 }
 
 /// The PAM `account` step; its steps go through the same queue as a

@@ -73,19 +73,18 @@ impl ChangeConversation {
         };
         let steps = match code_check::current_lock(daemon, user, rhost) {
             Ok(None) => prompt(CURRENT_PROMPT),
-            Ok(Some(until)) => change.locked(daemon, until),
+            Ok(Some(until)) => change.locked(until),
             Err(e) => change.fail(e),
         };
         (change, steps)
     }
 
     /// Refused while a rate-limit lock holds; the change is over.
-    fn locked(&mut self, daemon: &Daemon, until: i64) -> Vec<Response> {
-        self.record(
-            daemon,
-            EventKind::PasswordChangeFailure,
-            "locked after repeated failures",
-        );
+    fn locked(&mut self, until: i64) -> Vec<Response> {
+        self.log_locked(&format!(
+            "locked after repeated failures until {}",
+            clock::format_time(until)
+        ));
         self.step = Step::Over;
         vec![
             Response::Message {
@@ -122,11 +121,7 @@ impl ChangeConversation {
         };
         // Root's lock before the password, so the answer does not depend on it.
         if account.as_ref().is_some_and(|a| a.locked) {
-            self.record(
-                daemon,
-                EventKind::PasswordChangeFailure,
-                "account locked by root",
-            );
+            self.log_locked("the account is locked by root");
             self.step = Step::Over;
             return vec![
                 Response::Message {
@@ -145,7 +140,7 @@ impl ChangeConversation {
         });
         let account = match (outcome, account) {
             (Ok(Attempt::Right(())), Some(account)) => account,
-            (Ok(Attempt::Locked { until }), _) => return self.locked(daemon, until),
+            (Ok(Attempt::Locked { until }), _) => return self.locked(until),
             (Err(e), _) => return self.fail(e),
             _ => {
                 self.record(
@@ -221,6 +216,16 @@ impl ChangeConversation {
     fn fail(&mut self, e: crate::store::StoreError) -> Vec<Response> {
         self.step = Step::Over;
         vec![Response::from(e)]
+    }
+
+    fn log_locked(&self, why: &str) {
+        super::log_locked_attempt(
+            EventKind::PasswordChangeFailure,
+            &self.user,
+            &self.service,
+            self.rhost.as_deref(),
+            why,
+        );
     }
 
     fn record(&self, daemon: &Daemon, event: EventKind, detail: &str) {
