@@ -14,7 +14,7 @@ use kauth_proto::Secret;
 use kauthd::config::Config;
 use kauthd::daemon::Daemon;
 use kauthd::store::{NewTotp, Store};
-use kauthd::twofactor::code_check::{self, CodeOutcome};
+use kauthd::twofactor::code_check::{self, CodeOutcome, Origin};
 use kauthd::twofactor::recovery;
 use kauthd::twofactor::totp::{self, TotpParams};
 
@@ -32,7 +32,7 @@ fn main() {
     let secret = totp::generate_secret().expect("secret");
     let account = store.add_account("bench", None, None, 0).expect("account");
     let codes = recovery::generate(10).expect("codes");
-    let (salt, hashes) = code_check::hash_codes(&codes).expect("hash");
+    let (salt, hashes) = code_check::hash_codes("bench", &codes).expect("hash");
     store
         .enable_totp(
             account.id,
@@ -79,6 +79,7 @@ fn main() {
     //    lock check, TOTP verify, recovery-code shape check, and the
     //    durable commit of the failure count.
     let daemon = Daemon::new(config.clone(), store, dir.path().join("kauthd.toml"));
+    let local = Origin::local(0);
     let account = daemon
         .store()
         .account("bench")
@@ -89,7 +90,7 @@ fn main() {
         "full check of a wrong code (verify + failure commit)",
         bench(ITER, |_| {
             let outcome =
-                code_check::check(&daemon, "bench", Some(&account), None, &wrong).expect("check");
+                code_check::check(&daemon, "bench", Some(&account), local, &wrong).expect("check");
             assert_eq!(outcome, CodeOutcome::Rejected);
         }),
     );
@@ -99,7 +100,7 @@ fn main() {
     report(
         "recovery code check (1 argon2id run + spend commit), 10 runs",
         bench(10, |_| {
-            let outcome = code_check::check(&daemon, "bench", Some(&account), None, &codes[next])
+            let outcome = code_check::check(&daemon, "bench", Some(&account), local, &codes[next])
                 .expect("check");
             next += 1;
             assert!(matches!(outcome, CodeOutcome::Accepted(_)));
