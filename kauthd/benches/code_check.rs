@@ -14,7 +14,7 @@ use kauth_proto::Secret;
 use kauthd::config::Config;
 use kauthd::daemon::Daemon;
 use kauthd::store::{LimitKey, NewTotp, Spend, Store};
-use kauthd::twofactor::code_check::{self, CodeOutcome};
+use kauthd::twofactor::code_check::{self, CodeOutcome, Origin};
 use kauthd::twofactor::recovery;
 use kauthd::twofactor::totp::{self, TotpParams};
 
@@ -32,7 +32,7 @@ fn main() {
     let secret = totp::generate_secret().expect("secret");
     let account = store.add_account("bench", None, None, 0).expect("account");
     let codes = recovery::generate(10).expect("codes");
-    let (salt, hashes) = code_check::hash_codes(&codes).expect("hash");
+    let (salt, hashes) = code_check::hash_codes("bench", &codes).expect("hash");
     store
         .enable_totp(
             account.id,
@@ -88,6 +88,7 @@ fn main() {
     //    lock check, TOTP verify, recovery-code shape check, and the
     //    commit of the failure count (to the WAL, no fsync of its own).
     let daemon = Daemon::new(config.clone(), store, dir.path().join("kauthd.toml"));
+    let local = Origin::local(0);
     let account = daemon
         .store()
         .account("bench")
@@ -97,7 +98,7 @@ fn main() {
     report(
         "full check of a wrong code (verify + failure commit, no fsync)",
         bench(ITER, |_| {
-            let outcome = code_check::check(&daemon, "bench", Some(&account), None, None, &wrong)
+            let outcome = code_check::check(&daemon, "bench", Some(&account), local, None, &wrong)
                 .expect("check");
             assert_eq!(outcome, CodeOutcome::Rejected);
         }),
@@ -112,7 +113,7 @@ fn main() {
                 &daemon,
                 "bench",
                 Some(&account),
-                None,
+                local,
                 Some("bench"),
                 &codes[next],
             )

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use kauth_proto::{LoginMode, Outcome, Response, Secret};
 use kauthd::config::Config;
 use kauthd::daemon::Daemon;
+use kauthd::passwords::argon2_pool::QueueKey;
 use kauthd::passwords::hashing;
 use kauthd::server::access::{Caller, Role};
 use kauthd::server::api::login::{self, BeginArgs, Exchange};
@@ -34,7 +35,8 @@ fn main() -> ExitCode {
         kauthd::secrets::secret_box::SecretKey::generate().expect("key"),
     )
     .expect("store");
-    let hash = hashing::hash("vq7-lantern-kettle-bramble", &config.password).expect("hash");
+    let key = QueueKey::Account("known".to_owned());
+    let hash = hashing::hash(&key, "vq7-lantern-kettle-bramble", &config.password).expect("hash");
     store
         .add_account("known", None, Some(&hash), 0)
         .expect("account");

@@ -3,33 +3,177 @@
 //!
 //! At most one run per core happens at a time, so a flood of logins costs
 //! a bounded amount of memory instead of one argon2 memory cost per
-//! connection; the others wait their turn in arrival order (a fair ticket
-//! queue, so no login starves). Each slot keeps its own block memory,
-//! reused from run to run and wiped after each, so the memory the runs
-//! need is allocated once per slot instead of once per login.
+//! connection. The others wait their turn, fairly by who asks: each run
+//! names a [`QueueKey`] (the remote host, else the local uid), and waiting
+//! runs are served round-robin across keys, in arrival order within a
+//! key. A host with 2,000 attempts waiting gets one turn per round like a
+//! host with one, so it cannot starve another host's login.
+//!
+//! A [`Turn`] may carry a check made again just before its run starts
+//! (the rate-limit lock, see `code_check::attempt`): attempts that queued
+//! before a lock was set then end without running argon2.
+//!
+//! The queue needs no bound of its own: each waiting run is a connection
+//! blocked in its request, so `[daemon] max_connections` bounds it, and a
+//! waiting run holds a few dozen bytes here, no argon2 memory. Each slot
+//! keeps its own block memory, reused from run to run and wiped after
+//! each, so the memory the runs need is allocated once per slot instead
+//! of once per login.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use argon2::{Argon2, Block};
 use zeroize::Zeroize;
 
+/// Who an argon2 run is for: the queue it waits in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum QueueKey {
+    /// The remote host a login names (PAM_RHOST).
+    Host(String),
+    /// The local uid that connected, when no remote host is named.
+    Uid(u32),
+    /// The account a new password or new recovery codes are hashed for:
+    /// done only for root, or after the person proved who they are.
+    Account(String),
+}
+
+impl QueueKey {
+    /// The remote host when there is one, else the caller's uid.
+    pub fn of(rhost: Option<&str>, uid: u32) -> QueueKey {
+        match rhost.filter(|host| !host.is_empty()) {
+            Some(host) => QueueKey::Host(host.to_owned()),
+            None => QueueKey::Uid(uid),
+        }
+    }
+}
+
+/// One argon2 run's place in the queue: whose it is, and what must still
+/// hold when its turn comes.
+pub struct Turn<'a> {
+    key: QueueKey,
+    still_allowed: Option<&'a dyn Fn() -> bool>,
+}
+
+impl<'a> Turn<'a> {
+    /// A run for `key` that goes ahead whenever its turn comes.
+    pub fn new(key: QueueKey) -> Turn<'static> {
+        Turn {
+            key,
+            still_allowed: None,
+        }
+    }
+
+    /// A run for `key` that goes ahead only if `still_allowed` says so when
+    /// its turn comes, just before argon2 would start.
+    pub fn checked(key: QueueKey, still_allowed: &'a dyn Fn() -> bool) -> Turn<'a> {
+        Turn {
+            key,
+            still_allowed: Some(still_allowed),
+        }
+    }
+
+    pub fn key(&self) -> &QueueKey {
+        &self.key
+    }
+
+    fn may_run(&self) -> bool {
+        self.still_allowed.is_none_or(|allowed| allowed())
+    }
+}
+
+/// Why [`hash_into`] computed nothing.
+#[derive(Debug)]
+pub enum RunError {
+    /// The turn's check said no when its turn came.
+    Stopped,
+    /// argon2 refused the parameters or the input.
+    Argon2(argon2::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Stopped => f.write_str("the attempt was stopped before its argon2 run"),
+            RunError::Argon2(e) => write!(f, "argon2 failed: {e}"),
+        }
+    }
+}
+
 /// A counting semaphore whose permits are resources (here: argon2 memory),
-/// handed out strictly in the order they were asked for.
+/// handed out round-robin across the keys of those waiting, and in
+/// arrival order within a key.
 #[derive(Debug)]
 pub struct FairSemaphore<T> {
     queue: Mutex<Queue<T>>,
-    turn: Condvar,
 }
 
 #[derive(Debug)]
 struct Queue<T> {
-    /// The ticket the next arrival takes.
-    next_ticket: u64,
-    /// The ticket admitted next; every smaller ticket has been admitted.
-    serving: u64,
+    /// Free resources; only while nobody waits.
     free: Vec<T>,
+    /// Keys with runs waiting, in the order they get their next turn.
+    rounds: VecDeque<QueueKey>,
+    /// Each key's waiting runs, in arrival order.
+    waiting: HashMap<QueueKey, VecDeque<Waiter>>,
+    /// Resources handed to a waiter that has not picked them up yet.
+    granted: HashMap<u64, T>,
+    next_ticket: u64,
+}
+
+/// A waiting run: its ticket, and the signal it waits on (each its own,
+/// so a freed resource wakes one waiter, not all of them).
+#[derive(Debug)]
+struct Waiter {
+    ticket: u64,
+    ready: Arc<Condvar>,
+}
+
+impl<T> Queue<T> {
+    fn enqueue(&mut self, key: QueueKey, waiter: Waiter) {
+        match self.waiting.entry(key) {
+            Entry::Occupied(mut runs) => runs.get_mut().push_back(waiter),
+            Entry::Vacant(slot) => {
+                self.rounds.push_back(slot.key().clone());
+                slot.insert(VecDeque::from([waiter]));
+            }
+        }
+    }
+
+    /// The first waiter of the key whose turn it is; the key goes to the
+    /// back of the round while it has more waiting.
+    fn next_waiter(&mut self) -> Option<Waiter> {
+        while let Some(key) = self.rounds.pop_front() {
+            let Some(runs) = self.waiting.get_mut(&key) else {
+                continue;
+            };
+            let Some(waiter) = runs.pop_front() else {
+                self.waiting.remove(&key);
+                continue;
+            };
+            if runs.is_empty() {
+                self.waiting.remove(&key);
+            } else {
+                self.rounds.push_back(key);
+            }
+            return Some(waiter);
+        }
+        None
+    }
+
+    /// Hands `resource` to the next waiter, or keeps it free.
+    fn pass_on(&mut self, resource: T) {
+        match self.next_waiter() {
+            Some(waiter) => {
+                self.granted.insert(waiter.ticket, resource);
+                waiter.ready.notify_one();
+            }
+            None => self.free.push(resource),
+        }
+    }
 }
 
 /// A resource on loan from a [`FairSemaphore`]; given back on drop (also
@@ -45,36 +189,45 @@ impl<T: Default> FairSemaphore<T> {
     pub fn new(resources: Vec<T>) -> Self {
         FairSemaphore {
             queue: Mutex::new(Queue {
-                next_ticket: 0,
-                serving: 0,
                 free: resources,
+                rounds: VecDeque::new(),
+                waiting: HashMap::new(),
+                granted: HashMap::new(),
+                next_ticket: 0,
             }),
-            turn: Condvar::new(),
         }
     }
 
-    /// Waits until every earlier caller has been served and a resource is
-    /// free, then takes it.
-    pub fn acquire(&self) -> Permit<'_, T> {
+    /// Takes a free resource, or waits for `key`'s turn (round-robin
+    /// across the keys waiting, arrival order within `key`).
+    pub fn acquire(&self, key: QueueKey) -> Permit<'_, T> {
         let mut queue = self.lock();
+        // Resources are free only while nobody waits: no one is passed.
+        if let Some(resource) = queue.free.pop() {
+            return self.permit(resource);
+        }
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
-        let resource = loop {
-            if queue.serving == ticket {
-                if let Some(resource) = queue.free.pop() {
-                    break resource;
-                }
+        let ready = Arc::new(Condvar::new());
+        queue.enqueue(
+            key,
+            Waiter {
+                ticket,
+                ready: Arc::clone(&ready),
+            },
+        );
+        loop {
+            if let Some(resource) = queue.granted.remove(&ticket) {
+                return self.permit(resource);
             }
-            queue = match self.turn.wait(queue) {
+            queue = match ready.wait(queue) {
                 Ok(guard) => guard,
                 Err(poisoned) => poisoned.into_inner(),
             };
-        };
-        queue.serving += 1;
-        drop(queue);
-        // The next ticket may be waiting for exactly this: a free resource
-        // and its turn.
-        self.turn.notify_all();
+        }
+    }
+
+    fn permit(&self, resource: T) -> Permit<'_, T> {
         Permit {
             semaphore: self,
             resource,
@@ -91,8 +244,13 @@ impl<T: Default> FairSemaphore<T> {
     }
 
     fn give_back(&self, resource: T) {
-        self.lock().free.push(resource);
-        self.turn.notify_all();
+        self.lock().pass_on(resource);
+    }
+
+    /// How many runs are waiting (for tests to line waiters up).
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.lock().waiting.values().map(VecDeque::len).sum()
     }
 }
 
@@ -127,32 +285,40 @@ fn slots() -> &'static FairSemaphore<Vec<Block>> {
 }
 
 /// Runs argon2 (with `argon2`'s algorithm, version and cost) over
-/// `password` and `salt` into `out`, waiting for a free slot first. The
-/// slot's memory grows to the largest cost seen and is wiped after use.
+/// `password` and `salt` into `out` when `turn` comes and its check still
+/// allows it. The slot's memory grows to the largest cost seen and is
+/// wiped after use.
 pub fn hash_into(
+    turn: &Turn<'_>,
     argon2: &Argon2<'_>,
     password: &[u8],
     salt: &[u8],
     out: &mut [u8],
-) -> Result<(), argon2::Error> {
+) -> Result<(), RunError> {
     let needed = argon2.params().block_count();
-    let mut memory = slots().acquire();
+    let mut memory = slots().acquire(turn.key.clone());
+    if !turn.may_run() {
+        return Err(RunError::Stopped);
+    }
     if memory.len() < needed {
         memory.resize(needed, Block::new());
     }
     let blocks = &mut memory[..needed];
     let result = argon2.hash_password_into_with_memory(password, salt, out, &mut *blocks);
     blocks.iter_mut().for_each(Zeroize::zeroize);
-    result
+    result.map_err(RunError::Argon2)
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
+
+    fn host(name: &str) -> QueueKey {
+        QueueKey::Host(name.to_owned())
+    }
 
     #[test]
     fn never_more_holders_than_permits() {
@@ -160,11 +326,11 @@ mod tests {
         let inside = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..16)
-            .map(|_| {
+            .map(|i| {
                 let (semaphore, inside, most) = (semaphore.clone(), inside.clone(), most.clone());
                 std::thread::spawn(move || {
                     for _ in 0..20 {
-                        let _permit = semaphore.acquire();
+                        let _permit = semaphore.acquire(QueueKey::Uid(i % 3));
                         let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_micros(200));
@@ -179,20 +345,21 @@ mod tests {
         assert_eq!(most.load(Ordering::SeqCst), 2);
     }
 
-    #[test]
-    fn waiters_are_served_in_arrival_order() {
+    /// Holds the only permit, queues one waiter per `(key, label)` in the
+    /// order given (each one queued before the next arrives), then lets
+    /// them all through; returns the labels in the order they were served.
+    fn service_order(arrivals: &[(QueueKey, &'static str)]) -> Vec<&'static str> {
         let semaphore = Arc::new(FairSemaphore::new(vec![()]));
         let order = Arc::new(Mutex::new(Vec::new()));
-        let first = semaphore.acquire();
+        let first = semaphore.acquire(host("holder"));
         let mut threads = Vec::new();
-        for i in 0..8 {
+        for (i, (key, label)) in arrivals.iter().cloned().enumerate() {
             let (shared, order) = (semaphore.clone(), order.clone());
             threads.push(std::thread::spawn(move || {
-                let _permit = shared.acquire();
-                order.lock().unwrap().push(i);
+                let _permit = shared.acquire(key);
+                order.lock().unwrap().push(label);
             }));
-            // Let thread i take its ticket before thread i + 1 starts.
-            while semaphore.lock().next_ticket < i as u64 + 2 {
+            while semaphore.waiting() < i + 1 {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -200,7 +367,46 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), (0..8).collect::<Vec<_>>());
+        let served = order.lock().unwrap().clone();
+        served
+    }
+
+    #[test]
+    fn one_key_is_served_in_arrival_order() {
+        let arrivals: Vec<_> = ["a0", "a1", "a2", "a3", "a4", "a5"]
+            .into_iter()
+            .map(|label| (host("a"), label))
+            .collect();
+        assert_eq!(
+            service_order(&arrivals),
+            ["a0", "a1", "a2", "a3", "a4", "a5"]
+        );
+    }
+
+    #[test]
+    fn keys_take_turns_round_robin() {
+        let arrivals = [
+            (host("a"), "a0"),
+            (host("a"), "a1"),
+            (host("a"), "a2"),
+            (host("b"), "b0"),
+            (host("a"), "a3"),
+            (QueueKey::Uid(1000), "u0"),
+            (host("b"), "b1"),
+        ];
+        assert_eq!(
+            service_order(&arrivals),
+            ["a0", "b0", "u0", "a1", "b1", "a2", "a3"]
+        );
+    }
+
+    #[test]
+    fn a_late_key_waits_one_turn_however_many_the_flooding_key_queued() {
+        let mut arrivals: Vec<_> = (0..200).map(|_| (host("flood"), "flood")).collect();
+        arrivals.push((host("other"), "other"));
+        let served = service_order(&arrivals);
+        let position = served.iter().position(|&label| label == "other").unwrap();
+        assert_eq!(position, 1, "served: {served:?}");
     }
 
     #[test]
@@ -208,26 +414,55 @@ mod tests {
         let semaphore = Arc::new(FairSemaphore::new(vec![7u8]));
         let s = semaphore.clone();
         let _ = std::thread::spawn(move || {
-            let _permit = s.acquire();
+            let _permit = s.acquire(QueueKey::Uid(0));
             panic!("holder dies");
         })
         .join();
-        assert_eq!(*semaphore.acquire(), 7);
+        assert_eq!(*semaphore.acquire(QueueKey::Uid(0)), 7);
+    }
+
+    #[test]
+    fn a_turn_whose_check_says_no_runs_nothing() {
+        let params = argon2::Params::new(64, 1, 1, Some(32)).unwrap();
+        let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut out = [0u8; 32];
+        let asked = AtomicUsize::new(0);
+        let locked = || {
+            asked.fetch_add(1, Ordering::SeqCst);
+            false
+        };
+        let turn = Turn::checked(host("a"), &locked);
+        let result = hash_into(&turn, &argon, b"password", b"somesalt", &mut out);
+        assert!(matches!(result, Err(RunError::Stopped)), "{result:?}");
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        assert_eq!(out, [0u8; 32], "argon2 ran anyway");
+        let open = || true;
+        let turn = Turn::checked(host("a"), &open);
+        hash_into(&turn, &argon, b"password", b"somesalt", &mut out).unwrap();
+        assert_ne!(out, [0u8; 32]);
     }
 
     #[test]
     fn hash_into_matches_the_crates_own_allocation() {
         let params = argon2::Params::new(64, 1, 1, Some(32)).unwrap();
         let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let turn = Turn::new(QueueKey::Uid(0));
         let mut pooled = [0u8; 32];
         let mut plain = [0u8; 32];
-        hash_into(&argon, b"password", b"somesalt", &mut pooled).unwrap();
+        hash_into(&turn, &argon, b"password", b"somesalt", &mut pooled).unwrap();
         argon
             .hash_password_into(b"password", b"somesalt", &mut plain)
             .unwrap();
         assert_eq!(pooled, plain);
         // A second run reuses (wiped) memory and gives the same answer.
-        hash_into(&argon, b"password", b"somesalt", &mut pooled).unwrap();
+        hash_into(&turn, &argon, b"password", b"somesalt", &mut pooled).unwrap();
         assert_eq!(pooled, plain);
+    }
+
+    #[test]
+    fn the_key_is_the_remote_host_else_the_uid() {
+        assert_eq!(QueueKey::of(Some("10.0.0.1"), 1000), host("10.0.0.1"));
+        assert_eq!(QueueKey::of(Some(""), 1000), QueueKey::Uid(1000));
+        assert_eq!(QueueKey::of(None, 0), QueueKey::Uid(0));
     }
 }

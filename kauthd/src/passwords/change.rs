@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 
 use crate::daemon::Daemon;
 use crate::error::Error;
+use crate::passwords::argon2_pool::QueueKey;
 use crate::passwords::{hashing, strength};
 use crate::store::{Account, StoreError};
 
@@ -58,7 +59,8 @@ pub fn store_new_password(
     new: &Secret,
 ) -> Result<(), StoreNewError> {
     let config = daemon.config();
-    let hash = hashing::hash(new.expose(), &config.password).map_err(|why| {
+    let key = QueueKey::Account(account.name.clone());
+    let hash = hashing::hash(&key, new.expose(), &config.password).map_err(|why| {
         log::error!("cannot hash a password: {why}");
         StoreNewError::Hash
     })?;
@@ -79,7 +81,8 @@ pub fn rehash_if_outdated(daemon: &Daemon, account: &Account, given: &Secret) {
     if !hashing::needs_rehash(old, &config.password) {
         return;
     }
-    let new = match hashing::hash(given.expose(), &config.password) {
+    let key = QueueKey::Account(account.name.clone());
+    let new = match hashing::hash(&key, given.expose(), &config.password) {
         Ok(new) => new,
         Err(why) => {
             log::error!(

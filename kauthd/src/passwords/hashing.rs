@@ -1,6 +1,6 @@
 //! Password hashing: argon2id PHC strings with the `[password]` parameters.
-//! Every run goes through [`argon2_pool`], so it waits its turn behind at
-//! most one run per core. Whether a new password is good enough is
+//! Every run goes through [`argon2_pool`], so it waits its turn (fairly,
+//! by who asks) behind at most one run per core. Whether a new password is good enough is
 //! [`crate::passwords::strength`]'s business.
 
 use crate::error::Error;
@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::config::PasswordConfig;
-use crate::passwords::argon2_pool;
+use crate::passwords::argon2_pool::{self, QueueKey, RunError, Turn};
 
 /// Bytes of random salt per hash.
 const SALT_LENGTH: usize = 16;
@@ -29,16 +29,23 @@ fn params(config: &PasswordConfig) -> Result<Params, Error> {
     .map_err(|e| Error::failed(format!("argon2 parameters refused: {e}")))
 }
 
-/// Hashes a password into a PHC string (`$argon2id$v=19$m=…`).
-pub fn hash(password: &str, config: &PasswordConfig) -> Result<String, Error> {
+/// Hashes a password into a PHC string (`$argon2id$v=19$m=…`); the run
+/// waits in `key`'s queue.
+pub fn hash(key: &QueueKey, password: &str, config: &PasswordConfig) -> Result<String, Error> {
     let params = params(config)?;
     let mut salt = [0u8; SALT_LENGTH];
     getrandom::fill(&mut salt)
         .map_err(|e| Error::failed(format!("no randomness for a salt: {e}")))?;
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let mut out = Zeroizing::new([0u8; OUTPUT_LENGTH]);
-    argon2_pool::hash_into(&argon2, password.as_bytes(), &salt, out.as_mut())
-        .map_err(|e| Error::failed(format!("hashing failed: {e}")))?;
+    argon2_pool::hash_into(
+        &Turn::new(key.clone()),
+        &argon2,
+        password.as_bytes(),
+        &salt,
+        out.as_mut(),
+    )
+    .map_err(|e| Error::failed(format!("hashing failed: {e}")))?;
     let salt = SaltString::encode_b64(&salt)
         .map_err(|e| Error::failed(format!("salt encoding failed: {e}")))?;
     let phc = PasswordHash {
@@ -55,9 +62,10 @@ pub fn hash(password: &str, config: &PasswordConfig) -> Result<String, Error> {
 }
 
 /// Checks a password against a PHC string (with the cost written in it),
-/// comparing in constant time. A hash kauthd cannot use never matches.
-pub fn verify(password: &str, phc: &str) -> bool {
-    match verify_checked(password, phc) {
+/// comparing in constant time, when `turn` comes. A hash kauthd cannot use
+/// never matches, nor does a check the turn stopped.
+pub fn verify(turn: &Turn<'_>, password: &str, phc: &str) -> bool {
+    match verify_checked(turn, password, phc) {
         Ok(matches) => matches,
         Err(why) => {
             log::error!("a stored password hash cannot be checked: {why}");
@@ -66,7 +74,7 @@ pub fn verify(password: &str, phc: &str) -> bool {
     }
 }
 
-fn verify_checked(password: &str, phc: &str) -> Result<bool, Error> {
+fn verify_checked(turn: &Turn<'_>, password: &str, phc: &str) -> Result<bool, Error> {
     let parsed =
         PasswordHash::new(phc).map_err(|e| Error::failed(format!("not a PHC string: {e}")))?;
     let algorithm =
@@ -88,8 +96,11 @@ fn verify_checked(password: &str, phc: &str) -> Result<bool, Error> {
         .map_err(|e| Error::failed(e.to_string()))?;
     let argon2 = Argon2::new(algorithm, version, params);
     let mut out = Zeroizing::new(vec![0u8; expected.len()]);
-    argon2_pool::hash_into(&argon2, password.as_bytes(), salt, &mut out)
-        .map_err(|e| Error::failed(e.to_string()))?;
+    match argon2_pool::hash_into(turn, &argon2, password.as_bytes(), salt, &mut out) {
+        Ok(()) => {}
+        Err(RunError::Stopped) => return Ok(false),
+        Err(e @ RunError::Argon2(_)) => return Err(Error::failed(e.to_string())),
+    }
     Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
 }
 
@@ -115,13 +126,18 @@ pub fn needs_rehash(phc: &str, config: &PasswordConfig) -> bool {
 /// (unknown user, no password set), against a dummy hash made with the
 /// same `[password]` cost, salt and output length as real ones, so the
 /// answer takes the same time either way. False in the second case.
-pub fn verify_or_dummy(password: &str, phc: Option<&str>, config: &PasswordConfig) -> bool {
+pub fn verify_or_dummy(
+    turn: &Turn<'_>,
+    password: &str,
+    phc: Option<&str>,
+    config: &PasswordConfig,
+) -> bool {
     match phc {
-        Some(phc) => verify(password, phc),
+        Some(phc) => verify(turn, password, phc),
         None => {
-            match dummy_hash(config) {
+            match dummy_hash(config, turn.key()) {
                 Some(dummy) => {
-                    let _ = verify(password, &dummy);
+                    let _ = verify(turn, password, &dummy);
                 }
                 None => log::error!("cannot make the dummy password hash; check [password]"),
             }
@@ -131,11 +147,11 @@ pub fn verify_or_dummy(password: &str, phc: Option<&str>, config: &PasswordConfi
 }
 
 /// A hash of a fixed password with the current parameters, made once per
-/// parameter set.
-fn dummy_hash(config: &PasswordConfig) -> Option<String> {
+/// parameter set (the first time, in `key`'s queue).
+fn dummy_hash(config: &PasswordConfig, key: &QueueKey) -> Option<String> {
     type Cost = (u32, u32, u32);
     static CACHE: Mutex<Option<(Cost, String)>> = Mutex::new(None);
-    let key = (
+    let cost = (
         config.argon2_memory_kib,
         config.argon2_iterations,
         config.argon2_parallelism,
@@ -145,19 +161,19 @@ fn dummy_hash(config: &PasswordConfig) -> Option<String> {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some((cached_key, hash)) = cache.as_ref() {
-            if *cached_key == key {
+        if let Some((cached_cost, hash)) = cache.as_ref() {
+            if *cached_cost == cost {
                 return Some(hash.clone());
             }
         }
     }
     // Hashed outside the lock: it waits for an argon2 slot.
-    let hash = hash("kauthd dummy password", config).ok()?;
+    let hash = hash(key, "kauthd dummy password", config).ok()?;
     let mut cache = match CACHE.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     };
-    *cache = Some((key, hash.clone()));
+    *cache = Some((cost, hash.clone()));
     Some(hash)
 }
 
@@ -166,6 +182,14 @@ mod tests {
     use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
     use super::*;
+
+    fn key() -> QueueKey {
+        QueueKey::Uid(0)
+    }
+
+    fn check(password: &str, phc: &str) -> bool {
+        verify(&Turn::new(key()), password, phc)
+    }
 
     fn cheap() -> PasswordConfig {
         PasswordConfig {
@@ -177,15 +201,15 @@ mod tests {
 
     #[test]
     fn hash_verifies_only_the_same_password() {
-        let phc = hash("correct horse battery", &cheap()).unwrap();
+        let phc = hash(&key(), "correct horse battery", &cheap()).unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
-        assert!(verify("correct horse battery", &phc));
-        assert!(!verify("correct horse batterz", &phc));
+        assert!(check("correct horse battery", &phc));
+        assert!(!check("correct horse batterz", &phc));
     }
 
     #[test]
     fn hashes_interoperate_with_the_argon2_crate() {
-        let ours = hash("correct horse battery", &cheap()).unwrap();
+        let ours = hash(&key(), "correct horse battery", &cheap()).unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(Argon2::default()
             .verify_password(b"correct horse battery", &parsed)
@@ -195,20 +219,20 @@ mod tests {
             .hash_password(b"correct horse battery", &salt)
             .unwrap()
             .to_string();
-        assert!(verify("correct horse battery", &theirs));
-        assert!(!verify("wrong", &theirs));
+        assert!(check("correct horse battery", &theirs));
+        assert!(!check("wrong", &theirs));
     }
 
     #[test]
     fn garbage_hash_never_verifies() {
-        assert!(!verify("x", "not a hash"));
-        assert!(!verify("x", ""));
+        assert!(!check("x", "not a hash"));
+        assert!(!check("x", ""));
     }
 
     #[test]
     fn a_hash_with_other_costs_needs_redoing() {
         let config = cheap();
-        let phc = hash("correct horse battery", &config).unwrap();
+        let phc = hash(&key(), "correct horse battery", &config).unwrap();
         assert!(!needs_rehash(&phc, &config));
         let more_memory = PasswordConfig {
             argon2_memory_kib: 128,
@@ -229,11 +253,17 @@ mod tests {
     #[test]
     fn the_dummy_hash_has_the_configured_cost() {
         let config = cheap();
-        let dummy = dummy_hash(&config).unwrap();
+        let dummy = dummy_hash(&config, &key()).unwrap();
         assert!(!needs_rehash(&dummy, &config));
-        let real = hash("x", &config).unwrap();
+        let real = hash(&key(), "x", &config).unwrap();
         // Same shape: salt and output lengths match, so checking costs the same.
         assert_eq!(dummy.len(), real.len());
-        assert!(!verify_or_dummy("kauthd dummy password", None, &config));
+        let turn = Turn::new(key());
+        assert!(!verify_or_dummy(
+            &turn,
+            "kauthd dummy password",
+            None,
+            &config
+        ));
     }
 }

@@ -14,6 +14,8 @@
 //!   lockout activity row, before the answer: a lock that was reported is
 //!   always durable.
 
+use std::cell::RefCell;
+
 use kauth_proto::Secret;
 
 use crate::activity;
@@ -21,6 +23,7 @@ use crate::activity::EventKind;
 use crate::clock;
 use crate::config::Config;
 use crate::daemon::Daemon;
+use crate::passwords::argon2_pool::{QueueKey, Turn};
 use crate::store::{self, Account, LimitKey, Limits, LoginEvents, NewEvent, Spend, StoreError};
 use crate::twofactor::drift::{self, Observation};
 use crate::twofactor::recovery::{self, HashCost};
@@ -118,6 +121,26 @@ pub fn record_failure(daemon: &Daemon, name: &str, rhost: Option<&str>) -> Resul
     Ok(())
 }
 
+/// Where an attempt comes from: the remote host a login names, if any,
+/// and the local uid that connected. The locks are counted per remote
+/// host; argon2 runs queue per remote host, else per uid.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub rhost: Option<&'a str>,
+    pub uid: u32,
+}
+
+impl Origin<'_> {
+    /// An attempt that names no remote host (self-service, kauthctl).
+    pub fn local(uid: u32) -> Origin<'static> {
+        Origin { rhost: None, uid }
+    }
+
+    fn queue_key(&self) -> QueueKey {
+        QueueKey::of(self.rhost, self.uid)
+    }
+}
+
 /// What came of one attempt made under the rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt<T> {
@@ -130,21 +153,44 @@ pub enum Attempt<T> {
 }
 
 /// The one rule for every password, code, recovery code or token a person
-/// gives: the locks on `name` and `rhost` first (while locked, nothing is
-/// checked, so a locked attempt costs no argon2 run and tells nothing),
-/// then `verify`, and a wrong answer counts as a failure against the name
-/// and the host, locking them at `[ratelimit] max_failures`.
-/// `verify` returns what the right answer was, or `None` when it is wrong.
+/// gives: the locks on `name` and the origin's host first (while locked,
+/// nothing is checked, so a locked attempt costs no argon2 run and tells
+/// nothing), then `verify`, and a wrong answer counts as a failure against
+/// the name and the host, locking them at `[ratelimit] max_failures`.
+///
+/// `verify` returns what the right answer was, or `None` when it is
+/// wrong. Its argon2 runs wait in the origin's queue with the `Turn` it is
+/// given, which looks at the locks again when the run's turn comes: an
+/// attempt that queued before a lock was set is answered as locked, with
+/// no argon2 run and nothing counted.
 pub fn attempt<T>(
     daemon: &Daemon,
     name: &str,
-    rhost: Option<&str>,
-    verify: impl FnOnce() -> Result<Option<T>, StoreError>,
+    origin: Origin<'_>,
+    verify: impl FnOnce(&Turn<'_>) -> Result<Option<T>, StoreError>,
 ) -> Result<Attempt<T>, StoreError> {
+    let rhost = origin.rhost;
     if let Some(until) = current_lock(daemon, name, rhost)? {
         return Ok(Attempt::Locked { until });
     }
-    if let Some(right) = verify()? {
+    // What the check at the turn found, when it stopped the run.
+    let stopped: RefCell<Option<Result<i64, StoreError>>> = RefCell::new(None);
+    let still_unlocked = || match current_lock(daemon, name, rhost) {
+        Ok(None) => true,
+        Ok(Some(until)) => {
+            stopped.replace(Some(Ok(until)));
+            false
+        }
+        Err(e) => {
+            stopped.replace(Some(Err(e)));
+            false
+        }
+    };
+    let right = verify(&Turn::checked(origin.queue_key(), &still_unlocked))?;
+    if let Some(lock) = stopped.into_inner() {
+        return Ok(Attempt::Locked { until: lock? });
+    }
+    if let Some(right) = right {
         return Ok(Attempt::Right(right));
     }
     record_failure(daemon, name, rhost)?;
@@ -160,24 +206,24 @@ pub fn check(
     daemon: &Daemon,
     name: &str,
     account: Option<&Account>,
-    rhost: Option<&str>,
+    origin: Origin<'_>,
     service: Option<&str>,
     answer: &Secret,
 ) -> Result<CodeOutcome, StoreError> {
     let commit = Commit {
         name,
-        rhost,
+        rhost: origin.rhost,
         service,
     };
-    let outcome = attempt(daemon, name, rhost, || {
+    let outcome = attempt(daemon, name, origin, |turn| {
         let Some(account) = account else {
             return Ok(None);
         };
         if check_totp(daemon, account, answer.expose(), &commit)? {
             return Ok(Some(Factor::Totp));
         }
-        Ok(check_recovery(daemon, account, answer.expose(), &commit)?
-            .map(|left| Factor::Recovery { left }))
+        let left = check_recovery(daemon, turn, account, answer.expose(), &commit)?;
+        Ok(left.map(|left| Factor::Recovery { left }))
     })?;
     Ok(match outcome {
         Attempt::Right(factor) => {
@@ -439,10 +485,12 @@ fn report_server_drift(daemon: &Daemon, store: &crate::store::Store, period: u64
     );
 }
 
-/// A recovery code: one argon2 run (outside the store lock), then the code
-/// is spent atomically. Returns the number left after spending.
+/// A recovery code: one argon2 run (outside the store lock, when `turn`
+/// comes), then the code is spent atomically. Returns the number left
+/// after spending.
 fn check_recovery(
     daemon: &Daemon,
+    turn: &Turn<'_>,
     account: &Account,
     answer: &str,
     commit: &Commit<'_>,
@@ -454,8 +502,9 @@ fn check_recovery(
     let mut salts: Vec<&[u8]> = codes.iter().map(|c| c.salt.as_slice()).collect();
     salts.dedup();
     for salt in salts {
-        let candidate = match recovery::hash(&normalized, salt, &RECOVERY_COST) {
+        let candidate = match recovery::hash(turn, &normalized, salt, &RECOVERY_COST) {
             Ok(hash) => hash,
+            Err(recovery::RecoveryError::Stopped) => return Ok(None),
             Err(e) => {
                 log::error!("cannot hash a recovery code: {e}");
                 return Ok(None);
@@ -476,22 +525,97 @@ fn check_recovery(
     Ok(None)
 }
 
-/// Hashes a new set of recovery codes under one fresh salt.
-pub fn hash_codes(codes: &[Secret]) -> Result<([u8; 16], Vec<[u8; 32]>), String> {
+/// Hashes a new set of recovery codes for `user` under one fresh salt.
+pub fn hash_codes(user: &str, codes: &[Secret]) -> Result<([u8; 16], Vec<[u8; 32]>), String> {
+    let turn = Turn::new(QueueKey::Account(user.to_owned()));
     let salt = recovery::new_salt().map_err(|e| e.to_string())?;
     let mut hashes = Vec::with_capacity(codes.len());
     for code in codes {
         let normalized = recovery::normalize(code.expose())
             .ok_or_else(|| "a recovery code is malformed".to_owned())?;
-        hashes.push(recovery::hash(&normalized, &salt, &RECOVERY_COST).map_err(|e| e.to_string())?);
+        let hash = recovery::hash(&turn, &normalized, &salt, &RECOVERY_COST);
+        hashes.push(hash.map_err(|e| e.to_string())?);
     }
     Ok((salt, hashes))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+    use crate::passwords::hashing;
     use crate::store::durability::take_unsynced;
+    use crate::store::Store;
+
+    const HOST: &str = "192.0.2.7";
+
+    fn daemon() -> (tempfile::TempDir, Daemon) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(
+            "[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[ratelimit]\nmax_failures = 3\n",
+        )
+        .unwrap();
+        let store = Store::open(&dir.path().join("state"), crate::store::test_key()).unwrap();
+        let daemon = Daemon::new(config, store, dir.path().join("kauthd.toml"));
+        (dir, daemon)
+    }
+
+    /// A right password, checked by `attempt`; `meanwhile` runs after the
+    /// first lock check and before the argon2 run's turn. Returns the
+    /// outcome and whether the password was found right.
+    fn right_password_after(meanwhile: impl FnOnce(&Daemon)) -> (Attempt<()>, bool) {
+        let (_dir, daemon) = daemon();
+        let phc = hashing::hash(&QueueKey::Uid(0), "right", &daemon.config().password).unwrap();
+        let origin = Origin {
+            rhost: Some(HOST),
+            uid: 0,
+        };
+        let checked_right = Cell::new(false);
+        let outcome = attempt(&daemon, "ann", origin, |turn| {
+            meanwhile(&daemon);
+            checked_right.set(hashing::verify(turn, "right", &phc));
+            Ok(checked_right.get().then_some(()))
+        })
+        .unwrap();
+        (outcome, checked_right.get())
+    }
+
+    #[test]
+    fn a_right_password_passes_when_nothing_is_locked() {
+        let (outcome, checked_right) = right_password_after(|_| {});
+        assert_eq!(outcome, Attempt::Right(()));
+        assert!(checked_right);
+    }
+
+    #[test]
+    fn an_attempt_whose_turn_comes_after_its_host_was_locked_is_not_checked() {
+        // Other attempts from the same host fail while this one waits.
+        let (outcome, checked_right) = right_password_after(|daemon| {
+            for _ in 0..3 {
+                record_failure(daemon, "someone-else", Some(HOST)).unwrap();
+            }
+        });
+        assert!(
+            matches!(outcome, Attempt::Locked { .. }),
+            "answered {outcome:?}"
+        );
+        assert!(!checked_right, "argon2 ran for a locked host");
+    }
+
+    #[test]
+    fn an_attempt_whose_turn_comes_after_its_name_was_locked_is_not_checked() {
+        let (outcome, checked_right) = right_password_after(|daemon| {
+            for _ in 0..3 {
+                record_failure(daemon, "ann", Some("198.51.100.1")).unwrap();
+            }
+        });
+        assert!(
+            matches!(outcome, Attempt::Locked { .. }),
+            "answered {outcome:?}"
+        );
+        assert!(!checked_right, "argon2 ran for a locked name");
+    }
 
     #[test]
     fn a_failure_waits_for_no_sync_until_it_locks() {

@@ -11,7 +11,7 @@ use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::store::{Account, NewTotp, StoreError};
-use crate::twofactor::code_check::{self, Attempt};
+use crate::twofactor::code_check::{self, Attempt, Origin};
 use crate::twofactor::google_auth;
 use crate::twofactor::recovery;
 use crate::twofactor::totp::{self, TotpParams};
@@ -85,6 +85,7 @@ pub fn begin(daemon: &Daemon, account: &Account) -> Result<Begun, EnrollError> {
 pub fn confirm(
     daemon: &Daemon,
     account: &Account,
+    origin: Origin<'_>,
     code: &Secret,
 ) -> Result<Vec<Secret>, EnrollError> {
     let config = daemon.config();
@@ -101,7 +102,7 @@ pub fn confirm(
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    let outcome = code_check::attempt(daemon, &account.name, None, || {
+    let outcome = code_check::attempt(daemon, &account.name, origin, |_| {
         Ok(totp::find_match(
             &pending.secret,
             &pending.params,
@@ -118,7 +119,8 @@ pub fn confirm(
     };
     let codes = recovery::generate(config.recovery.codes)
         .map_err(|e| EnrollError::Internal(e.to_string()))?;
-    let (salt, hashes) = code_check::hash_codes(&codes).map_err(EnrollError::Internal)?;
+    let (salt, hashes) =
+        code_check::hash_codes(&account.name, &codes).map_err(EnrollError::Internal)?;
     // The confirming code counts as used: it cannot log in afterwards.
     daemon.store().enable_totp(
         account.id,
@@ -163,7 +165,8 @@ pub fn regenerate_codes(daemon: &Daemon, account: &Account) -> Result<Vec<Secret
     let config = daemon.config();
     let codes = recovery::generate(config.recovery.codes)
         .map_err(|e| EnrollError::Internal(e.to_string()))?;
-    let (salt, hashes) = code_check::hash_codes(&codes).map_err(EnrollError::Internal)?;
+    let (salt, hashes) =
+        code_check::hash_codes(&account.name, &codes).map_err(EnrollError::Internal)?;
     daemon
         .store()
         .replace_recovery_codes(account.id, &salt, &hashes)?;
@@ -246,7 +249,7 @@ pub fn import_google_authenticator(
         .validate()
         .map_err(|e| EnrollError::Invalid(e.to_string()))?;
     let (salt, hashes) =
-        code_check::hash_codes(&file.scratch_codes).map_err(EnrollError::Invalid)?;
+        code_check::hash_codes(&account.name, &file.scratch_codes).map_err(EnrollError::Invalid)?;
     let skew = file.skew_steps();
     daemon.store().enable_totp(
         account.id,

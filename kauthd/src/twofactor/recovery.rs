@@ -17,6 +17,8 @@ use kauth_proto::Secret;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::passwords::argon2_pool::{self, RunError, Turn};
+
 /// Crockford base32, lower case. No i, l, o or u, so nothing on the sheet
 /// can be misread as another symbol in the set.
 pub const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
@@ -43,6 +45,9 @@ pub enum RecoveryError {
     BadSalt,
     /// Hashing failed for another reason.
     Hashing,
+    /// The check was stopped when its turn came (see
+    /// [`crate::passwords::argon2_pool::Turn`]): nothing was hashed.
+    Stopped,
 }
 
 impl fmt::Display for RecoveryError {
@@ -57,6 +62,9 @@ impl fmt::Display for RecoveryError {
                 f.write_str("the recovery-code salt is too short (at least 8 bytes)")
             }
             RecoveryError::Hashing => f.write_str("hashing a recovery code failed"),
+            RecoveryError::Stopped => {
+                f.write_str("the recovery-code check was stopped before hashing")
+            }
         }
     }
 }
@@ -168,8 +176,14 @@ pub fn new_salt() -> Result<[u8; SALT_LENGTH], RecoveryError> {
     Ok(salt)
 }
 
-/// argon2id of a normalized code (see [`normalize`]) under the set's salt.
-pub fn hash(normalized: &str, salt: &[u8], cost: &HashCost) -> Result<[u8; 32], RecoveryError> {
+/// argon2id of a normalized code (see [`normalize`]) under the set's salt,
+/// when `turn` comes.
+pub fn hash(
+    turn: &Turn<'_>,
+    normalized: &str,
+    salt: &[u8],
+    cost: &HashCost,
+) -> Result<[u8; 32], RecoveryError> {
     if salt.len() < argon2::MIN_SALT_LEN {
         return Err(RecoveryError::BadSalt);
     }
@@ -177,14 +191,18 @@ pub fn hash(normalized: &str, salt: &[u8], cost: &HashCost) -> Result<[u8; 32], 
         .map_err(|_| RecoveryError::BadCost)?;
     let argon = Argon2::new(argon2::Algorithm::Argon2id, Version::V0x13, params);
     let mut out = [0u8; 32];
-    // Through the pool: at most one argon2 run per core, in arrival order.
-    if crate::passwords::argon2_pool::hash_into(&argon, normalized.as_bytes(), salt, &mut out)
-        .is_err()
-    {
-        out.zeroize();
-        return Err(RecoveryError::Hashing);
+    // Through the pool: at most one argon2 run per core, fair by who asks.
+    let result = argon2_pool::hash_into(turn, &argon, normalized.as_bytes(), salt, &mut out);
+    match result {
+        Ok(()) => Ok(out),
+        Err(stopped_or_failed) => {
+            out.zeroize();
+            Err(match stopped_or_failed {
+                RunError::Stopped => RecoveryError::Stopped,
+                RunError::Argon2(_) => RecoveryError::Hashing,
+            })
+        }
     }
-    Ok(out)
 }
 
 /// The index of the stored hash equal to `candidate`, comparing against
@@ -207,8 +225,14 @@ pub fn find(candidate_hash: &[u8; 32], stored: &[[u8; 32]]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::collections::HashSet;
+
+    use super::*;
+    use crate::passwords::argon2_pool::QueueKey;
+
+    fn turn() -> Turn<'static> {
+        Turn::new(QueueKey::Uid(0))
+    }
 
     const CHEAP: HashCost = HashCost {
         memory_kib: 8,
@@ -316,10 +340,10 @@ mod tests {
     fn hash_is_deterministic_per_salt_and_differs_across_salts() {
         let salt_a = [1u8; 16];
         let salt_b = [2u8; 16];
-        let a1 = hash("k7m2q9xd4htr", &salt_a, &CHEAP);
-        let a2 = hash("k7m2q9xd4htr", &salt_a, &CHEAP);
-        let b = hash("k7m2q9xd4htr", &salt_b, &CHEAP);
-        let other = hash("k7m2q9xd4hts", &salt_a, &CHEAP);
+        let a1 = hash(&turn(), "k7m2q9xd4htr", &salt_a, &CHEAP);
+        let a2 = hash(&turn(), "k7m2q9xd4htr", &salt_a, &CHEAP);
+        let b = hash(&turn(), "k7m2q9xd4htr", &salt_b, &CHEAP);
+        let other = hash(&turn(), "k7m2q9xd4hts", &salt_a, &CHEAP);
         assert!(a1.is_ok());
         assert_eq!(a1, a2);
         assert_ne!(a1, b);
@@ -328,12 +352,18 @@ mod tests {
 
     #[test]
     fn bad_hash_settings_are_reported() {
-        assert_eq!(hash("x", &[0u8; 4], &CHEAP), Err(RecoveryError::BadSalt));
+        assert_eq!(
+            hash(&turn(), "x", &[0u8; 4], &CHEAP),
+            Err(RecoveryError::BadSalt)
+        );
         let zero = HashCost {
             iterations: 0,
             ..CHEAP
         };
-        assert_eq!(hash("x", &[0u8; 16], &zero), Err(RecoveryError::BadCost));
+        assert_eq!(
+            hash(&turn(), "x", &[0u8; 16], &zero),
+            Err(RecoveryError::BadCost)
+        );
     }
 
     #[test]
@@ -346,15 +376,15 @@ mod tests {
         let salt = [7u8; 16];
         let stored: Vec<[u8; 32]> = ["aaaabbbbcccc", "ddddeeeeffff", "80413595"]
             .iter()
-            .filter_map(|c| hash(c, &salt, &CHEAP).ok())
+            .filter_map(|c| hash(&turn(), c, &salt, &CHEAP).ok())
             .collect();
         assert_eq!(stored.len(), 3);
-        let typed = normalize("DDDD-EEEE-FFFF").map(|n| hash(&n, &salt, &CHEAP));
+        let typed = normalize("DDDD-EEEE-FFFF").map(|n| hash(&turn(), &n, &salt, &CHEAP));
         let Some(Ok(typed)) = typed else {
             panic!("hashing failed")
         };
         assert_eq!(find(&typed, &stored), Some(1));
-        let imported = hash("80413595", &salt, &CHEAP);
+        let imported = hash(&turn(), "80413595", &salt, &CHEAP);
         assert_eq!(imported.map(|h| find(&h, &stored)), Ok(Some(2)));
     }
 
@@ -363,9 +393,9 @@ mod tests {
         let salt = [7u8; 16];
         let stored: Vec<[u8; 32]> = ["aaaabbbbcccc", "ddddeeeeffff"]
             .iter()
-            .filter_map(|c| hash(c, &salt, &CHEAP).ok())
+            .filter_map(|c| hash(&turn(), c, &salt, &CHEAP).ok())
             .collect();
-        let wrong = hash("gggghhhhjjjj", &salt, &CHEAP);
+        let wrong = hash(&turn(), "gggghhhhjjjj", &salt, &CHEAP);
         assert_eq!(wrong.map(|h| find(&h, &stored)), Ok(None));
         assert_eq!(find(&[0u8; 32], &[]), None);
     }

@@ -8,6 +8,7 @@ use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::names;
+use crate::passwords::argon2_pool::QueueKey;
 use crate::passwords::hashing;
 use crate::passwords::strength;
 use crate::server::access::Caller;
@@ -32,7 +33,8 @@ pub fn add(
             if let Err(why) = strength::check(password.expose(), name, &config.password) {
                 return Response::from(why);
             }
-            match hashing::hash(password.expose(), &config.password) {
+            let key = QueueKey::Account(name.to_owned());
+            match hashing::hash(&key, password.expose(), &config.password) {
                 Ok(hash) => Some(hash),
                 Err(why) => {
                     log::error!("cannot hash a password: {why}");

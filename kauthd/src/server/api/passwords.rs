@@ -16,6 +16,7 @@ use crate::clock;
 use crate::daemon::Daemon;
 use crate::escape;
 use crate::names;
+use crate::passwords::argon2_pool::QueueKey;
 use crate::passwords::change::{check_new_password, store_new_password};
 use crate::passwords::hashing;
 use crate::passwords::reset_token;
@@ -23,7 +24,7 @@ use crate::server::access::{target, Caller};
 use crate::server::refusal_log;
 use crate::sessions;
 use crate::store::Account;
-use crate::twofactor::code_check::{self, Attempt};
+use crate::twofactor::code_check::{self, Attempt, Origin};
 
 /// `PasswordChange`. Answers `Done`, or `SignedOut` with the ids of the
 /// other sessions that were ended when `sign_out_others` is set.
@@ -57,7 +58,7 @@ pub fn change(
         }
     }
     if let Some(current) = current {
-        if let Err(response) = check_current(daemon, &account, current) {
+        if let Err(response) = check_current(daemon, caller, &account, current) {
             return response;
         }
     }
@@ -117,11 +118,18 @@ fn self_service_allowed(account: &Account, current: Option<&Secret>) -> Result<(
 }
 
 /// The current password, checked under the failure rate limit.
-fn check_current(daemon: &Daemon, account: &Account, current: &Secret) -> Result<(), Response> {
+fn check_current(
+    daemon: &Daemon,
+    caller: &Caller,
+    account: &Account,
+    current: &Secret,
+) -> Result<(), Response> {
     let config = daemon.config();
     let hash = account.password_hash.as_deref();
-    let outcome = code_check::attempt(daemon, &account.name, None, || {
-        Ok(hashing::verify_or_dummy(current.expose(), hash, &config.password).then_some(()))
+    let origin = Origin::local(caller.uid);
+    let outcome = code_check::attempt(daemon, &account.name, origin, |turn| {
+        let right = hashing::verify_or_dummy(turn, current.expose(), hash, &config.password);
+        Ok(right.then_some(()))
     });
     match outcome? {
         Attempt::Right(()) => return Ok(()),
@@ -225,7 +233,7 @@ pub fn reset(daemon: &Daemon, caller: &Caller, user: &str, token: &Secret, new: 
     }
     let digest = reset_token::digest(token.expose());
     // A wrong token counts as a failure for the name, known or not.
-    let outcome = code_check::attempt(daemon, user, None, || {
+    let outcome = code_check::attempt(daemon, user, Origin::local(caller.uid), |_| {
         let Some(account) = daemon.store().account(user)? else {
             return Ok(None);
         };
@@ -242,7 +250,8 @@ pub fn reset(daemon: &Daemon, caller: &Caller, user: &str, token: &Secret, new: 
     // A refused password leaves the token usable for a better one.
     check_new_password(daemon, user, new, None)?;
     let config = daemon.config();
-    let hash = hashing::hash(new.expose(), &config.password).map_err(|why| {
+    let key = QueueKey::Account(account.name.clone());
+    let hash = hashing::hash(&key, new.expose(), &config.password).map_err(|why| {
         log::error!("cannot hash a password: {why}");
         error(
             ErrorCode::Internal,
@@ -270,6 +279,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::passwords::argon2_pool::Turn;
     use crate::server::access::Role;
     use crate::server::api::login::{self, BeginArgs, Exchange};
     use crate::store::Store;
@@ -289,11 +299,16 @@ mod tests {
     }
 
     fn add(daemon: &Daemon, name: &str, uid: Option<u32>, password: &str) -> Account {
-        let hash = hashing::hash(password, &daemon.config().password).unwrap();
+        let key = QueueKey::Account(name.to_owned());
+        let hash = hashing::hash(&key, password, &daemon.config().password).unwrap();
         daemon
             .store()
             .add_account(name, uid, Some(&hash), 0)
             .unwrap()
+    }
+
+    fn password_matches(password: &str, phc: &str) -> bool {
+        hashing::verify(&Turn::new(QueueKey::Uid(0)), password, phc)
     }
 
     fn caller(role: Role, uid: u32) -> Caller {
@@ -366,7 +381,8 @@ mod tests {
             argon2_memory_kib: 128,
             ..daemon.config().password.clone()
         };
-        let hash = hashing::hash(OLD, &older).unwrap();
+        let key = QueueKey::Account("ann".to_owned());
+        let hash = hashing::hash(&key, OLD, &older).unwrap();
         daemon
             .store()
             .add_account("ann", None, Some(&hash), 0)
@@ -376,7 +392,7 @@ mod tests {
         assert!(login(&daemon, "ann", OLD));
         let redone = hash_of(&daemon, "ann");
         assert!(redone.contains("m=64,"), "{redone}");
-        assert!(hashing::verify(OLD, &redone));
+        assert!(password_matches(OLD, &redone));
         assert!(login(&daemon, "ann", OLD));
     }
 
@@ -403,8 +419,8 @@ mod tests {
         assert_eq!(code(&r), Some(ErrorCode::Forbidden), "{r:?}");
         let r = change(&daemon, &ann, None, Some(&Secret::from(OLD)), &new, false);
         assert!(matches!(r, Response::Done), "{r:?}");
-        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
-        assert!(hashing::verify(OLD, &hash_of(&daemon, "bob")));
+        assert!(password_matches(NEW, &hash_of(&daemon, "ann")));
+        assert!(password_matches(OLD, &hash_of(&daemon, "bob")));
     }
 
     #[test]
@@ -417,7 +433,7 @@ mod tests {
         assert_eq!(code(&r), Some(ErrorCode::Invalid), "{r:?}");
         let r = change(&daemon, &root, Some("ann"), None, &Secret::from(NEW), false);
         assert!(matches!(r, Response::Done), "{r:?}");
-        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(password_matches(NEW, &hash_of(&daemon, "ann")));
     }
 
     #[test]
@@ -445,10 +461,10 @@ mod tests {
         assert_eq!(code(&r), Some(ErrorCode::Refused), "{r:?}");
         let r = reset(&daemon, &anyone, "ann", &token, &Secret::from(NEW));
         assert!(matches!(r, Response::Done), "{r:?}");
-        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(password_matches(NEW, &hash_of(&daemon, "ann")));
         let again = reset(&daemon, &anyone, "ann", &token, &Secret::from(OLD));
         assert_eq!(code(&again), Some(ErrorCode::Refused), "{again:?}");
-        assert!(hashing::verify(NEW, &hash_of(&daemon, "ann")));
+        assert!(password_matches(NEW, &hash_of(&daemon, "ann")));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::daemon::Daemon;
 use crate::passwords::hashing;
 use crate::server::access::{target, Caller};
 use crate::store::{Account, StoreError};
-use crate::twofactor::code_check::{self, Attempt, CodeOutcome};
+use crate::twofactor::code_check::{self, Attempt, CodeOutcome, Origin};
 use crate::twofactor::enrollment::{self, EnrollError};
 use crate::twofactor::replay_guard;
 use crate::twofactor::totp::{self, TotpParams};
@@ -27,6 +27,7 @@ fn check_proof(
     if caller.is_root() {
         return Ok(());
     }
+    let origin = Origin::local(caller.uid);
     let refused = |what: &str| {
         error(
             ErrorCode::Refused,
@@ -35,9 +36,9 @@ fn check_proof(
     };
     if let Some(hash) = &account.password_hash {
         let given = proof.password.as_ref();
-        let outcome = code_check::attempt(daemon, &account.name, None, || {
+        let outcome = code_check::attempt(daemon, &account.name, origin, |turn| {
             Ok(given
-                .is_some_and(|p| hashing::verify(p.expose(), hash))
+                .is_some_and(|p| hashing::verify(turn, p.expose(), hash))
                 .then_some(()))
         });
         match outcome? {
@@ -51,7 +52,7 @@ fn check_proof(
         let Some(code) = &proof.code else {
             return Err(refused("a verification code is needed"));
         };
-        match code_check::check(daemon, &account.name, Some(account), None, None, code)? {
+        match code_check::check(daemon, &account.name, Some(account), origin, None, code)? {
             CodeOutcome::Accepted(_) => {}
             CodeOutcome::Rejected => {
                 return Err(refused("the verification code is wrong or already used"))
@@ -171,7 +172,8 @@ pub fn enroll_confirm(
     code: &Secret,
 ) -> Reply {
     let account = target(daemon, caller, user, false)?;
-    let codes = enrollment::confirm(daemon, &account, code).map_err(enroll_error)?;
+    let origin = Origin::local(caller.uid);
+    let codes = enrollment::confirm(daemon, &account, origin, code).map_err(enroll_error)?;
     Ok(Response::NewRecoveryCodes {
         user: account.name,
         codes,

@@ -23,7 +23,7 @@ use crate::policy::{self, AccountVerdict, Decision};
 use crate::server::access::Caller;
 use crate::server::refusal_log;
 use crate::store::{Account, StoreError};
-use crate::twofactor::code_check::{self, Attempt, CodeOutcome, Factor};
+use crate::twofactor::code_check::{self, Attempt, CodeOutcome, Factor, Origin};
 
 pub const PASSWORD_PROMPT: &str = "Password: ";
 pub const CODE_PROMPT: &str = "Verification code: ";
@@ -36,6 +36,9 @@ struct Conversation {
     rhost: Option<String>,
     /// The process running the login (SO_PEERCRED), for the account step.
     pid: i32,
+    /// Its uid: whose argon2 queue the checks wait in when no remote host
+    /// is named.
+    uid: u32,
     stage: Stage,
     /// The first factor passed (always true in `otp_only` mode).
     first_factor_ok: bool,
@@ -144,6 +147,7 @@ pub fn begin(
         service: args.service,
         rhost: args.rhost.filter(|h| !h.is_empty()),
         pid: caller.pid,
+        uid: caller.uid,
         stage: Stage::Relaying,
         first_factor_ok: true,
         change: None,
@@ -159,7 +163,7 @@ pub fn begin(
         },
         LoginMode::ChangePassword => {
             let (change, steps) =
-                ChangeConversation::start(daemon, &conv.user, &conv.service, conv.rhost.as_deref());
+                ChangeConversation::start(daemon, &conv.user, &conv.service, conv.origin());
             conv.change = Some(change);
             conv.stage = Stage::ChangePassword;
             steps
@@ -217,6 +221,14 @@ impl Conversation {
         }
     }
 
+    /// Where the login comes from, for the rate limit and argon2 queue.
+    fn origin(&self) -> Origin<'_> {
+        Origin {
+            rhost: self.rhost.as_deref(),
+            uid: self.uid,
+        }
+    }
+
     fn account(&self, daemon: &Daemon) -> Result<Option<Account>, StoreError> {
         daemon.store().account(&self.user)
     }
@@ -234,8 +246,9 @@ impl Conversation {
             return vec![refused];
         }
         let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
-        let outcome = code_check::attempt(daemon, &self.user, self.rhost.as_deref(), || {
-            Ok(hashing::verify_or_dummy(password.expose(), hash, &config.password).then_some(()))
+        let outcome = code_check::attempt(daemon, &self.user, self.origin(), |turn| {
+            let right = hashing::verify_or_dummy(turn, password.expose(), hash, &config.password);
+            Ok(right.then_some(()))
         });
         match outcome {
             Ok(Attempt::Right(())) => {
@@ -364,7 +377,7 @@ impl Conversation {
             daemon,
             &self.user,
             account.as_ref(),
-            self.rhost.as_deref(),
+            self.origin(),
             Some(&self.service),
             code,
         );

@@ -19,7 +19,7 @@ use crate::passwords::change::{check_new_password, store_new_password};
 use crate::passwords::hashing;
 use crate::server::api::error;
 use crate::store::Account;
-use crate::twofactor::code_check::{self, Attempt};
+use crate::twofactor::code_check::{self, Attempt, Origin};
 
 pub const CURRENT_PROMPT: &str = "Current password: ";
 pub const NEW_PROMPT: &str = "New password: ";
@@ -31,6 +31,9 @@ pub struct ChangeConversation {
     user: String,
     service: String,
     rhost: Option<String>,
+    /// The uid that connected (SO_PEERCRED): whose argon2 queue the
+    /// current password waits in when no remote host is named.
+    uid: u32,
     step: Step,
     /// Set once the current password was right.
     account: Option<Account>,
@@ -54,18 +57,20 @@ fn prompt(text: &str) -> Vec<Response> {
 }
 
 impl ChangeConversation {
-    /// Starts a change for `user`; returns it with its first steps (the
-    /// first to send now, the others one per `continue`).
+    /// Starts a change for `user` asked by `origin`; returns it with its
+    /// first steps (the first to send now, the others one per `continue`).
     pub fn start(
         daemon: &Daemon,
         user: &str,
         service: &str,
-        rhost: Option<&str>,
+        origin: Origin<'_>,
     ) -> (ChangeConversation, Vec<Response>) {
+        let rhost = origin.rhost;
         let mut change = ChangeConversation {
             user: user.to_owned(),
             service: service.to_owned(),
             rhost: rhost.map(str::to_owned),
+            uid: origin.uid,
             step: Step::Current,
             account: None,
             current: None,
@@ -77,6 +82,14 @@ impl ChangeConversation {
             Err(e) => change.fail(e),
         };
         (change, steps)
+    }
+
+    /// Where the change comes from, for the rate limit and argon2 queue.
+    fn origin(&self) -> Origin<'_> {
+        Origin {
+            rhost: self.rhost.as_deref(),
+            uid: self.uid,
+        }
     }
 
     /// Refused while a rate-limit lock holds; the change is over.
@@ -135,8 +148,9 @@ impl ChangeConversation {
         }
         let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
         // The rate-limit lock again: it may have come since the prompt.
-        let outcome = code_check::attempt(daemon, &self.user, self.rhost.as_deref(), || {
-            Ok(hashing::verify_or_dummy(current.expose(), hash, &config.password).then_some(()))
+        let outcome = code_check::attempt(daemon, &self.user, self.origin(), |turn| {
+            let right = hashing::verify_or_dummy(turn, current.expose(), hash, &config.password);
+            Ok(right.then_some(()))
         });
         let account = match (outcome, account) {
             (Ok(Attempt::Right(())), Some(account)) => account,
@@ -246,6 +260,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::passwords::argon2_pool::{QueueKey, Turn};
     use crate::server::access::{Caller, Role};
     use crate::server::api::login::{self, BeginArgs, Exchange};
     use crate::store::Store;
@@ -257,7 +272,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config =
             Config::parse("[password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n").unwrap();
-        let hash = hashing::hash(OLD, &config.password).unwrap();
+        let key = QueueKey::Account("ann".to_owned());
+        let hash = hashing::hash(&key, OLD, &config.password).unwrap();
         let mut store = Store::open(&dir.path().join("state"), crate::store::test_key()).unwrap();
         store.add_account("ann", None, Some(&hash), 0).unwrap();
         let daemon = Daemon::new(config, store, dir.path().join("kauthd.toml"));
@@ -309,7 +325,8 @@ mod tests {
 
     fn password_is(daemon: &Daemon, password: &str) -> bool {
         let account = daemon.store().account("ann").unwrap().unwrap();
-        hashing::verify(password, &account.password_hash.unwrap())
+        let turn = Turn::new(QueueKey::Uid(0));
+        hashing::verify(&turn, password, &account.password_hash.unwrap())
     }
 
     #[test]
