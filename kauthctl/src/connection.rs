@@ -44,6 +44,44 @@ pub fn call(client: &mut Client, request: &Request) -> Result<Response, Failure>
         .map_err(|e| Failure::unreachable(e.to_string()))
 }
 
+/// Fetches every page of a list, or (with `want`) pages until that many
+/// rows are in. `request` builds the request for the page after a cursor,
+/// asking for at most the rows still wanted; `page` takes the rows and the
+/// `next` cursor out of an answer, or fails on an answer that is not a
+/// page (an error).
+pub fn fetch_pages<T>(
+    client: &mut Client,
+    want: Option<usize>,
+    request: impl Fn(Option<String>, Option<u32>) -> Request,
+    page: impl Fn(Response) -> Result<(Vec<T>, Option<String>), Failure>,
+) -> Result<Vec<T>, Failure> {
+    let mut rows: Vec<T> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let still = want.map(|w| w.saturating_sub(rows.len()));
+        let limit = still.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let answer = call(client, &request(after.clone(), limit))?;
+        let (mut got, next) = page(answer)?;
+        if let Some(still) = still {
+            got.truncate(still);
+        }
+        let moved_on = !got.is_empty();
+        rows.extend(got);
+        let enough = want.is_some_and(|w| rows.len() >= w);
+        match next {
+            None => return Ok(rows),
+            Some(_) if enough => return Ok(rows),
+            Some(next) if moved_on && after.as_ref() != Some(&next) => after = Some(next),
+            Some(_) => {
+                return Err(Failure::failed(
+                    "unexpected",
+                    "kauthd sent a page that does not move the list on; upgrade kauthctl and kauthd to the same version".to_owned(),
+                ))
+            }
+        }
+    }
+}
+
 /// Sends a request whose only success answer is `Done`.
 pub fn expect_done(
     client: &mut Client,
