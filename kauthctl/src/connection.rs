@@ -1,9 +1,10 @@
 //! The connection to kauthd and the request/answer call every command
 //! makes. Command modules depend on this module, not on each other.
 
+use std::io::ErrorKind;
 use std::time::Duration;
 
-use kauth_proto::{Client, ClientError, Request, Response};
+use kauth_proto::{Client, ClientError, FrameError, Request, Response};
 use serde_json::json;
 
 use crate::args::Cli;
@@ -38,10 +39,29 @@ pub fn connect(cli: &Cli) -> Result<Client, Failure> {
     })
 }
 
+/// Sends one request and reads its answer. kauthd was reachable (the
+/// connection is up), so a failure here is not "unreachable": it says what
+/// went wrong instead.
 pub fn call(client: &mut Client, request: &Request) -> Result<Response, Failure> {
-    client
-        .call(request)
-        .map_err(|e| Failure::unreachable(e.to_string()))
+    client.call(request).map_err(|e| no_answer(&e))
+}
+
+fn no_answer(e: &ClientError) -> Failure {
+    let what = match e {
+        ClientError::Frame(FrameError::Closed) => {
+            "kauthd closed the connection without answering".to_owned()
+        }
+        ClientError::Frame(FrameError::Io(io))
+            if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+        {
+            format!("kauthd did not answer within {} s", TIMEOUT.as_secs())
+        }
+        other => other.to_string(),
+    };
+    Failure::failed(
+        "no_answer",
+        format!("{what}; kauthd's log says why (journalctl -u kauthd)"),
+    )
 }
 
 /// Fetches every page of a list, or (with `want`) pages until that many
