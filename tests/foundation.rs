@@ -296,7 +296,11 @@ fn unknown_request_kind_gets_an_error_and_the_connection_goes_on() {
 fn a_request_before_hello_or_a_wrong_version_is_refused() {
     let daemon = TestDaemon::start("");
     let mut s = UnixStream::connect(&daemon.socket).unwrap();
-    write_frame(&mut s, &Request::UserList).unwrap();
+    let list = Request::UserList {
+        after: None,
+        limit: None,
+    };
+    write_frame(&mut s, &list).unwrap();
     assert!(matches!(
         read_frame::<_, Response>(&mut s).unwrap(),
         Response::Error {

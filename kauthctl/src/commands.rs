@@ -4,7 +4,7 @@ use kauth_proto::{Client, Request, Response};
 use serde_json::json;
 
 use crate::args::{Cli, Command, UserCommand};
-use crate::connection::{call, expect_done};
+use crate::connection::{call, expect_done, fetch_pages};
 use crate::output::{cell, Failure, Output};
 use crate::{passwords, policy, prompt, sessions, twofactor};
 
@@ -111,10 +111,15 @@ fn user(command: &UserCommand, client: &mut Client, out: &Output) -> Result<(), 
 }
 
 fn list_users(client: &mut Client, out: &Output) -> Result<(), Failure> {
-    let users = match call(client, &Request::UserList)? {
-        Response::Users { users } => users,
-        other => return Err(Failure::from_response(other)),
-    };
+    let users = fetch_pages(
+        client,
+        None,
+        |after, limit| Request::UserList { after, limit },
+        |answer| match answer {
+            Response::Users { users, next } => Ok((users, next)),
+            other => Err(Failure::from_response(other)),
+        },
+    )?;
     let mut text = format!(
         "{:<24} {:>7} {:<8} {:<4} {:<6} {}",
         "NAME", "UID", "PASSWORD", "2FA", "LOCKED", "CREATED"

@@ -5,7 +5,7 @@ use kauthd::clock::{self, format_time};
 use serde_json::json;
 
 use crate::args::SessionsAction;
-use crate::connection::call;
+use crate::connection::{call, fetch_pages};
 use crate::output::{cell, json_text, Failure, Output};
 
 /// The session this kauthctl runs in, if PAM exported its id.
@@ -72,15 +72,19 @@ pub fn run(
 }
 
 fn list(user: Option<&str>, client: &mut Client, out: &Output) -> Result<(), Failure> {
-    let response = call(
+    let sessions = fetch_pages(
         client,
-        &Request::Sessions {
+        None,
+        |after, limit| Request::Sessions {
             user: user.map(str::to_owned),
+            after,
+            limit,
+        },
+        |answer| match answer {
+            Response::SessionList { sessions, next } => Ok((sessions, next)),
+            other => Err(Failure::from_response(other)),
         },
     )?;
-    let Response::SessionList { sessions } = response else {
-        return Err(Failure::from_response(response));
-    };
     let current = current_session();
     let mut text = format!(
         "  {:<32} {:<16} {:<12} {:<16} {:<8} {}",
@@ -127,15 +131,21 @@ pub fn activity(
         })?),
         None => None,
     };
-    let request = Request::Activity {
-        user: user.map(str::to_owned),
-        since,
-        limit: Some(limit),
-    };
-    let response = call(client, &request)?;
-    let Response::ActivityList { events } = response else {
-        return Err(Failure::from_response(response));
-    };
+    let want = usize::try_from(limit).unwrap_or(usize::MAX);
+    let events = fetch_pages(
+        client,
+        Some(want),
+        |after, limit| Request::Activity {
+            user: user.map(str::to_owned),
+            since,
+            limit,
+            after,
+        },
+        |answer| match answer {
+            Response::ActivityList { events, next } => Ok((events, next)),
+            other => Err(Failure::from_response(other)),
+        },
+    )?;
     let mut text = format!(
         "{:<19}  {:<16} {:<26} {:<12} {:<16} {}",
         "WHEN (UTC)", "USER", "EVENT", "SERVICE", "FROM", "DETAIL"

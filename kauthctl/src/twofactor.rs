@@ -6,7 +6,7 @@ use kauth_proto::{Client, ErrorCode, Proof, Request, Response, Secret};
 use serde_json::{json, Value};
 
 use crate::args::{ImportCommand, ProofArgs, TwoFaCommand};
-use crate::connection::{call, expect_done};
+use crate::connection::{call, expect_done, fetch_pages};
 use crate::output::{cell, Failure, Output};
 use crate::safe_file::{self, PrivateFile};
 use crate::{prompt, qr};
@@ -390,15 +390,20 @@ fn show_codes(
 }
 
 fn list(client: &mut Client, out: &Output) -> Result<(), Failure> {
-    let response = call(client, &Request::TwoFactorList)?;
-    let Response::TwoFactorUsers { users } = &response else {
-        return Err(Failure::from_response(response));
-    };
+    let users = fetch_pages(
+        client,
+        None,
+        |after, limit| Request::TwoFactorList { after, limit },
+        |answer| match answer {
+            Response::TwoFactorUsers { users, next } => Ok((users, next)),
+            other => Err(Failure::from_response(other)),
+        },
+    )?;
     let mut text = format!(
         "{:<24} {:<20} {:>5} {}",
         "NAME", "SINCE", "CODES", "LAST USED"
     );
-    for u in users {
+    for u in &users {
         text.push_str(&format!(
             "\n{:<24} {:<20} {:>5} {}",
             cell(&u.name),
@@ -407,7 +412,8 @@ fn list(client: &mut Client, out: &Output) -> Result<(), Failure> {
             u.last_used.map_or_else(|| "never".to_owned(), format_time)
         ));
     }
-    out.success(&text, fields(&response));
+    let all = Response::TwoFactorUsers { users, next: None };
+    out.success(&text, fields(&all));
     Ok(())
 }
 

@@ -44,7 +44,9 @@ impl From<io::Error> for FrameError {
     }
 }
 
-/// Writes one message as a frame.
+/// Writes one message as a frame. A message whose JSON is over
+/// [`MAX_FRAME`] is refused with [`FrameError::TooLarge`] before anything
+/// is written, so the connection can still carry another frame.
 pub fn write_frame<W: Write, T: Serialize>(out: &mut W, message: &T) -> Result<(), FrameError> {
     let mut body = serde_json::to_vec(message).map_err(|e| FrameError::Malformed(e.to_string()))?;
     let result = write_raw(out, &body);
@@ -125,6 +127,17 @@ mod tests {
         let buf = ((MAX_FRAME + 1) as u32).to_be_bytes();
         let r: Result<Request, _> = read_frame(&mut buf.as_slice());
         assert!(matches!(r, Err(FrameError::TooLarge(_))));
+    }
+
+    #[test]
+    fn oversized_message_is_refused_before_anything_is_written() {
+        let mut buf = Vec::new();
+        let big = Request::UserDel {
+            name: "a".repeat(MAX_FRAME),
+        };
+        let r = write_frame(&mut buf, &big);
+        assert!(matches!(r, Err(FrameError::TooLarge(n)) if n > MAX_FRAME));
+        assert!(buf.is_empty());
     }
 
     #[test]

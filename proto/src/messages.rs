@@ -30,8 +30,15 @@ pub enum Request {
     },
     /// Delete an account and everything it owns. Root only.
     UserDel { name: String },
-    /// List accounts. Root only.
-    UserList,
+    /// List accounts, by name. Root only. Paged: `after` is the `next`
+    /// of the previous page (absent: the first page); `limit` asks for at
+    /// most that many rows (kauthd may send fewer).
+    UserList {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Lock an account: no login succeeds until unlocked. Root only.
     UserLock { name: String },
     /// Clear a lock (administrative or from too many failures). Root only.
@@ -110,8 +117,13 @@ pub enum Request {
         #[serde(default)]
         proof: Proof,
     },
-    /// Everyone with 2FA on. Root only.
-    TwoFactorList,
+    /// Everyone with 2FA on, by name. Root only. Paged like `UserList`.
+    TwoFactorList {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Migrate a known TOTP secret; 2FA is on at once. Root only.
     TwoFactorImport {
         user: String,
@@ -141,9 +153,14 @@ pub enum Request {
     },
 
     /// List sessions: the caller's own, or (root) `user`'s or everyone's.
+    /// Paged like `UserList`.
     Sessions {
         #[serde(default)]
         user: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Sign out one session by id, or all of a user's (`all`, with `user`
     /// for root; the caller's own otherwise).
@@ -160,7 +177,8 @@ pub enum Request {
     SessionCheck { id: String },
 
     /// Recent activity, newest first: the caller's own, or (root) `user`'s
-    /// or everyone's. `since` is a Unix time.
+    /// or everyone's. `since` is a Unix time. Paged like `UserList`;
+    /// `limit` is the most events of this page (default 200).
     Activity {
         #[serde(default)]
         user: Option<String>,
@@ -168,6 +186,8 @@ pub enum Request {
         since: Option<i64>,
         #[serde(default)]
         limit: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
 
     /// Change a password. Users give the current one; root and PAM callers
@@ -248,6 +268,10 @@ pub enum Response {
     },
     Users {
         users: Vec<UserSummary>,
+        /// Where the next page starts: send it back as `after`. Absent on
+        /// the last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
 
     /// Ask the user something; the client answers with `Answer`.
@@ -298,6 +322,10 @@ pub enum Response {
     },
     TwoFactorUsers {
         users: Vec<TwoFactorEntry>,
+        /// Where the next page starts: send it back as `after`. Absent on
+        /// the last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     /// Answer to `ImportGoogleAuthenticator`.
     Imported {
@@ -310,6 +338,10 @@ pub enum Response {
     Policy(PolicyReport),
     SessionList {
         sessions: Vec<SessionInfo>,
+        /// Where the next page starts: send it back as `after`. Absent on
+        /// the last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     /// Answer to `SignOut`: the ids that were ended or revoked.
     SignedOut {
@@ -323,6 +355,10 @@ pub enum Response {
     },
     ActivityList {
         events: Vec<ActivityEvent>,
+        /// Where the next page starts: send it back as `after`. Absent on
+        /// the last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     /// Answer to `ResetTokenCreate`.
     ResetToken {
@@ -521,6 +557,34 @@ mod tests {
     fn unknown_type_is_refused() {
         let r: Result<Request, _> = serde_json::from_str(r#"{"type":"format_disk"}"#);
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn list_requests_without_paging_fields_are_the_same_on_the_wire() {
+        let old: Request = serde_json::from_str(r#"{"type":"user_list"}"#).unwrap();
+        assert!(matches!(
+            old,
+            Request::UserList {
+                after: None,
+                limit: None
+            }
+        ));
+        let first = Request::TwoFactorList {
+            after: None,
+            limit: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&first).unwrap(),
+            r#"{"type":"two_factor_list"}"#
+        );
+        let last = Response::Users {
+            users: Vec::new(),
+            next: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&last).unwrap(),
+            r#"{"type":"users","users":[]}"#
+        );
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn request() -> BoxedStrategy<Request> {
             uid
         }),
         text().prop_map(|name| R::UserDel { name }),
-        Just(R::UserList),
+        (opt_text(), any::<Option<u32>>()).prop_map(|(after, limit)| R::UserList { after, limit }),
         text().prop_map(|name| R::UserLock { name }),
         text().prop_map(|name| R::UserUnlock { name }),
         (
@@ -104,7 +104,8 @@ fn request() -> BoxedStrategy<Request> {
                 proof,
             }
         }),
-        Just(R::TwoFactorList),
+        (opt_text(), any::<Option<u32>>())
+            .prop_map(|(after, limit)| R::TwoFactorList { after, limit }),
         (
             text(),
             secret(),
@@ -125,15 +126,26 @@ fn request() -> BoxedStrategy<Request> {
             .prop_map(|(user, contents)| R::ImportGoogleAuthenticator { user, contents }),
         opt_text().prop_map(|user| R::PolicyShow { user }),
         (text(), opt_text()).prop_map(|(user, rule)| R::PolicySet { user, rule }),
-        opt_text().prop_map(|user| R::Sessions { user }),
+        (opt_text(), opt_text(), any::<Option<u32>>())
+            .prop_map(|(user, after, limit)| R::Sessions { user, after, limit }),
         (opt_text(), opt_text(), any::<bool>()).prop_map(|(id, user, all)| R::SignOut {
             id,
             user,
             all
         }),
         text().prop_map(|id| R::SessionCheck { id }),
-        (opt_text(), any::<Option<i64>>(), any::<Option<u32>>())
-            .prop_map(|(user, since, limit)| R::Activity { user, since, limit }),
+        (
+            opt_text(),
+            any::<Option<i64>>(),
+            any::<Option<u32>>(),
+            opt_text()
+        )
+            .prop_map(|(user, since, limit, after)| R::Activity {
+                user,
+                since,
+                limit,
+                after
+            }),
         (opt_text(), opt_secret(), secret(), any::<bool>()).prop_map(
             |(user, current, new, sign_out_others)| R::PasswordChange {
                 user,
@@ -370,7 +382,7 @@ fn response() -> BoxedStrategy<Response> {
                 accounts,
             }
         }),
-        vec(user_summary(), 0..3).prop_map(|users| R::Users { users }),
+        (vec(user_summary(), 0..3), opt_text()).prop_map(|(users, next)| R::Users { users, next }),
         (any::<bool>(), text()).prop_map(|(echo, message)| R::Prompt { echo, message }),
         (message_style(), text()).prop_map(|(style, text)| R::Message { style, text }),
         outcome().prop_map(|outcome| R::Finished { outcome }),
@@ -397,21 +409,24 @@ fn response() -> BoxedStrategy<Response> {
             ),
         (text(), vec(secret(), 0..4)).prop_map(|(user, codes)| R::NewRecoveryCodes { user, codes }),
         (text(), any::<u64>()).prop_map(|(user, left)| R::RecoveryCodesLeft { user, left }),
-        vec(two_factor_entry(), 0..3).prop_map(|users| R::TwoFactorUsers { users }),
+        (vec(two_factor_entry(), 0..3), opt_text())
+            .prop_map(|(users, next)| R::TwoFactorUsers { users, next }),
         (text(), any::<u64>(), texts()).prop_map(|(user, recovery_codes, notes)| R::Imported {
             user,
             recovery_codes,
             notes
         }),
         policy_report().prop_map(R::Policy),
-        vec(session_info(), 0..3).prop_map(|sessions| R::SessionList { sessions }),
+        (vec(session_info(), 0..3), opt_text())
+            .prop_map(|(sessions, next)| R::SessionList { sessions, next }),
         texts().prop_map(|ids| R::SignedOut { ids }),
         (text(), any::<bool>(), opt_text()).prop_map(|(id, valid, user)| R::SessionValidity {
             id,
             valid,
             user
         }),
-        vec(activity_event(), 0..3).prop_map(|events| R::ActivityList { events }),
+        (vec(activity_event(), 0..3), opt_text())
+            .prop_map(|(events, next)| R::ActivityList { events, next }),
         (text(), secret(), any::<i64>()).prop_map(|(user, token, expires)| R::ResetToken {
             user,
             token,

@@ -73,7 +73,7 @@ pub fn check_request(request: &Request) -> Result<(), Error> {
         | Request::Status
         | Request::UserAdd { .. }
         | Request::UserDel { .. }
-        | Request::UserList
+        | Request::UserList { .. }
         | Request::UserLock { .. }
         | Request::UserUnlock { .. }
         | Request::Answer { .. }
@@ -84,7 +84,7 @@ pub fn check_request(request: &Request) -> Result<(), Error> {
         | Request::EnrollConfirm { .. }
         | Request::TwoFactorDisable { .. }
         | Request::RecoveryCodes { .. }
-        | Request::TwoFactorList
+        | Request::TwoFactorList { .. }
         | Request::TwoFactorImport { .. }
         | Request::ImportGoogleAuthenticator { .. }
         | Request::PolicyShow { .. }

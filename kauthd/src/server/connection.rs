@@ -15,6 +15,7 @@ use crate::daemon::Daemon;
 use crate::server::access;
 use crate::server::api::{self, ConnState};
 use crate::server::client_fields;
+use crate::server::response_frame;
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -63,7 +64,7 @@ pub fn serve(daemon: Arc<Daemon>, mut stream: UnixStream) {
             }
             Err(_) => return,
         };
-        if write_frame(&mut stream, &response).is_err() {
+        if response_frame::write(&mut stream, &response, &state.caller).is_err() {
             return;
         }
     }

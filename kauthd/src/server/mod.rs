@@ -8,3 +8,4 @@ pub mod client_fields;
 pub mod connection;
 pub mod listener;
 pub mod refusal_log;
+pub mod response_frame;

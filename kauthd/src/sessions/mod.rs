@@ -19,7 +19,7 @@ use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
-use crate::store::{NewEvent, NewSession, SessionRecord, StoreError};
+use crate::store::{NewEvent, NewSession, SessionPosition, SessionRecord, StoreError};
 
 /// Where a recorded session is. The names are the stored and wire ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -194,13 +194,21 @@ fn terminate(pid: i32) {
     }
 }
 
-/// Open sessions (of one user or everyone). Sessions of kill services
-/// whose process is gone are closed first, so the list tells the truth.
-pub fn list(daemon: &Daemon, user: Option<&str>) -> Result<Vec<SessionInfo>, StoreError> {
-    reap(daemon, user)?;
+/// A page of open sessions (of one user or everyone), oldest first, after
+/// `from`. Before the first page, sessions of kill services whose process
+/// is gone are closed, so the list tells the truth.
+pub fn list(
+    daemon: &Daemon,
+    user: Option<&str>,
+    from: Option<&SessionPosition>,
+    limit: u32,
+) -> Result<Vec<SessionInfo>, StoreError> {
+    if from.is_none() {
+        reap(daemon, user)?;
+    }
     Ok(daemon
         .store()
-        .open_sessions(user)?
+        .open_sessions_page(user, from, limit)?
         .into_iter()
         .map(|r| r.info)
         .collect())

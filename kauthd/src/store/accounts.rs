@@ -1,5 +1,6 @@
 //! Accounts: a login name and what kauthd holds for it.
 
+use kauth_proto::UserSummary;
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{Store, StoreError, StoreResult};
@@ -77,10 +78,29 @@ impl Store {
             .optional()?)
     }
 
-    pub fn accounts(&self) -> StoreResult<Vec<Account>> {
-        let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY name");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([], from_row)?;
+    /// One page of `kauthctl user list`: at most `limit` accounts whose
+    /// names sort after `after`, by name (the unique index on `name`).
+    pub fn account_summaries(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<UserSummary>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.name, a.uid, a.password_hash IS NOT NULL, a.locked, a.created,
+                    EXISTS (SELECT 1 FROM totp t WHERE t.account_id = a.id)
+             FROM accounts a WHERE a.name > ?1 ORDER BY a.name LIMIT ?2",
+        )?;
+        // Every name is at least one byte long, so all sort after "".
+        let rows = stmt.query_map(params![after.unwrap_or(""), limit], |r| {
+            Ok(UserSummary {
+                name: r.get(0)?,
+                uid: r.get(1)?,
+                has_password: r.get(2)?,
+                locked: r.get(3)?,
+                created: r.get(4)?,
+                two_factor: r.get(5)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -138,11 +158,28 @@ mod tests {
     fn added_account_is_listed_and_counted() {
         let (_dir, mut store) = test_store();
         store.add_account("ann", Some(1000), None, 5).unwrap();
-        let all = store.accounts().unwrap();
+        let all = store.account_summaries(None, 10).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].name, "ann");
         assert_eq!(all[0].uid, Some(1000));
         assert_eq!(store.count_accounts().unwrap(), 1);
+    }
+
+    #[test]
+    fn summaries_come_by_name_a_page_at_a_time() {
+        let (_dir, mut store) = test_store();
+        for name in ["cy", "ann", "bob", "dee"] {
+            store.add_account(name, None, Some("h"), 5).unwrap();
+        }
+        let names = |after, limit| -> Vec<String> {
+            let page = store.account_summaries(after, limit).unwrap();
+            page.into_iter().map(|u| u.name).collect()
+        };
+        assert_eq!(names(None, 2), ["ann", "bob"]);
+        assert_eq!(names(Some("bob"), 2), ["cy", "dee"]);
+        assert_eq!(names(Some("dee"), 2), Vec::<String>::new());
+        let first = &store.account_summaries(None, 1).unwrap()[0];
+        assert!(first.has_password && !first.two_factor && !first.locked);
     }
 
     #[test]

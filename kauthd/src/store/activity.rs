@@ -25,33 +25,69 @@ pub(super) fn insert(conn: &Connection, event: &NewEvent<'_>, now: i64) -> rusql
     Ok(())
 }
 
+/// Where an event sits in the newest-first order: a page cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityPosition {
+    pub at: i64,
+    pub id: i64,
+}
+
+/// An event and its place in the list; encoded, only the event.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(transparent)]
+pub struct ActivityRow {
+    #[serde(skip)]
+    pub position: ActivityPosition,
+    pub event: ActivityEvent,
+}
+
 impl Store {
     pub fn record_activity(&mut self, event: &NewEvent<'_>, now: i64) -> StoreResult<()> {
         Ok(insert(&self.conn, event, now)?)
     }
 
-    /// Events newest first, for one user or everyone.
+    /// Events newest first, for one user or everyone: at most `limit` of
+    /// those at or after `since` that come after `from` (the last event of
+    /// the previous page). Keyset paging over the `(user, at)` and `at`
+    /// indexes, whose entries end with the id: each page costs the same.
     pub fn activity(
         &self,
         user: Option<&str>,
         since: i64,
+        from: Option<ActivityPosition>,
         limit: u32,
-    ) -> StoreResult<Vec<ActivityEvent>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT at, user, event, service, rhost, detail FROM activity
-             WHERE at >= ?1 AND (?2 IS NULL OR user = ?2)
-             ORDER BY at DESC, id DESC LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![since, user, limit], |r| {
-            Ok(ActivityEvent {
-                at: r.get(0)?,
-                user: r.get(1)?,
-                event: r.get(2)?,
-                service: r.get(3)?,
-                rhost: r.get(4)?,
-                detail: r.get(5)?,
+    ) -> StoreResult<Vec<ActivityRow>> {
+        let from = from.unwrap_or(ActivityPosition {
+            at: i64::MAX,
+            id: i64::MAX,
+        });
+        let who = if user.is_some() { "user = ?5 AND" } else { "" };
+        let sql = format!(
+            "SELECT id, at, user, event, service, rhost, detail FROM activity
+             WHERE {who} at >= ?1 AND (at, id) < (?2, ?3)
+             ORDER BY at DESC, id DESC LIMIT ?4"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let read = |r: &rusqlite::Row<'_>| {
+            Ok(ActivityRow {
+                position: ActivityPosition {
+                    at: r.get(1)?,
+                    id: r.get(0)?,
+                },
+                event: ActivityEvent {
+                    at: r.get(1)?,
+                    user: r.get(2)?,
+                    event: r.get(3)?,
+                    service: r.get(4)?,
+                    rhost: r.get(5)?,
+                    detail: r.get(6)?,
+                },
             })
-        })?;
+        };
+        let rows = match user {
+            Some(user) => stmt.query_map(params![since, from.at, from.id, limit, user], read)?,
+            None => stmt.query_map(params![since, from.at, from.id, limit], read)?,
+        };
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -85,12 +121,44 @@ mod tests {
             };
             store.record_activity(&e, t).unwrap();
         }
-        let ann = store.activity(Some("ann"), 0, 100).unwrap();
+        let ann = store.activity(Some("ann"), 0, None, 100).unwrap();
         assert_eq!(
-            ann.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+            ann.iter()
+                .map(|r| r.event.event.as_str())
+                .collect::<Vec<_>>(),
             ["login_success", "login_failure"]
         );
-        assert_eq!(store.activity(None, 2, 100).unwrap().len(), 2);
+        assert_eq!(store.activity(None, 2, None, 100).unwrap().len(), 2);
         assert_eq!(store.prune_activity(3).unwrap(), 2);
+    }
+
+    #[test]
+    fn pages_of_activity_follow_each_other_without_gaps_or_repeats() {
+        let (_dir, mut store) = test_store();
+        // Several events in the same second: the id orders them.
+        for t in [1, 2, 2, 2, 3, 4, 4] {
+            let e = NewEvent {
+                user: Some(if t % 2 == 0 { "ann" } else { "bob" }),
+                event: EventKind::Admin,
+                detail: "x",
+                service: None,
+                rhost: None,
+            };
+            store.record_activity(&e, t).unwrap();
+        }
+        for user in [None, Some("ann")] {
+            let all = store.activity(user, 0, None, 100).unwrap();
+            let mut paged = Vec::new();
+            let mut from = None;
+            loop {
+                let page = store.activity(user, 0, from, 2).unwrap();
+                let Some(last) = page.last() else { break };
+                from = Some(last.position);
+                paged.extend(page.into_iter().map(|r| r.position));
+            }
+            let all: Vec<_> = all.into_iter().map(|r| r.position).collect();
+            assert_eq!(paged, all);
+            assert_eq!(all.len(), if user.is_some() { 5 } else { 7 });
+        }
     }
 }

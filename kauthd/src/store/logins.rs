@@ -158,7 +158,7 @@ mod tests {
         let changes = store.conn.total_changes();
         assert_eq!(store.spend_code(totp, key, Some(&login), 21).unwrap(), None);
         assert_eq!(store.conn.total_changes(), changes);
-        assert_eq!(store.activity(Some("ann"), 0, 10).unwrap().len(), 1);
+        assert_eq!(store.activity(Some("ann"), 0, None, 10).unwrap().len(), 1);
 
         let code_id = store.unused_recovery_codes(account.id).unwrap()[0].id;
         let recovery = Spend::Recovery {
@@ -173,9 +173,9 @@ mod tests {
             store.spend_code(recovery, key, Some(&login), 23).unwrap(),
             None
         );
-        let events = store.activity(Some("ann"), 0, 10).unwrap();
+        let events = store.activity(Some("ann"), 0, None, 10).unwrap();
         assert_eq!(events.len(), 2);
-        assert_eq!(events[0].detail, "left Some(1)");
-        assert_eq!(events[0].service.as_deref(), Some("sshd"));
+        assert_eq!(events[0].event.detail, "left Some(1)");
+        assert_eq!(events[0].event.service.as_deref(), Some("sshd"));
     }
 }

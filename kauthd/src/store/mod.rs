@@ -37,13 +37,13 @@ use rusqlite::{Connection, ErrorCode};
 use crate::secrets::secret_box::{SealError, SecretKey};
 
 pub use accounts::Account;
-pub use activity::NewEvent;
+pub use activity::{ActivityPosition, ActivityRow, NewEvent};
 pub use durability::{Durability, StoreGuard};
 pub use logins::{LoginEvents, Spend};
 pub use policy_overrides::Override;
 pub use ratelimit::{LimitKey, Limits};
 pub use sealing::KeyUse;
-pub use sessions::{NewSession, SessionRecord};
+pub use sessions::{NewSession, SessionPosition, SessionRecord};
 pub use twofactor::GuardRow;
 pub use twofactor::{NewTotp, PendingTotp, StoredRecoveryCode, TotpCredential, TwoFactorRow};
 

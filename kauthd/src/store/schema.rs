@@ -115,6 +115,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // one (NULL: a plaintext secret from before, sealed at the next start)
     "ALTER TABLE totp ADD COLUMN key_id INTEGER;
     ALTER TABLE totp_pending ADD COLUMN key_id INTEGER;",
+    // 7: open sessions listed a page at a time, oldest first
+    "CREATE INDEX sessions_state_started ON sessions(state, started, id);",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own

@@ -27,6 +27,22 @@ pub struct NewSession<'a> {
     pub pid_start: Option<u64>,
 }
 
+/// Where a session sits in the oldest-first order: a page cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPosition {
+    pub started: i64,
+    pub id: String,
+}
+
+impl SessionPosition {
+    pub fn of(info: &SessionInfo) -> SessionPosition {
+        SessionPosition {
+            started: info.started,
+            id: info.id.clone(),
+        }
+    }
+}
+
 const COLUMNS: &str = "id, user, service, rhost, tty, pid, started, state, ended, pid_start";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
@@ -94,6 +110,30 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// One page of open sessions, of one user or of everyone, oldest
+    /// first: at most `limit` of those after `from` (the last session of
+    /// the previous page), over the `(state, started, id)` index.
+    pub fn open_sessions_page(
+        &self,
+        user: Option<&str>,
+        from: Option<&SessionPosition>,
+        limit: u32,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let (started, id) = from.map_or((i64::MIN, ""), |p| (p.started, p.id.as_str()));
+        let who = if user.is_some() { "AND user = ?5" } else { "" };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE state = ?1 {who} AND (started, id) > (?2, ?3)
+             ORDER BY started, id LIMIT ?4"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let open = SessionState::Open.as_str();
+        let rows = match user {
+            Some(user) => stmt.query_map(params![open, started, id, limit, user], from_row)?,
+            None => stmt.query_map(params![open, started, id, limit], from_row)?,
+        };
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Moves an open session to `closed` or `revoked`. False if it was not open.
     pub fn end_session(&mut self, id: &str, state: SessionState, now: i64) -> StoreResult<bool> {
         let n = self.conn.execute(
@@ -101,5 +141,44 @@ impl Store {
             params![id, state.as_str(), now, SessionState::Open.as_str()],
         )?;
         Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    #[test]
+    fn pages_of_open_sessions_follow_each_other_oldest_first() {
+        let (_dir, mut store) = test_store();
+        for (n, started) in [3, 1, 1, 2, 1].into_iter().enumerate() {
+            let id = format!("s{n}");
+            let s = NewSession {
+                id: &id,
+                user: if n % 2 == 0 { "ann" } else { "bob" },
+                service: "sshd",
+                rhost: None,
+                tty: None,
+                pid: 1,
+                pid_start: None,
+            };
+            store.add_session(&s, started).unwrap();
+        }
+        store.end_session("s3", SessionState::Closed, 9).unwrap();
+        for (user, expected) in [
+            (None, ["s1", "s2", "s4", "s0"].as_slice()),
+            (Some("ann"), &["s2", "s4", "s0"]),
+        ] {
+            let mut ids = Vec::new();
+            let mut from = None;
+            loop {
+                let page = store.open_sessions_page(user, from.as_ref(), 2).unwrap();
+                let Some(last) = page.last() else { break };
+                from = Some(SessionPosition::of(&last.info));
+                ids.extend(page.into_iter().map(|r| r.info.id));
+            }
+            assert_eq!(ids, expected);
+        }
     }
 }

@@ -419,13 +419,21 @@ impl Store {
         Ok(recovery_codes_left_in(&self.conn, account_id)?)
     }
 
-    pub fn two_factor_rows(&self) -> StoreResult<Vec<TwoFactorRow>> {
+    /// One page of `kauthctl 2fa list`: at most `limit` users with TOTP on
+    /// whose names sort after `after`, by name.
+    pub fn two_factor_rows(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<TwoFactorRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT a.name, t.enabled_at, t.last_used,
                     (SELECT COUNT(*) FROM recovery_codes r WHERE r.account_id = a.id AND r.used_at IS NULL)
-             FROM totp t JOIN accounts a ON a.id = t.account_id ORDER BY a.name",
+             FROM accounts a JOIN totp t ON t.account_id = a.id
+             WHERE a.name > ?1 ORDER BY a.name LIMIT ?2",
         )?;
-        let rows = stmt.query_map([], |r| {
+        // Every name is at least one byte long, so all sort after "".
+        let rows = stmt.query_map(params![after.unwrap_or(""), limit], |r| {
             Ok(TwoFactorRow {
                 name: r.get(0)?,
                 enabled_at: r.get(1)?,

@@ -1,8 +1,8 @@
 //! Account administration: add, delete, list, lock, unlock. Root only.
 
-use kauth_proto::{ErrorCode, Response, Secret, UserSummary};
+use kauth_proto::{ErrorCode, Response, Secret};
 
-use super::{error, root_only};
+use super::{error, paging, root_only};
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
@@ -90,28 +90,18 @@ pub fn delete(daemon: &Daemon, caller: &Caller, name: &str) -> Response {
     }
 }
 
-pub fn list(daemon: &Daemon, caller: &Caller) -> Response {
+/// One page of accounts, by name, after `after`.
+pub fn list(daemon: &Daemon, caller: &Caller, after: Option<&str>, limit: Option<u32>) -> Response {
     if !caller.is_root() {
         return root_only(caller, "list accounts");
     }
-    let store = daemon.store();
-    let result = store.accounts().and_then(|accounts| {
-        accounts
-            .into_iter()
-            .map(|a| {
-                Ok(UserSummary {
-                    has_password: a.password_hash.is_some(),
-                    two_factor: store.has_totp(a.id)?,
-                    name: a.name,
-                    uid: a.uid,
-                    locked: a.locked,
-                    created: a.created,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()
-    });
-    match result {
-        Ok(users) => Response::Users { users },
+    let size = paging::page_size(limit, paging::MAX_ROWS);
+    let rows = daemon.store().account_summaries(after, size + 1);
+    match rows {
+        Ok(rows) => {
+            let (users, next) = paging::fit(rows, size, |u| u.name.clone());
+            Response::Users { users, next }
+        }
         Err(e) => Response::from(e),
     }
 }

@@ -9,6 +9,7 @@ mod accounts;
 mod diagnostics;
 mod keys;
 pub mod login;
+mod paging;
 mod passwords;
 mod policy;
 mod sessions;
@@ -78,7 +79,9 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             uid,
         } => accounts::add(daemon, caller, &name, password, uid),
         Request::UserDel { name } => accounts::delete(daemon, caller, &name),
-        Request::UserList => accounts::list(daemon, caller),
+        Request::UserList { after, limit } => {
+            accounts::list(daemon, caller, after.as_deref(), limit)
+        }
         Request::UserLock { name } => accounts::set_locked(daemon, caller, &name, true),
         Request::UserUnlock { name } => accounts::set_locked(daemon, caller, &name, false),
 
@@ -132,7 +135,9 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             regenerate,
             &proof,
         )),
-        Request::TwoFactorList => twofactor::list(daemon, caller),
+        Request::TwoFactorList { after, limit } => {
+            twofactor::list(daemon, caller, after.as_deref(), limit)
+        }
         Request::TwoFactorImport {
             user,
             secret,
@@ -169,14 +174,32 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             tty.as_deref(),
         ),
         Request::SessionClose { id } => sessions::close(daemon, caller, &id),
-        Request::Sessions { user } => sessions::list(daemon, caller, user.as_deref()),
+        Request::Sessions { user, after, limit } => answer(sessions::list(
+            daemon,
+            caller,
+            user.as_deref(),
+            after.as_deref(),
+            limit,
+        )),
         Request::SignOut { id, user, all } => {
             sessions::sign_out(daemon, caller, id.as_deref(), user.as_deref(), all)
         }
         Request::SessionCheck { id } => answer(sessions::check(daemon, caller, &id)),
-        Request::Activity { user, since, limit } => {
-            sessions::activity(daemon, caller, user.as_deref(), since, limit)
-        }
+        Request::Activity {
+            user,
+            since,
+            limit,
+            after,
+        } => answer(sessions::activity(
+            daemon,
+            caller,
+            &sessions::ActivityArgs {
+                user: user.as_deref(),
+                since,
+                limit,
+                after: after.as_deref(),
+            },
+        )),
         Request::Diagnostics => answer(diagnostics::report(daemon, caller)),
         Request::PasswordChange {
             user,

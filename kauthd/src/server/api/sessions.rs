@@ -2,7 +2,7 @@
 
 use kauth_proto::{ErrorCode, Response};
 
-use super::{error, Reply};
+use super::{error, paging, Reply};
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::names;
@@ -10,6 +10,10 @@ use crate::server::access::{own_name, Caller};
 use crate::server::refusal_log;
 use crate::sessions::SessionState;
 use crate::sessions::{self, OpenArgs};
+use crate::store::{ActivityPosition, SessionPosition};
+
+/// Events in an `activity` answer when the request gives no `limit`.
+const DEFAULT_EVENTS: u32 = 200;
 
 fn privileged_only(caller: &Caller, what: &str) -> Option<Response> {
     if caller.is_privileged() {
@@ -102,15 +106,29 @@ fn scope(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Result<Option<
     }
 }
 
-pub fn list(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response {
-    let user = match scope(daemon, caller, user) {
-        Ok(user) => user,
-        Err(response) => return response,
+/// One page of open sessions, oldest first, after `after`.
+pub fn list(
+    daemon: &Daemon,
+    caller: &Caller,
+    user: Option<&str>,
+    after: Option<&str>,
+    limit: Option<u32>,
+) -> Reply {
+    let user = scope(daemon, caller, user)?;
+    let from = match after {
+        Some(cursor) => {
+            let (started, id) = paging::parse_position(cursor)?;
+            Some(SessionPosition {
+                started,
+                id: id.to_owned(),
+            })
+        }
+        None => None,
     };
-    match sessions::list(daemon, user.as_deref()) {
-        Ok(sessions) => Response::SessionList { sessions },
-        Err(e) => Response::from(e),
-    }
+    let size = paging::page_size(limit, paging::MAX_ROWS);
+    let rows = sessions::list(daemon, user.as_deref(), from.as_ref(), size + 1)?;
+    let (sessions, next) = paging::fit(rows, size, |s| paging::position_cursor(s.started, &s.id));
+    Ok(Response::SessionList { sessions, next })
 }
 
 pub fn sign_out(
@@ -179,21 +197,34 @@ pub fn check(daemon: &Daemon, caller: &Caller, id: &str) -> Reply {
     })
 }
 
-pub fn activity(
-    daemon: &Daemon,
-    caller: &Caller,
-    user: Option<&str>,
-    since: Option<i64>,
-    limit: Option<u32>,
-) -> Response {
-    let user = match scope(daemon, caller, user) {
-        Ok(user) => user,
-        Err(response) => return response,
+/// What an `activity` request asks for.
+#[derive(Debug)]
+pub struct ActivityArgs<'a> {
+    pub user: Option<&'a str>,
+    pub since: Option<i64>,
+    pub limit: Option<u32>,
+    pub after: Option<&'a str>,
+}
+
+/// One page of events, newest first, after `after`.
+pub fn activity(daemon: &Daemon, caller: &Caller, args: &ActivityArgs<'_>) -> Reply {
+    let user = scope(daemon, caller, args.user)?;
+    let since = args.since.unwrap_or_else(|| clock::now() - 30 * 86_400);
+    let from = match args.after {
+        Some(cursor) => {
+            let (at, id) = paging::parse_position(cursor)?;
+            let id = id.parse().map_err(|_| paging::bad_cursor())?;
+            Some(ActivityPosition { at, id })
+        }
+        None => None,
     };
-    let since = since.unwrap_or_else(|| clock::now() - 30 * 86_400);
-    let limit = limit.unwrap_or(200).min(10_000);
-    match daemon.store().activity(user.as_deref(), since, limit) {
-        Ok(events) => Response::ActivityList { events },
-        Err(e) => Response::from(e),
-    }
+    let size = paging::page_size(args.limit, DEFAULT_EVENTS);
+    let rows = daemon
+        .store()
+        .activity(user.as_deref(), since, from, size + 1)?;
+    let (rows, next) = paging::fit(rows, size, |r| {
+        paging::position_cursor(r.position.at, r.position.id)
+    });
+    let events = rows.into_iter().map(|r| r.event).collect();
+    Ok(Response::ActivityList { events, next })
 }

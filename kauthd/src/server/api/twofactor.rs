@@ -3,7 +3,7 @@
 
 use kauth_proto::{ErrorCode, Proof, Response, Secret, TwoFactorEntry, TwoFactorState};
 
-use super::{error, root_only, too_many_failures, Reply};
+use super::{error, paging, root_only, too_many_failures, Reply};
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
@@ -257,13 +257,16 @@ pub fn recovery_codes(
     })
 }
 
-pub fn list(daemon: &Daemon, caller: &Caller) -> Response {
+/// One page of the users with 2FA on, by name, after `after`.
+pub fn list(daemon: &Daemon, caller: &Caller, after: Option<&str>, limit: Option<u32>) -> Response {
     if !caller.is_root() {
         return root_only(caller, "list who has two-factor authentication");
     }
-    match daemon.store().two_factor_rows() {
-        Ok(rows) => Response::TwoFactorUsers {
-            users: rows
+    let size = paging::page_size(limit, paging::MAX_ROWS);
+    let rows = daemon.store().two_factor_rows(after, size + 1);
+    match rows {
+        Ok(rows) => {
+            let entries = rows
                 .into_iter()
                 .map(|r| TwoFactorEntry {
                     name: r.name,
@@ -271,8 +274,10 @@ pub fn list(daemon: &Daemon, caller: &Caller) -> Response {
                     last_used: r.last_used,
                     recovery_codes_left: r.codes_left,
                 })
-                .collect(),
-        },
+                .collect();
+            let (users, next) = paging::fit(entries, size, |u| u.name.clone());
+            Response::TwoFactorUsers { users, next }
+        }
         Err(e) => Response::from(e),
     }
 }
