@@ -167,8 +167,18 @@ fn shared() -> std::sync::MutexGuard<'static, Shared> {
 /// Logs a refusal made to `caller` at warning level: always for root and
 /// PAM callers, within the per-uid limit for anyone else.
 pub fn warn(caller: &Caller, message: fmt::Arguments<'_>) {
+    limited(log::Level::Warn, caller, message);
+}
+
+/// Logs something done to `caller`'s connection (closed at a deadline) at
+/// info level, within the same per-uid limit as refusals.
+pub fn info(caller: &Caller, message: fmt::Arguments<'_>) {
+    limited(log::Level::Info, caller, message);
+}
+
+fn limited(level: log::Level, caller: &Caller, message: fmt::Arguments<'_>) {
     if caller.is_privileged() {
-        log::warn!("{message}");
+        log::log!(level, "{message}");
         return;
     }
     let mut summaries = Vec::new();
@@ -182,7 +192,7 @@ pub fn warn(caller: &Caller, message: fmt::Arguments<'_>) {
         log::warn!("{summary}");
     }
     if admitted {
-        log::warn!("{message}");
+        log::log!(level, "{message}");
     }
 }
 

@@ -45,6 +45,11 @@ impl ConnState {
             pam: login::Exchange::default(),
         }
     }
+
+    /// Whether a login conversation is in progress on this connection.
+    pub fn in_login_conversation(&self) -> bool {
+        self.pam.in_conversation()
+    }
 }
 
 pub fn handle(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response {
