@@ -16,8 +16,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::daemon::Daemon;
 use crate::error::Error;
-use crate::server::access;
 use crate::server::admission::{Admission, Limits};
+use crate::server::caller_cache::CallerCache;
 use crate::server::conn_io::{Conn, Step, Timeouts};
 use crate::server::refusal_log;
 use crate::server::workers::{Finished, Workers};
@@ -51,6 +51,7 @@ pub struct EventLoop {
     conns: HashMap<usize, Conn>,
     next_token: usize,
     admission: Admission,
+    callers: CallerCache,
     turning_away: usize,
     /// When to try accepting again without a new readiness event.
     accept_again: Option<Instant>,
@@ -84,6 +85,7 @@ impl EventLoop {
             conns: HashMap::new(),
             next_token: FIRST_CONNECTION,
             admission: Admission::new(),
+            callers: CallerCache::default(),
             turning_away: 0,
             accept_again: Some(Instant::now()),
             last_sweep: Instant::now(),
@@ -179,8 +181,8 @@ impl EventLoop {
             }
         };
         let config = self.daemon.config();
-        let caller = access::classify(cred, &config);
         let now = Instant::now();
+        let caller = self.callers.classify(cred, &config, now);
         let conn = match self
             .admission
             .admit(&caller, Limits::from_config(&config.daemon))

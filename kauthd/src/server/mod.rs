@@ -6,6 +6,7 @@
 pub mod access;
 pub mod admission;
 pub mod api;
+pub mod caller_cache;
 pub mod client_fields;
 pub mod conn_io;
 pub mod connection;
