@@ -234,6 +234,12 @@ impl Conn {
         self.phase_ends = now + WRITE_TIMEOUT;
     }
 
+    /// Takes back the state of a request no worker could run.
+    pub fn give_back(&mut self, state: ConnState) {
+        self.state = Some(state);
+        self.phase = Phase::Idle;
+    }
+
     /// When the connection must have moved on; None while a worker has it.
     pub fn deadline(&self) -> Option<Instant> {
         match self.phase {

@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::daemon::Daemon;
 use crate::error::Error;
+use crate::malloc;
 use crate::server::admission::{Admission, Limits};
 use crate::server::caller_cache::CallerCache;
 use crate::server::conn_io::{Conn, Step, Timeouts};
@@ -39,6 +40,9 @@ const ACCEPT_BATCH: usize = 256;
 const MAX_TURNING_AWAY: usize = 128;
 /// How long accepting pauses when kauthd is out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long without a request before the memory requests freed is given
+/// back to the system (at once when the last connection closes).
+const QUIET: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct EventLoop {
@@ -57,6 +61,9 @@ pub struct EventLoop {
     accept_again: Option<Instant>,
     last_sweep: Instant,
     last_fd_warning: Option<Instant>,
+    /// When the last request was answered, if memory was not given back
+    /// since.
+    answered_since_trim: Option<Instant>,
 }
 
 impl EventLoop {
@@ -73,8 +80,7 @@ impl EventLoop {
             .map_err(setup)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(setup)?);
         let finished = Arc::new(Finished::default());
-        let workers = Workers::start(&daemon, &finished, &waker)
-            .map_err(|e| Error::failed(format!("cannot start the worker threads: {e}")))?;
+        let workers = Workers::new(&daemon, &finished, &waker);
         Ok(EventLoop {
             poll,
             events: Events::with_capacity(1024),
@@ -90,6 +96,7 @@ impl EventLoop {
             accept_again: Some(Instant::now()),
             last_sweep: Instant::now(),
             last_fd_warning: None,
+            answered_since_trim: None,
         })
     }
 
@@ -124,6 +131,18 @@ impl EventLoop {
         }
         if self.last_sweep.elapsed() >= TICK {
             self.sweep();
+        }
+        self.trim_when_quiet();
+    }
+
+    /// Gives back what a burst of requests freed, once it is over.
+    fn trim_when_quiet(&mut self) {
+        if self
+            .answered_since_trim
+            .is_some_and(|at| self.conns.is_empty() || at.elapsed() >= QUIET)
+        {
+            self.answered_since_trim = None;
+            malloc::release_free_memory();
         }
     }
 
@@ -237,8 +256,10 @@ impl EventLoop {
         match step {
             Step::Wait => {}
             Step::Run(job) => {
-                if !self.workers.submit(job) {
-                    log::error!("no worker is left to run requests");
+                if let Err(job) = self.workers.submit(job) {
+                    if let Some(conn) = self.conns.get_mut(&token) {
+                        conn.give_back(job.state);
+                    }
                     self.close(token);
                 }
             }
@@ -252,6 +273,7 @@ impl EventLoop {
         if done.is_empty() {
             return;
         }
+        self.answered_since_trim = Some(Instant::now());
         let timeouts = self.timeouts();
         for done in done {
             let token = done.token;

@@ -1,11 +1,13 @@
 //! The threads that run requests. The event loop hands a worker one whole
 //! frame with its connection's state; the worker decodes it, runs it
 //! (start to end on that one thread) and hands back the encoded answer and
-//! the state. Idle connections hold no worker.
+//! the state. Idle connections hold no worker, and an idle daemon no
+//! worker thread.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use kauth_proto::ErrorCode;
 use mio::Waker;
@@ -18,6 +20,8 @@ use crate::server::connection::{self, Answer};
 /// Workers running requests at once: enough that concurrent logins wait
 /// on argon2's per-core queue or the store, not on a free worker.
 pub const WORKERS: usize = 64;
+/// How long a worker with nothing to do waits for a job before it ends.
+pub const KEEP_ALIVE: Duration = Duration::from_millis(200);
 
 /// One frame to answer.
 #[derive(Debug)]
@@ -62,53 +66,110 @@ impl Finished {
     }
 }
 
+/// Jobs waiting for a worker, and the workers there are.
+#[derive(Debug, Default)]
+struct Queue {
+    jobs: VecDeque<Box<Job>>,
+    running: usize,
+    idle: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    daemon: Arc<Daemon>,
+    finished: Arc<Finished>,
+    waker: Arc<Waker>,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        match self.queue.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// Up to [`WORKERS`] threads, started when requests wait and ended when
+/// they have had nothing to do for [`KEEP_ALIVE`]: what a burst of
+/// requests touched (a deeply nested frame takes a lot of stack) goes
+/// back to the system with them.
 #[derive(Debug)]
 pub struct Workers {
-    jobs: Sender<Box<Job>>,
+    shared: Arc<Shared>,
 }
 
 impl Workers {
-    /// Starts the workers; each finished job wakes the event loop.
-    pub fn start(
-        daemon: &Arc<Daemon>,
-        finished: &Arc<Finished>,
-        waker: &Arc<Waker>,
-    ) -> std::io::Result<Workers> {
-        let (jobs, receiver) = channel::<Box<Job>>();
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..WORKERS {
-            let daemon = Arc::clone(daemon);
-            let finished = Arc::clone(finished);
-            let waker = Arc::clone(waker);
-            let receiver = Arc::clone(&receiver);
-            std::thread::Builder::new()
-                .name("worker".into())
-                .spawn(move || work(&daemon, &receiver, &finished, &waker))?;
+    /// Each finished job goes to `finished` and wakes the event loop.
+    pub fn new(daemon: &Arc<Daemon>, finished: &Arc<Finished>, waker: &Arc<Waker>) -> Workers {
+        Workers {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue::default()),
+                ready: Condvar::new(),
+                daemon: Arc::clone(daemon),
+                finished: Arc::clone(finished),
+                waker: Arc::clone(waker),
+            }),
         }
-        Ok(Workers { jobs })
     }
 
-    /// Queues a job; false if no worker is left to run it.
-    pub fn submit(&self, job: Box<Job>) -> bool {
-        self.jobs.send(job).is_ok()
+    /// Queues a job for a waiting worker, or a new one. Gives the job
+    /// back if no worker runs and none can be started.
+    pub fn submit(&self, job: Box<Job>) -> Result<(), Box<Job>> {
+        let mut queue = self.shared.queue();
+        queue.jobs.push_back(job);
+        if queue.jobs.len() <= queue.idle {
+            self.shared.ready.notify_one();
+            return Ok(());
+        }
+        if queue.running >= WORKERS {
+            // A busy worker takes it when done.
+            return Ok(());
+        }
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("worker".into())
+            .spawn(move || work(&shared));
+        match spawned {
+            Ok(_) => {
+                queue.running += 1;
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("cannot start a worker thread: {e}");
+                if queue.running > 0 {
+                    return Ok(());
+                }
+                queue.jobs.pop_back().map_or(Ok(()), Err)
+            }
+        }
     }
 }
 
-fn work(daemon: &Daemon, jobs: &Mutex<Receiver<Box<Job>>>, finished: &Finished, waker: &Waker) {
+fn work(shared: &Shared) {
+    let mut queue = shared.queue();
     loop {
-        let job = {
-            let receiver = match jobs.lock() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            receiver.recv()
+        if let Some(job) = queue.jobs.pop_front() {
+            drop(queue);
+            shared.finished.push(run(&shared.daemon, *job));
+            if let Err(e) = shared.waker.wake() {
+                log::error!("a worker cannot wake the event loop: {e}");
+            }
+            queue = shared.queue();
+            continue;
+        }
+        queue.idle += 1;
+        let (guard, waited) = match shared.ready.wait_timeout(queue, KEEP_ALIVE) {
+            Ok(woken) => woken,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        let Ok(job) = job else {
+        queue = guard;
+        queue.idle -= 1;
+        if waited.timed_out() && queue.jobs.is_empty() {
+            queue.running -= 1;
             return;
-        };
-        finished.push(run(daemon, *job));
-        if let Err(e) = waker.wake() {
-            log::error!("a worker cannot wake the event loop: {e}");
         }
     }
 }
