@@ -201,6 +201,9 @@ impl Conn {
                                 state,
                                 frame,
                                 greeted: self.greeted,
+                                // The worker sends the answer itself when
+                                // the socket takes it at once.
+                                stream: self.stream.try_clone().ok(),
                             }));
                         }
                         Progress::TooLarge(n) => {
@@ -228,7 +231,7 @@ impl Conn {
         self.state = Some(done.state);
         self.greeted = true;
         self.out = done.answer;
-        self.sent = 0;
+        self.sent = done.sent;
         self.close_after_write = !done.keep_open;
         self.phase = Phase::Writing;
         self.phase_ends = now + WRITE_TIMEOUT;

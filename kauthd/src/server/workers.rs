@@ -5,6 +5,8 @@
 //! worker thread.
 
 use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -32,6 +34,9 @@ pub struct Job {
     pub frame: Vec<u8>,
     /// Whether the hello was answered already (else this frame is the hello).
     pub greeted: bool,
+    /// The connection (non-blocking), to send the answer without waiting
+    /// for the event loop.
+    pub stream: Option<UnixStream>,
 }
 
 /// A job's result.
@@ -41,6 +46,8 @@ pub struct Done {
     pub state: ConnState,
     /// The answer frame; wiped once sent.
     pub answer: Vec<u8>,
+    /// How much of it the worker sent; the event loop sends the rest.
+    pub sent: usize,
     pub keep_open: bool,
 }
 
@@ -182,6 +189,7 @@ fn run(daemon: &Daemon, job: Job) -> Done {
         mut state,
         mut frame,
         greeted,
+        stream,
     } = job;
     let answered = catch_unwind(AssertUnwindSafe(|| {
         if greeted {
@@ -205,10 +213,27 @@ fn run(daemon: &Daemon, job: Job) -> Done {
         }
     });
     let encoded = connection::encode(&answer.response, &state.caller);
+    let sent = stream.map_or(0, |stream| send_what_fits(&stream, &encoded));
     Done {
         token,
         state,
         answer: encoded,
+        sent,
         keep_open: answer.keep_open,
     }
+}
+
+/// Writes what the socket takes now, without waiting; returns how much.
+/// A failure is left for the event loop to find when it sends the rest.
+fn send_what_fits(mut stream: &UnixStream, answer: &[u8]) -> usize {
+    let mut sent = 0;
+    while sent < answer.len() {
+        match stream.write(&answer[sent..]) {
+            Ok(0) => break,
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    sent
 }
