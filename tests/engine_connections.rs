@@ -90,7 +90,7 @@ impl Drop for Holder {
     }
 }
 
-/// VmRSS or VmHWM of a process, in KiB.
+/// A field of /proc/PID/status (VmRSS, VmHWM in KiB; Threads).
 fn memory_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -461,4 +461,38 @@ fn a_login_conversation_held_open_past_login_timeout_is_closed() {
         "no log line: {}",
         daemon.stderr()
     );
+}
+
+#[test]
+fn a_thousand_idle_connections_cost_no_thread_and_little_memory() {
+    let daemon = TestDaemon::start(&format!(
+        "idle_timeout = 600\n[access]\npam_callers = [{}]\n",
+        my_uid()
+    ));
+    let pid = daemon.pid();
+    // Let the workers of the start-up status request end.
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_before = memory_kib(pid, "VmRSS:");
+    let connections: Vec<UnixStream> = (0..1000).map(|_| greeted(&daemon)).collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let threads = memory_kib(pid, "Threads:");
+    let rss_after = memory_kib(pid, "VmRSS:");
+    println!(
+        "1000 idle connections: {threads} kauthd threads, VmRSS {rss_before} -> {rss_after} KiB"
+    );
+    assert!(
+        threads <= 3,
+        "kauthd runs {threads} threads for 1000 idle connections"
+    );
+    assert!(
+        rss_after.saturating_sub(rss_before) < 4 * 1024,
+        "1000 idle connections grew kauthd from {rss_before} to {rss_after} KiB"
+    );
+    // They are all served still.
+    let mut last = connections.into_iter().last().unwrap();
+    write_frame(&mut last, &Request::Status).unwrap();
+    assert!(matches!(
+        read_frame::<_, Response>(&mut last),
+        Ok(Response::Status { .. })
+    ));
 }
