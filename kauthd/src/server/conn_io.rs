@@ -247,8 +247,7 @@ impl Conn {
     pub fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Working => None,
-            Phase::Writing | Phase::TurningAway => Some(self.phase_ends),
-            Phase::Hello => Some(self.phase_ends),
+            Phase::Hello | Phase::Writing | Phase::TurningAway => Some(self.phase_ends),
             Phase::Idle => {
                 let ends = match self.reading.started() {
                     Some(first_byte) => first_byte + REQUEST_TIMEOUT,

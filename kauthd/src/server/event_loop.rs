@@ -329,9 +329,4 @@ impl EventLoop {
             None => self.turning_away = self.turning_away.saturating_sub(1),
         }
     }
-
-    /// Connections open now (slots in use plus those being turned away).
-    pub fn open(&self) -> usize {
-        self.conns.len()
-    }
 }
