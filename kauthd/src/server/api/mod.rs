@@ -47,6 +47,11 @@ impl ConnState {
             pam: login::Exchange::default(),
         }
     }
+
+    /// Whether a login conversation is in progress on this connection.
+    pub fn in_login_conversation(&self) -> bool {
+        self.pam.in_conversation()
+    }
 }
 
 /// Answers one request. A request that changed the store is answered only
