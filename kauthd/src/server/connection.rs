@@ -76,6 +76,23 @@ pub fn answer_request(daemon: &Daemon, state: &mut ConnState, frame: &[u8]) -> A
     }
 }
 
+/// Frames larger than this are not looked into before a worker decodes
+/// them: a login's first request is far smaller.
+const PEEK_LIMIT: usize = 4096;
+
+/// The `rhost` a request frame names (a login's `begin`, `account_check`
+/// or `session_open`), read without decoding the request, so that the
+/// request can wait for a worker in its remote host's turn.
+pub fn named_rhost(frame: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        #[serde(default)]
+        rhost: Option<String>,
+    }
+    let body = frame.get(4..).filter(|body| body.len() <= PEEK_LIMIT)?;
+    serde_json::from_slice::<Named>(body).ok()?.rhost
+}
+
 /// The answer as a frame. One too large to send becomes a `too_large`
 /// error frame (see `response_frame`); one that cannot be encoded at all
 /// becomes an internal error, never a silent close.
@@ -113,4 +130,38 @@ pub fn too_large(n: usize) -> Response {
             kauth_proto::MAX_FRAME
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(request: &Request) -> Vec<u8> {
+        let mut frame = Vec::new();
+        write_frame(&mut frame, request).unwrap();
+        frame
+    }
+
+    #[test]
+    fn a_login_frame_names_its_remote_host_without_being_decoded() {
+        let begin = frame(&Request::SessionOpen {
+            user: "ann".to_owned(),
+            service: "sshd".to_owned(),
+            rhost: Some("203.0.113.9".to_owned()),
+            tty: None,
+        });
+        assert_eq!(named_rhost(&begin).as_deref(), Some("203.0.113.9"));
+        assert_eq!(named_rhost(&frame(&Request::Status)), None);
+        assert_eq!(named_rhost(b"\0\0\0\x05{\"rh"), None);
+    }
+
+    #[test]
+    fn a_large_frame_is_not_looked_into() {
+        let mut big = br#"{"type":"status","rhost":"203.0.113.9","pad":""#.to_vec();
+        big.extend(std::iter::repeat_n(b'x', PEEK_LIMIT));
+        big.extend(br#""}"#);
+        let mut frame = (big.len() as u32).to_be_bytes().to_vec();
+        frame.extend(big);
+        assert_eq!(named_rhost(&frame), None);
+    }
 }

@@ -4,7 +4,6 @@
 //! the state. Idle connections hold no worker, and an idle daemon no
 //! worker thread.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,6 +15,8 @@ use mio::Waker;
 use zeroize::Zeroize;
 
 use crate::daemon::Daemon;
+use crate::passwords::argon2_pool::QueueKey;
+use crate::round_robin::RoundRobin;
 use crate::server::api::ConnState;
 use crate::server::connection::{self, Answer};
 
@@ -37,6 +38,18 @@ pub struct Job {
     /// The connection (non-blocking), to send the answer without waiting
     /// for the event loop.
     pub stream: Option<UnixStream>,
+}
+
+impl Job {
+    fn queue_key(&self) -> QueueKey {
+        self.state.queue_key(|| {
+            if self.greeted {
+                connection::named_rhost(&self.frame)
+            } else {
+                None
+            }
+        })
+    }
 }
 
 /// A job's result.
@@ -73,10 +86,13 @@ impl Finished {
     }
 }
 
-/// Jobs waiting for a worker, and the workers there are.
+/// Jobs waiting for a worker, and the workers there are. The jobs are
+/// served round-robin by remote host, else by uid (as argon2 runs are):
+/// while a flood's requests hold every worker waiting for argon2, the
+/// next free worker still goes to another host's login in its turn.
 #[derive(Debug, Default)]
 struct Queue {
-    jobs: VecDeque<Box<Job>>,
+    jobs: RoundRobin<QueueKey, Box<Job>>,
     running: usize,
     idle: usize,
 }
@@ -125,8 +141,9 @@ impl Workers {
     /// Queues a job for a waiting worker, or a new one. Gives the job
     /// back if no worker runs and none can be started.
     pub fn submit(&self, job: Box<Job>) -> Result<(), Box<Job>> {
+        let key = job.queue_key();
         let mut queue = self.shared.queue();
-        queue.jobs.push_back(job);
+        queue.jobs.push(key.clone(), job);
         if queue.jobs.len() <= queue.idle {
             self.shared.ready.notify_one();
             return Ok(());
@@ -149,7 +166,7 @@ impl Workers {
                 if queue.running > 0 {
                     return Ok(());
                 }
-                queue.jobs.pop_back().map_or(Ok(()), Err)
+                queue.jobs.take_last(&key).map_or(Ok(()), Err)
             }
         }
     }
@@ -158,7 +175,7 @@ impl Workers {
 fn work(shared: &Shared) {
     let mut queue = shared.queue();
     loop {
-        if let Some(job) = queue.jobs.pop_front() {
+        if let Some(job) = queue.jobs.pop() {
             drop(queue);
             shared.finished.push(run(&shared.daemon, *job));
             if let Err(e) = shared.waker.wake() {
