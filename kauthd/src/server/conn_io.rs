@@ -192,6 +192,14 @@ impl Conn {
                                 self.answer_busy(now);
                                 continue;
                             }
+                            if !self.greeted {
+                                // A hello needs no worker: no store, no
+                                // waiting. Answered here, a client that sent
+                                // its first request right behind the hello
+                                // has it read next, in this same turn.
+                                self.answer_hello(frame, now);
+                                continue;
+                            }
                             let Some(state) = self.state.take() else {
                                 return Step::Close;
                             };
@@ -200,7 +208,6 @@ impl Conn {
                                 token,
                                 state,
                                 frame,
-                                greeted: self.greeted,
                                 // The worker sends the answer itself when
                                 // the socket takes it at once.
                                 stream: self.stream.try_clone().ok(),
@@ -221,6 +228,17 @@ impl Conn {
         }
     }
 
+    fn answer_hello(&mut self, mut frame: Vec<u8>, now: Instant) {
+        let answer = connection::answer_hello(&frame);
+        frame.zeroize();
+        self.greeted = true;
+        self.out = connection::encode(&answer.response, &self.caller);
+        self.sent = 0;
+        self.close_after_write = !answer.keep_open;
+        self.phase = Phase::Writing;
+        self.phase_ends = now + WRITE_TIMEOUT;
+    }
+
     /// Takes back the state and the answer from the worker.
     pub fn finish(&mut self, done: Done, now: Instant, timeouts: Timeouts) {
         if done.state.in_login_conversation() {
@@ -229,7 +247,6 @@ impl Conn {
             self.conversation_ends = None;
         }
         self.state = Some(done.state);
-        self.greeted = true;
         self.out = done.answer;
         self.sent = done.sent;
         self.close_after_write = !done.keep_open;

@@ -1,5 +1,6 @@
 //! The threads that run requests. The event loop hands a worker one whole
-//! frame with its connection's state; the worker decodes it, runs it
+//! request frame (the hello is answered by the event loop) with its
+//! connection's state; the worker decodes it, runs it
 //! (start to end on that one thread) and hands back the encoded answer and
 //! the state. Idle connections hold no worker, and an idle daemon no
 //! worker thread.
@@ -33,8 +34,6 @@ pub struct Job {
     pub state: ConnState,
     /// The whole frame, length included; wiped once decoded.
     pub frame: Vec<u8>,
-    /// Whether the hello was answered already (else this frame is the hello).
-    pub greeted: bool,
     /// The connection (non-blocking), to send the answer without waiting
     /// for the event loop.
     pub stream: Option<UnixStream>,
@@ -42,13 +41,8 @@ pub struct Job {
 
 impl Job {
     fn queue_key(&self) -> QueueKey {
-        self.state.queue_key(|| {
-            if self.greeted {
-                connection::named_rhost(&self.frame)
-            } else {
-                None
-            }
-        })
+        self.state
+            .queue_key(|| connection::named_rhost(&self.frame))
     }
 }
 
@@ -205,15 +199,10 @@ fn run(daemon: &Daemon, job: Job) -> Done {
         token,
         mut state,
         mut frame,
-        greeted,
         stream,
     } = job;
     let answered = catch_unwind(AssertUnwindSafe(|| {
-        if greeted {
-            connection::answer_request(daemon, &mut state, &frame)
-        } else {
-            connection::answer_hello(&frame)
-        }
+        connection::answer_request(daemon, &mut state, &frame)
     }));
     frame.zeroize();
     let answer = answered.unwrap_or_else(|_| {
