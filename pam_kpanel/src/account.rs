@@ -14,10 +14,10 @@ use kauth_proto::Request;
 use pam::constants::{PamFlag, PamResultCode};
 
 use crate::context::{gather, load_options};
-use crate::daemon::{connect, unreachable_outcome};
+use crate::daemon::{connect_and_call, unreachable_outcome};
 use crate::ffi::PAM_SILENT;
 use crate::pam_io::PamIo;
-use crate::relay::{hook_code, relay};
+use crate::relay::{hook_code, relay_answer};
 
 pub fn account(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamResultCode {
     let Some(opts) = load_options(io, args) else {
@@ -27,15 +27,15 @@ pub fn account(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamResultC
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
-    let mut client = match connect(&opts) {
-        Ok(client) => client,
-        Err(e) => return unreachable_outcome(io, &opts, &e, PamResultCode::PAM_AUTHINFO_UNAVAIL),
-    };
     let check = Request::AccountCheck {
         user: ctx.user,
         service: ctx.service,
     };
-    let result = relay(io, &mut client, &check, flags & PAM_SILENT != 0);
+    let (mut client, first) = match connect_and_call(&opts, &check) {
+        Ok(connected) => connected,
+        Err(e) => return unreachable_outcome(io, &opts, &e, PamResultCode::PAM_AUTHINFO_UNAVAIL),
+    };
+    let result = relay_answer(io, &mut client, first, flags & PAM_SILENT != 0);
     let code = hook_code(io, result, PamResultCode::PAM_PERM_DENIED);
     io.debug(opts.debug, &format!("account check ended: {code:?}"));
     code

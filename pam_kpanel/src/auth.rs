@@ -14,10 +14,10 @@ use kauth_proto::{LoginMode, Outcome, Request, Secret};
 use pam::constants::{PamFlag, PamResultCode};
 
 use crate::context::{gather, load_options};
-use crate::daemon::{connect, unreachable_outcome};
+use crate::daemon::{connect_and_call, unreachable_outcome};
 use crate::ffi::PAM_SILENT;
 use crate::pam_io::{Level, PamIo};
-use crate::relay::{failure_code, relay, MAX_ANSWER};
+use crate::relay::{failure_code, relay_answer, MAX_ANSWER};
 
 pub fn authenticate(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamResultCode {
     let Some(opts) = load_options(io, args) else {
@@ -36,10 +36,6 @@ pub fn authenticate(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamRe
         Ok(authtok) => authtok,
         Err(code) => return code,
     };
-    let mut client = match connect(&opts) {
-        Ok(client) => client,
-        Err(e) => return unreachable_outcome(io, &opts, &e, PamResultCode::PAM_AUTHINFO_UNAVAIL),
-    };
     io.debug(
         opts.debug,
         &format!(
@@ -57,7 +53,11 @@ pub fn authenticate(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamRe
         mode,
         authtok,
     };
-    let result = relay(io, &mut client, &begin, flags & PAM_SILENT != 0);
+    let (mut client, first) = match connect_and_call(&opts, &begin) {
+        Ok(connected) => connected,
+        Err(e) => return unreachable_outcome(io, &opts, &e, PamResultCode::PAM_AUTHINFO_UNAVAIL),
+    };
+    let result = relay_answer(io, &mut client, first, flags & PAM_SILENT != 0);
     let code = match result {
         Ok(Outcome::Success) => PamResultCode::PAM_SUCCESS,
         Ok(Outcome::Denied) => PamResultCode::PAM_AUTH_ERR,

@@ -2,7 +2,7 @@
 //! that is impossible.
 
 use kauth_proto::module_options::{FailMode, Options};
-use kauth_proto::{Client, ClientError};
+use kauth_proto::{Client, ClientError, Request, Response};
 use pam::constants::PamResultCode;
 
 use crate::pam_io::{Level, PamIo};
@@ -29,11 +29,31 @@ pub enum ConnectError {
 /// the application's uid could tamper with the application anyway) or as
 /// `daemon_uid=`.
 pub fn connect(opts: &Options) -> Result<Client, ConnectError> {
+    Client::connect(&opts.socket, opts.timeout, &trusted_uids(opts), CLIENT_NAME).map_err(classify)
+}
+
+/// [`connect`] with `first` sent right behind the hello (one round trip
+/// less); returns the client and the answer to `first`.
+pub fn connect_and_call(
+    opts: &Options,
+    first: &Request,
+) -> Result<(Client, Response), ConnectError> {
+    Client::connect_and_call(
+        &opts.socket,
+        opts.timeout,
+        &trusted_uids(opts),
+        CLIENT_NAME,
+        first,
+    )
+    .map_err(classify)
+}
+
+fn trusted_uids(opts: &Options) -> Vec<u32> {
     let mut trusted = vec![0, effective_uid()];
     trusted.extend(opts.daemon_uid);
     trusted.sort_unstable();
     trusted.dedup();
-    Client::connect(&opts.socket, opts.timeout, &trusted, CLIENT_NAME).map_err(classify)
+    trusted
 }
 
 fn classify(err: ClientError) -> ConnectError {

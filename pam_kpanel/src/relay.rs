@@ -77,7 +77,18 @@ pub fn relay(
     first: &Request,
     silent: bool,
 ) -> Result<Outcome, RelayError> {
-    let mut response = client.call(first)?;
+    let response = client.call(first)?;
+    relay_answer(io, client, response, silent)
+}
+
+/// Relays every step from `response` (the answer to the request that
+/// started the exchange) until kauthd finishes.
+pub fn relay_answer(
+    io: &mut dyn PamIo,
+    client: &mut Client,
+    mut response: Response,
+    silent: bool,
+) -> Result<Outcome, RelayError> {
     for _ in 0..MAX_STEPS {
         let next = match response {
             Response::Finished { outcome } => return Ok(outcome),
