@@ -54,6 +54,9 @@ pub struct Begun {
     pub params: TotpParams,
     pub issuer: String,
     pub expires: i64,
+    /// The secret of an enrollment already pending: an app entry made from
+    /// it stays valid.
+    pub resumed: bool,
 }
 
 impl Begun {
@@ -62,21 +65,37 @@ impl Begun {
     }
 }
 
-/// Starts (or restarts) an enrollment with a fresh secret.
+/// Starts an enrollment with a fresh secret, or resumes the one pending:
+/// an entry the user already made in their app from it stays valid, and
+/// its time window starts again (its count of wrong codes does not).
 pub fn begin(daemon: &Daemon, account: &Account) -> Result<Begun, EnrollError> {
     let config = daemon.config();
     let params = config.totp.params();
-    let secret = totp::generate_secret().map_err(|e| EnrollError::Internal(e.to_string()))?;
     let now = clock::now();
-    daemon
-        .store()
-        .set_pending_totp(account.id, &secret, &params, now)?;
-    log::info!("enrollment begun for {}", account.name);
+    let pending = daemon.store().pending_totp(account.id)?;
+    let resumable = pending.filter(|p| now <= p.created + PENDING_SECONDS && p.params == params);
+    let (secret, resumed) = match resumable {
+        Some(pending) => {
+            daemon.store().renew_pending_totp(account.id, now)?;
+            (pending.secret, true)
+        }
+        None => {
+            let secret =
+                totp::generate_secret().map_err(|e| EnrollError::Internal(e.to_string()))?;
+            daemon
+                .store()
+                .set_pending_totp(account.id, &secret, &params, now)?;
+            (secret, false)
+        }
+    };
+    let how = if resumed { "resumed" } else { "begun" };
+    log::info!("enrollment {how} for {}", account.name);
     Ok(Begun {
         secret,
         params,
         issuer: config.issuer(),
         expires: now + PENDING_SECONDS,
+        resumed,
     })
 }
 

@@ -112,6 +112,7 @@ pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response 
                 last_used: None,
                 recovery_codes_left: 0,
                 pending: false,
+                has_password: false,
             });
         }
         Err(response) => return response,
@@ -135,6 +136,7 @@ pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response 
             last_used: cred.as_ref().and_then(|c| c.last_used),
             recovery_codes_left: store.recovery_codes_left(account.id)?,
             pending,
+            has_password: account.password_hash.is_some(),
         })
     })();
     match result {
@@ -162,6 +164,7 @@ pub fn enroll_begin(daemon: &Daemon, caller: &Caller, user: Option<&str>, proof:
         digits: begun.params.digits,
         period: begun.params.period,
         expires: begun.expires,
+        resumed: begun.resumed,
     })
 }
 
