@@ -95,7 +95,19 @@ fn assert_setup_shown(run: &HarnessRun, secret: &str) {
         );
     }
     let all = infos.join("\n");
-    assert!(all.contains("scan this QR code"), "{all}");
+    assert!(all.contains("Scan this QR code"), "{all}");
+    // Intro, QR code with its explanation beside it, setup key: with the
+    // prompt, one 80×24 screen.
+    let lines: Vec<&str> = all.lines().collect();
+    let setup = lines
+        .iter()
+        .position(|l| l.starts_with("Setup key: "))
+        .map_or(lines.len(), |i| i + 1);
+    assert!(setup <= 23, "{setup} lines:\n{all}");
+    assert!(
+        lines[..setup].iter().all(|l| l.chars().count() <= 80),
+        "a line is over 80 columns:\n{all}"
+    );
     assert!(all.contains('█') && all.contains('▀'), "no QR code:\n{all}");
     let key_line = format!("Setup key: {}", grouped(secret));
     assert!(
@@ -273,7 +285,7 @@ fn an_ssh_key_user_enrolls_at_the_prompt_and_the_next_login_asks_for_a_code() {
     run.assert_logged_in(&sshd);
     let prompts = run.prompt_texts();
     assert_eq!(prompts.len(), 2, "{run:?}");
-    assert!(prompts[0].contains("scan this QR code"), "{run:?}");
+    assert!(prompts[0].contains("Scan this QR code"), "{run:?}");
     assert!(prompts[0].contains('█'), "no QR code in {:?}", prompts[0]);
     assert!(prompts[0].ends_with(CODE_PROMPT), "{run:?}");
     let secret = setup_key_in(&prompts[0]).unwrap_or_else(|| panic!("no setup key: {run:?}"));

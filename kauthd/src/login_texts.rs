@@ -11,21 +11,24 @@ pub const ENROLL_CODE_PROMPT: &str = "Verification code: ";
 /// only to interactive sessions).
 pub const SAVED_CODES_PROMPT: &str = "Press Enter once you have saved them: ";
 
-/// Before the QR code.
-pub fn enroll_intro(issuer: &str, user: &str) -> String {
+/// The line before the QR code (it also takes any prefix the client puts
+/// before the first line, such as ssh's `(user@host) `).
+pub const ENROLL_INTRO: &str =
+    "Two-factor authentication is required for this account: set it up now.";
+
+/// Beside the QR code: what to do with it (also `kauthctl 2fa enroll`'s).
+pub fn enroll_scan(issuer: &str, user: &str, algorithm: &str, digits: u32, period: u64) -> String {
     format!(
-        "Two-factor authentication is required for this account and is not set up yet.\n\
-         Set it up now: scan this QR code with your authenticator app ({issuer}: {user})."
+        "Scan this QR code with your authenticator app ({issuer}: {user}), or add the account by hand with the setup key below (time-based, {algorithm}, {digits} digits, every {period} s)."
     )
 }
 
-/// After the QR code: the setup key, for typing by hand.
-pub fn enroll_setup_key(setup_key: &str, algorithm: &str, digits: u32, period: u64) -> String {
-    format!(
-        "Can't scan it? Add the account by hand (time-based, {algorithm}, {digits} digits, every {period} s):\n\
-         Setup key: {setup_key}\n\
-         Then type the code your app shows."
-    )
+/// Beside the QR code, after [`enroll_scan`], at login.
+pub const ENROLL_THEN_TYPE: &str = "Then type the code your app shows.";
+
+/// Below the QR code, on a line of its own (scripts look for it).
+pub fn enroll_setup_key(setup_key: &str) -> String {
+    format!("Setup key: {setup_key}")
 }
 
 /// A wrong code, with tries left.
@@ -53,9 +56,9 @@ pub const ENROLL_EXPIRED: &str =
 /// The recovery codes, shown once.
 pub fn enroll_done(codes: &[&str]) -> String {
     let mut text = String::from(
-        "Two-factor authentication is on.\n\
-         Your recovery codes: save them now, they are shown only once and each works once.\n\
-         Type one at the verification code prompt if you lose your phone.\n",
+        "Two-factor authentication is on. Your recovery codes are below: save them now.\n\
+         They are shown only once, and each works once. If you lose your phone, type\n\
+         one at the verification code prompt.\n",
     );
     for code in codes {
         text.push_str("    ");
@@ -78,7 +81,6 @@ mod tests {
 
     #[test]
     fn the_setup_key_is_on_a_line_of_its_own() {
-        let text = enroll_setup_key("ABCD EFGH", "SHA1", 6, 30);
-        assert!(text.lines().any(|l| l == "Setup key: ABCD EFGH"), "{text}");
+        assert_eq!(enroll_setup_key("ABCD EFGH"), "Setup key: ABCD EFGH");
     }
 }

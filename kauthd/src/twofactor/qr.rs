@@ -56,6 +56,59 @@ pub fn draw(code: &QrCode) -> String {
     lines.join("\n")
 }
 
+/// The width of the terminal the drawing is laid out for.
+pub const TERMINAL_COLUMNS: usize = 80;
+
+/// Columns between the picture and the text beside it.
+const GAP: usize = 2;
+
+/// `picture` with `text` beside it, wrapped into the columns left of an
+/// 80-column terminal, so that the code, its explanation and the lines
+/// after it fit one 80×24 screen. Lines of `text` past the picture's last
+/// line continue below, in the same column.
+pub fn beside(picture: &str, text: &str) -> String {
+    let picture: Vec<&str> = picture.lines().collect();
+    let width = picture.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let column = TERMINAL_COLUMNS.saturating_sub(width + GAP + 1).max(20);
+    let words = wrap(text, column);
+    let rows = picture.len().max(words.len());
+    let mut out = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let left = picture.get(i).copied().unwrap_or("");
+        let line = match words.get(i) {
+            Some(right) if !right.is_empty() => {
+                let pad = width - left.chars().count() + GAP;
+                format!("{left}{}{right}", " ".repeat(pad))
+            }
+            _ => left.to_owned(),
+        };
+        out.push(line);
+    }
+    out.join("\n")
+}
+
+/// `text` in lines of at most `width` characters, cut between words (a
+/// longer word stays whole); each `\n` starts a new line.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in text.split('\n') {
+        let mut line = String::new();
+        for word in paragraph.split_whitespace() {
+            let needed =
+                line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+            if !line.is_empty() && needed > width {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        lines.push(line);
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +157,32 @@ mod tests {
     fn a_long_uri_still_fits_an_80_by_24_terminal() {
         let (columns, lines) = size(LONG_URI);
         assert!(columns <= 45 && lines <= 23, "{columns}x{lines}");
+    }
+
+    #[test]
+    fn text_beside_the_code_keeps_to_80_columns_and_leaves_the_code_whole() {
+        let picture = text(USUAL_URI).unwrap();
+        let words = "Scan this QR code with your authenticator app (web1.example: alice), \
+                     or add the account by hand with the setup key below.\nThen type the code.";
+        let both = beside(&picture, words);
+        assert_eq!(both.lines().count(), picture.lines().count());
+        for (line, row) in both.lines().zip(picture.lines()) {
+            assert!(line.chars().count() <= TERMINAL_COLUMNS, "{line}");
+            assert!(line.starts_with(row), "{line}");
+        }
+        let width = picture.lines().next().unwrap().chars().count();
+        let said: Vec<String> = both
+            .lines()
+            .map(|l| l.chars().skip(width).collect::<String>().trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        assert_eq!(said.join(" "), words.replace('\n', " "));
+    }
+
+    #[test]
+    fn text_longer_than_the_code_goes_on_below_it() {
+        let both = beside("██\n▀▀", "one\ntwo\nthree");
+        assert_eq!(both, "██  one\n▀▀  two\n    three");
     }
 
     #[test]

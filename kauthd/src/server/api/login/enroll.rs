@@ -35,7 +35,7 @@ pub enum NotHere {
     /// The name has no kauthd account and is no system user.
     NoAccount,
     /// The store or the secret generator failed.
-    Failed(Response),
+    Failed(Box<Response>),
 }
 
 /// An enrollment in progress inside a login conversation.
@@ -83,24 +83,30 @@ pub fn start(
         // A system user's first factor was checked by an earlier module:
         // they get an account as `kauthctl 2fa enroll` would make one.
         None if unix_users::user_by_name(user).is_some() => {
-            access::add_account(daemon, user).map_err(|e| NotHere::Failed(e.into()))?
+            access::add_account(daemon, user).map_err(|e| NotHere::Failed(Box::new(e.into())))?
         }
         None => return Err(NotHere::NoAccount),
     };
-    let begun = enrollment::begin(daemon, &account).map_err(|e| NotHere::Failed(error(e)))?;
+    let begun =
+        enrollment::begin(daemon, &account).map_err(|e| NotHere::Failed(Box::new(error(e))))?;
     let uri = zeroize::Zeroizing::new(begun.uri(&account.name));
-    let picture = qr::text(&uri).map_err(|why| NotHere::Failed(internal(&why)))?;
+    let picture = qr::text(&uri).map_err(|why| NotHere::Failed(Box::new(internal(&why))))?;
     let setup_key = zeroize::Zeroizing::new(totp::setup_key(&begun.secret));
-    let mut text = texts::enroll_intro(&begun.issuer, &account.name);
-    text.push('\n');
-    text.push_str(&picture);
-    text.push('\n');
-    text.push_str(&texts::enroll_setup_key(
-        &setup_key,
+    let scan = texts::enroll_scan(
+        &begun.issuer,
+        &account.name,
         begun.params.algorithm.as_str(),
         begun.params.digits,
         begun.params.period,
-    ));
+    );
+    // One line, the picture with its explanation beside it, the setup key
+    // and the prompt: 24 lines, one 80×24 screen.
+    let mut text = format!(
+        "{}\n{}\n{}",
+        texts::ENROLL_INTRO,
+        qr::beside(&picture, &format!("{scan}\n{}", texts::ENROLL_THEN_TYPE)),
+        texts::enroll_setup_key(&setup_key)
+    );
     let mut steps = split_text(MessageStyle::Info, &text);
     zeroize::Zeroize::zeroize(&mut text);
     steps.push(code_prompt());

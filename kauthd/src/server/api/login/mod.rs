@@ -441,7 +441,7 @@ impl Conversation {
             Err(enroll::NotHere::Off | enroll::NotHere::NoAccount) => None,
             Err(enroll::NotHere::Failed(response)) => {
                 self.stage = Stage::Relaying;
-                Some(vec![response])
+                Some(vec![*response])
             }
         }
     }
