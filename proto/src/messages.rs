@@ -313,6 +313,10 @@ pub enum Response {
         /// not confirmed): an app entry made from it stays valid.
         #[serde(default)]
         resumed: bool,
+        /// An earlier enrollment (expired, or with other settings) was
+        /// replaced by this one: an app entry made from it no longer works.
+        #[serde(default)]
+        replaced: bool,
     },
     /// A fresh set of recovery codes, shown once (after `EnrollConfirm` or
     /// a regeneration).

@@ -406,6 +406,7 @@ fn response() -> BoxedStrategy<Response> {
                         period,
                         expires,
                         resumed: false,
+                        replaced: false,
                     }
                 }
             ),

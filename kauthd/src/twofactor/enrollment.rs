@@ -19,6 +19,11 @@ use crate::twofactor::totp::{self, TotpParams};
 /// How long an unconfirmed enrollment stays valid.
 pub const PENDING_SECONDS: i64 = 600;
 
+/// kauthd's answer to a wrong confirming code while the enrollment still
+/// waits (kauthctl offers another try on it).
+pub const WRONG_CODE_ANSWER: &str =
+    "that code does not match the new secret; check the server and phone clocks and try the current code";
+
 /// Wrong codes a pending enrollment survives: the last one drops it, so
 /// guessing has a handful of tries per secret, not the whole window.
 pub const MAX_WRONG_CONFIRM_CODES: u32 = 5;
@@ -57,6 +62,9 @@ pub struct Begun {
     /// The secret of an enrollment already pending: an app entry made from
     /// it stays valid.
     pub resumed: bool,
+    /// An earlier enrollment (expired, or made with other settings) was
+    /// replaced: an app entry made from it no longer works.
+    pub replaced: bool,
 }
 
 impl Begun {
@@ -73,6 +81,7 @@ pub fn begin(daemon: &Daemon, account: &Account) -> Result<Begun, EnrollError> {
     let params = config.totp.params();
     let now = clock::now();
     let pending = daemon.store().pending_totp(account.id)?;
+    let had_pending = pending.is_some();
     let resumable = pending.filter(|p| now <= p.created + PENDING_SECONDS && p.params == params);
     let (secret, resumed) = match resumable {
         Some(pending) => {
@@ -96,6 +105,7 @@ pub fn begin(daemon: &Daemon, account: &Account) -> Result<Begun, EnrollError> {
         issuer: config.issuer(),
         expires: now + PENDING_SECONDS,
         resumed,
+        replaced: had_pending && !resumed,
     })
 }
 
