@@ -9,9 +9,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::fs;
+
 use kauth_tests::daemon::{json, TestDaemon};
 use kauth_tests::login::{oathtool_at_step, step_with_margin};
 use kauth_tests::pam::{Harness, HarnessRun, PamConfDir};
+use kauth_tests::qr_screen::{qr_rows, to_pbm, zbarimg};
 use kauth_tests::sshd::{
     example_lines, example_pam_stack, require_root_and_openssh, ClientKey, SshLogin, SshdSetup,
     SystemUser, TestSshd, Totp,
@@ -222,12 +225,14 @@ fn a_prompt_only_service_gets_the_refusal_and_the_log_says_why() {
 /// Answers like a person enrolling: reads the setup key out of the text
 /// before the code prompt, computes the code with oathtool and types it;
 /// any other prompt gets `KAUTH_TEST_CODE` (code prompts) or Enter. Every
-/// prompt is logged as the default askpass does.
+/// prompt is logged as the default askpass does, and the setup prompt is
+/// also kept as it is in `KAUTH_TEST_SETUP_TEXT`.
 const ENROLLING_ASKPASS: &str = r#"#!/bin/sh
 printf '%s' "$1" | tr '\n' ' ' >> "$KAUTH_TEST_PROMPT_LOG"
 printf '\n' >> "$KAUTH_TEST_PROMPT_LOG"
 case "$1" in
 *"Setup key: "*)
+    printf '%s' "$1" > "$KAUTH_TEST_SETUP_TEXT"
     key=$(printf '%s\n' "$1" | sed -n 's/^Setup key: //p' | tr -d ' ')
     oathtool --totp -b "$key" ;;
 *"Verification code:"*) printf '%s\n' "$KAUTH_TEST_CODE" ;;
@@ -274,10 +279,12 @@ fn an_ssh_key_user_enrolls_at_the_prompt_and_the_next_login_asks_for_a_code() {
 
     // Wait for a time step with room for the whole login.
     step_with_margin(12);
+    let setup_text = daemon.socket.parent().unwrap().join("setup-prompt");
     let run = SshLogin::new(&sshd, &user)
         .key(&key)
         .methods("publickey,keyboard-interactive")
         .askpass(ENROLLING_ASKPASS)
+        .env("KAUTH_TEST_SETUP_TEXT", setup_text.to_str().unwrap())
         // A terminal's usual locale: ssh shows the QR code's block
         // characters only to a UTF-8 locale (and escapes them otherwise).
         .env("LC_ALL", "C.UTF-8")
@@ -290,12 +297,43 @@ fn an_ssh_key_user_enrolls_at_the_prompt_and_the_next_login_asks_for_a_code() {
     assert!(prompts[0].ends_with(CODE_PROMPT), "{run:?}");
     let secret = setup_key_in(&prompts[0]).unwrap_or_else(|| panic!("no setup key: {run:?}"));
     assert_eq!(secret.len(), 32, "{secret}");
+    // The QR code as ssh showed it decodes to the enrollment's URI, and
+    // with the prompt it fits one 80×24 screen.
+    let shown = fs::read_to_string(&setup_text).unwrap();
+    let screen: Vec<String> = shown.lines().map(str::to_owned).collect();
+    assert!(screen.len() <= 24, "{} lines:\n{shown}", screen.len());
+    let (_, rows) = qr_rows(&screen);
+    let image = setup_text.with_extension("pbm");
+    fs::write(&image, to_pbm(&rows, 4, 4)).unwrap();
+    let uri = zbarimg(&image);
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    assert!(uri.contains(&format!("secret={secret}&")), "{uri}");
     // The recovery codes come before a last question, so that ssh shows
     // them even to a login that runs a command.
     assert!(prompts[1].contains("recovery codes"), "{run:?}");
     assert!(prompts[1].ends_with(SAVED_PROMPT), "{run:?}");
     let state = json(&daemon.ctl(&["--json", "2fa", "status", "--user", &user.name]));
     assert_eq!(state["enabled"], true, "{state}");
+    let recovery: Vec<&str> = prompts[1]
+        .split(' ')
+        .filter(|w| w.len() == 14 && w.matches('-').count() == 2)
+        .collect();
+    assert_eq!(
+        state["recovery_codes_left"],
+        recovery.len() as u64,
+        "{recovery:?}"
+    );
+    // Neither kauthd nor sshd (at DEBUG3) logged the secret or the codes.
+    let grouped_secret = grouped(&secret);
+    for (who, log) in [("kauthd", daemon.stderr()), ("sshd", sshd.log())] {
+        assert!(!log.is_empty(), "{who} logged nothing");
+        for secret in recovery
+            .iter()
+            .chain([&secret.as_str(), &grouped_secret.as_str()])
+        {
+            assert!(!log.contains(secret), "{who}'s log holds a secret:\n{log}");
+        }
+    }
 
     // The next login asks for a code (and only that) and takes a fresh one.
     let mut totp = Totp::new(&secret);

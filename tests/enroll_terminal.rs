@@ -12,12 +12,13 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kauth_tests::daemon::{binary, json, TestDaemon};
 use kauth_tests::login::{oathtool_at_step, step_with_margin};
+use kauth_tests::qr_screen::{qr_rows, to_pbm, zbarimg};
 use kauth_tests::sshd::random_hex;
 
 const COLUMNS: usize = 80;
@@ -145,92 +146,6 @@ fn kauthctl_for_anyone(daemon: &TestDaemon) -> PathBuf {
     copy
 }
 
-/// The QR code on `screen`: its rows of characters, found as the block of
-/// lines whose first character is a half block or a full block, each cut
-/// to the code's width (the text beside it is not part of it). The top
-/// line of the drawing is all light margin, so it gives the width.
-fn qr_rows(screen: &[String]) -> (usize, Vec<Vec<char>>) {
-    let start = screen
-        .iter()
-        .position(|l| l.starts_with('█'))
-        .unwrap_or_else(|| panic!("no QR code on the screen:\n{}", screen.join("\n")));
-    let width = screen[start].chars().take_while(|&c| c == '█').count();
-    let rows: Vec<Vec<char>> = screen[start..]
-        .iter()
-        .take_while(|l| l.starts_with(['█', '▀', '▄']))
-        .map(|l| {
-            let mut row: Vec<char> = l.chars().take(width).collect();
-            row.resize(width, ' ');
-            row
-        })
-        .collect();
-    (start, rows)
-}
-
-/// The pixels of the drawn code: light modules (the drawn blocks) white,
-/// the rest black like the terminal's background; `scale` pixels a module
-/// and a black border of `border` modules.
-fn to_pbm(rows: &[Vec<char>], scale: usize, border: usize) -> String {
-    let width = rows[0].len();
-    let mut modules: Vec<Vec<bool>> = Vec::new();
-    for row in rows {
-        let (top, bottom): (Vec<bool>, Vec<bool>) = row
-            .iter()
-            .map(|c| match c {
-                '█' => (true, true),
-                '▀' => (true, false),
-                '▄' => (false, true),
-                _ => (false, false),
-            })
-            .unzip();
-        modules.push(top);
-        modules.push(bottom);
-    }
-    let side_x = (width + 2 * border) * scale;
-    let side_y = (modules.len() + 2 * border) * scale;
-    let mut pbm = format!("P1\n{side_x} {side_y}\n");
-    for y in 0..side_y {
-        let my = (y / scale).checked_sub(border);
-        let line: Vec<&str> = (0..side_x)
-            .map(|x| {
-                let mx = (x / scale).checked_sub(border);
-                let light = match (mx, my) {
-                    (Some(mx), Some(my)) => modules
-                        .get(my)
-                        .and_then(|r| r.get(mx))
-                        .copied()
-                        .unwrap_or(false),
-                    _ => false,
-                };
-                // PBM: 1 is black.
-                if light {
-                    "0"
-                } else {
-                    "1"
-                }
-            })
-            .collect();
-        pbm.push_str(&line.join(" "));
-        pbm.push('\n');
-    }
-    pbm
-}
-
-fn zbarimg(path: &Path) -> String {
-    let out = Command::new("zbarimg")
-        .args(["--raw", "-q"])
-        .arg(path)
-        .output()
-        .expect("run zbarimg");
-    assert!(
-        out.status.success(),
-        "zbarimg found no code in {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
-}
-
 /// A 6-digit code that matches none of the steps around `step`.
 fn wrong_code(secret: &str, step: u64) -> String {
     let near: Vec<String> = (step - 2..=step + 2)
@@ -242,17 +157,56 @@ fn wrong_code(secret: &str, step: u64) -> String {
         .unwrap()
 }
 
+/// `kauthctl 2fa enroll` as nobody in a new 80×24 tmux window.
+fn enroll_in_tmux(daemon: &TestDaemon) -> Tmux {
+    let kauthctl = kauthctl_for_anyone(daemon);
+    let command = format!(
+        "env KAUTHD_SOCKET={} LC_ALL=C.UTF-8 setpriv --reuid={NOBODY_ID} --regid={NOBODY_ID} --clear-groups {} 2fa enroll; echo {EXIT_MARK}$?; sleep 60",
+        daemon.socket.display(),
+        kauthctl.display()
+    );
+    Tmux::start(&command)
+}
+
+#[test]
+#[ignore = "needs root"]
+fn an_account_with_a_kauthd_password_is_asked_for_it_by_name_and_for_nothing_else() {
+    let daemon = TestDaemon::start("");
+    let password = "Quokka-lantern-8812-tundra";
+    let out = daemon.ctl_with(
+        &[
+            "user",
+            "add",
+            NOBODY,
+            "--uid",
+            &NOBODY_ID.to_string(),
+            "--password-stdin",
+        ],
+        Some(&format!("{password}\n")),
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tmux = enroll_in_tmux(&daemon);
+    let screen = tmux.wait_for("not your system login password");
+    let shown = screen.join("\n");
+    // 2FA is off: no code is asked as proof.
+    assert!(!shown.contains("Verification code"), "{shown}");
+    assert!(!shown.contains("press Enter if"), "{shown}");
+    tmux.type_line(password);
+    let screen = tmux.wait_for(CODE_PROMPT);
+    let shown = screen.join("\n");
+    assert!(shown.contains("Setup key: "), "{shown}");
+}
+
 #[test]
 #[ignore = "needs root"]
 fn the_qr_code_fits_80_by_24_decodes_to_the_uri_and_a_typo_gets_a_second_try() {
     let daemon = TestDaemon::start("");
-    let kauthctl = kauthctl_for_anyone(&daemon);
-    let command = format!(
-        "env KAUTHD_SOCKET={} LC_ALL=C.UTF-8 setpriv --reuid={NOBODY_ID} --regid={NOBODY_ID} --clear-groups {} 2fa enroll; echo kauthctl-exit=$?; sleep 60",
-        daemon.socket.display(),
-        kauthctl.display()
-    );
-    let tmux = Tmux::start(&command);
+    let tmux = enroll_in_tmux(&daemon);
     let screen = tmux.wait_for(CODE_PROMPT);
     let shown = screen.join("\n");
 
