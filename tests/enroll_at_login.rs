@@ -138,14 +138,22 @@ fn enrollment_at_login_in_otp_only_mode_completes_and_the_next_login_asks_for_a_
     assert!(resumed, "2fa enroll made a new secret over the pending one");
     assert_setup_shown(&run, &secret);
 
-    // The user types the code their app shows: 2FA is on, the recovery
+    // Two typos, then the code the app shows: 2FA is on, the recovery
     // codes are shown once, the login (auth and account) goes through.
+    // (The longest conversation: it stays within the module's step limit.)
     let step = step_with_margin(8);
     let code = oathtool_at_step(&secret, step);
-    let run = pam_login(&conf, &[&code, ""]);
+    let typo = wrong_code(&secret, step);
+    let run = pam_login(&conf, &[&typo, &typo, &code, ""]);
     assert_eq!(run.code("auth"), Some("PAM_SUCCESS"), "{}", run.stdout);
     assert_eq!(run.code("account"), Some("PAM_SUCCESS"), "{}", run.stdout);
-    assert_eq!(run.prompts(), [CODE_PROMPT, SAVED_PROMPT], "{}", run.stdout);
+    assert_eq!(
+        run.prompts(),
+        [CODE_PROMPT, CODE_PROMPT, CODE_PROMPT, SAVED_PROMPT],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.errors().len(), 2, "{}", run.stdout);
     assert_setup_shown(&run, &secret);
     let last = run.infos().last().cloned().unwrap_or_default();
     assert!(last.contains("recovery codes"), "{}", run.stdout);
@@ -367,4 +375,61 @@ fn without_enroll_at_login_an_ssh_key_user_without_2fa_is_refused() {
     let state = json(&daemon.ctl(&["--json", "2fa", "status", "--user", &user.name]));
     assert_eq!(state["enabled"], false, "{state}");
     assert_eq!(state["pending"], false, "{state}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_kauthd_password_login_enrolls_after_the_right_password_only() {
+    const PASSWORD: &str = "Marble-juniper-4417-osprey";
+    const PANEL: &str = "kauth-enroll-panel";
+    let daemon = TestDaemon::start("");
+    let out = daemon.ctl_with(
+        &["user", "add", "ann", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = PamConfDir::new();
+    conf.kpanel_service(PANEL, &daemon.socket, "");
+    let login = |answers: &[&str]| {
+        let mut harness = Harness::new(HARNESS, &conf, PANEL).user("ann");
+        for answer in answers {
+            harness = harness.answer(answer);
+        }
+        let run = harness.run();
+        run.assert_completed();
+        run
+    };
+
+    // A wrong password: the usual code prompt and a denial; no setup shown.
+    let run = login(&["Not-the-password-0000", "123456"]);
+    assert_eq!(run.code("auth"), Some("PAM_AUTH_ERR"), "{}", run.stdout);
+    assert_eq!(run.prompts(), ["Password: ", CODE_PROMPT], "{}", run.stdout);
+    assert!(run.infos().is_empty(), "{}", run.stdout);
+    let state = json(&daemon.ctl(&["--json", "2fa", "status", "--user", "ann"]));
+    assert_eq!(state["pending"], false, "{state}");
+
+    // The right password: the setup, then the code.
+    let begun = json(&daemon.ctl(&["--json", "2fa", "enroll", "--begin", "--user", "ann"]));
+    let secret = begun["secret"].as_str().unwrap().to_owned();
+    let code = oathtool_at_step(&secret, step_with_margin(5));
+    let run = login(&[PASSWORD, &code, ""]);
+    assert_eq!(run.code("auth"), Some("PAM_SUCCESS"), "{}", run.stdout);
+    assert_eq!(
+        run.prompts(),
+        ["Password: ", CODE_PROMPT, SAVED_PROMPT],
+        "{}",
+        run.stdout
+    );
+    let infos = run.infos().join("\n");
+    assert!(
+        infos.contains(&format!("Setup key: {}", grouped(&secret))),
+        "{infos}"
+    );
+    let state = json(&daemon.ctl(&["--json", "2fa", "status", "--user", "ann"]));
+    assert_eq!(state["enabled"], true, "{state}");
 }
