@@ -26,4 +26,5 @@ pub mod login_texts;
 pub mod malloc;
 pub mod manpage;
 pub mod names;
+pub mod round_robin;
 pub mod unix_users;
