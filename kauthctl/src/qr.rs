@@ -1,23 +1,15 @@
 //! QR codes for the otpauth URI: drawn in the terminal, or as PNG or SVG
 //! for a panel (the caller writes those as private files: they hold the
-//! secret).
+//! secret). The code and its text drawing are kauthd's (one renderer for
+//! this tool and the enrollment at login).
 
-use qrcode::render::{svg, unicode};
-use qrcode::{Color, EcLevel, QrCode};
-
-fn code(uri: &str) -> Result<QrCode, String> {
-    QrCode::with_error_correction_level(uri.as_bytes(), EcLevel::M)
-        .map_err(|e| format!("cannot make a QR code: {e}"))
-}
+use kauthd::twofactor::qr::{self as shared, code};
+use qrcode::render::svg;
+use qrcode::Color;
 
 /// The QR code as text, two modules per character cell.
 pub fn terminal(uri: &str) -> Result<String, String> {
-    Ok(code(uri)?
-        .render::<unicode::Dense1x2>()
-        .dark_color(unicode::Dense1x2::Light)
-        .light_color(unicode::Dense1x2::Dark)
-        .quiet_zone(true)
-        .build())
+    shared::text(uri)
 }
 
 /// The QR code as an SVG document.

@@ -11,7 +11,8 @@ use crate::output::{cell, Failure, Output};
 use crate::safe_file::{self, PrivateFile};
 use crate::{prompt, qr};
 use kauthd::clock::format_time;
-use kauthd::twofactor::google_auth;
+use kauthd::login_texts;
+use kauthd::twofactor::{enrollment, google_auth};
 
 pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<(), Failure> {
     match command {
@@ -51,14 +52,15 @@ pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<
                     "with --json, enroll in two steps: --begin, then --confirm CODE".to_owned(),
                 ));
             }
-            let code = prompt::line("Enter the 6-digit code your app shows to confirm: ")
-                .map_err(input_failure)?;
-            enroll_confirm(client, out, user.clone(), code, save)
+            confirm_with_tries(client, out, user.clone(), save)
         }
         TwoFaCommand::Disable { users, proof } => {
-            let response = with_proof(client, out, proof, |proof| Request::TwoFactorDisable {
-                users: users.clone(),
-                proof,
+            let whose = users.first().map(String::as_str);
+            let response = with_proof(client, out, proof, whose, |proof| {
+                Request::TwoFactorDisable {
+                    users: users.clone(),
+                    proof,
+                }
             })?;
             match response {
                 Response::Done => {
@@ -88,10 +90,12 @@ pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<
                 None
             };
             let response = if *regenerate {
-                with_proof(client, out, proof, |proof| Request::RecoveryCodes {
-                    user: user.clone(),
-                    regenerate: true,
-                    proof,
+                with_proof(client, out, proof, user.as_deref(), |proof| {
+                    Request::RecoveryCodes {
+                        user: user.clone(),
+                        regenerate: true,
+                        proof,
+                    }
                 })?
             } else {
                 call(
@@ -209,15 +213,45 @@ fn proof_from(args: &ProofArgs) -> Result<Proof, Failure> {
     })
 }
 
-/// Sends a request that may need proof; if kauthd refuses for want of it
-/// and a person is at the terminal, asks for it and tries once more.
+/// The proofs `user`'s account has (kauthd password, 2FA), from kauthd.
+struct ProofsHeld {
+    password: bool,
+    code: bool,
+}
+
+fn proofs_held(client: &mut Client, user: Option<&str>) -> Result<ProofsHeld, Failure> {
+    let request = Request::TwoFactorStatus {
+        user: user.map(str::to_owned),
+    };
+    match call(client, &request)? {
+        Response::TwoFactorStatus(state) => Ok(ProofsHeld {
+            password: state.has_password,
+            code: state.enabled,
+        }),
+        other => Err(Failure::from_response(other)),
+    }
+}
+
+/// The prompt for a kauthd password, naming which password is meant.
+const KAUTHD_PASSWORD_PROMPT: &str =
+    "kauthd password (of your kauthd or panel account, not your system login password): ";
+
+/// Sends a request that may need proof of `user` (the caller when
+/// `None`); if kauthd refuses for want of it and a person is at the
+/// terminal, asks for the proofs the account has and tries once more.
 fn with_proof(
     client: &mut Client,
     out: &Output,
     args: &ProofArgs,
+    user: Option<&str>,
     make: impl Fn(Proof) -> Request,
 ) -> Result<Response, Failure> {
     let response = call(client, &make(proof_from(args)?))?;
+    if args.password_stdin && !proofs_held(client, user)?.password {
+        eprintln!(
+            "note: this account has no kauthd password, so the password given on standard input was not used (kauthctl never needs your system login password)"
+        );
+    }
     let refused = matches!(
         response,
         Response::Error {
@@ -233,13 +267,24 @@ fn with_proof(
     if !can_ask {
         return Ok(response);
     }
+    let held = proofs_held(client, user)?;
+    if !held.password && !held.code {
+        return Ok(response);
+    }
     eprintln!("This change needs proof that it is you.");
-    let password = prompt::hidden("Password (press Enter if your account has none): ")
-        .map_err(input_failure)?;
-    let code = prompt::line("Verification code or recovery code: ").map_err(input_failure)?;
+    let password = if held.password {
+        Some(prompt::hidden(KAUTHD_PASSWORD_PROMPT).map_err(input_failure)?)
+    } else {
+        None
+    };
+    let code = if held.code {
+        Some(prompt::line("Verification code or recovery code: ").map_err(input_failure)?)
+    } else {
+        None
+    };
     let proof = Proof {
-        password: (!password.is_empty()).then_some(password),
-        code: (!code.is_empty()).then_some(code),
+        password: password.filter(|p| !p.is_empty()),
+        code: code.filter(|c| !c.is_empty()),
     };
     call(client, &make(proof))
 }
@@ -287,9 +332,11 @@ fn enroll_begin(
     proof: &ProofArgs,
     files: QrFiles,
 ) -> Result<Response, Failure> {
-    let response = with_proof(client, out, proof, |proof| Request::EnrollBegin {
-        user: user.clone(),
-        proof,
+    let response = with_proof(client, out, proof, user.as_deref(), |proof| {
+        Request::EnrollBegin {
+            user: user.clone(),
+            proof,
+        }
     })?;
     let Response::EnrollBegun {
         user,
@@ -300,16 +347,21 @@ fn enroll_begin(
         digits,
         period,
         expires,
+        resumed,
+        replaced,
         ..
     } = &response
     else {
         return Err(Failure::from_response(response));
     };
+    let mut written = Vec::new();
     if let Some(file) = files.png {
+        written.push(format!("a PNG image to {}", file.path().display()));
         file.commit(&qr::png(uri.expose()).map_err(input_failure)?)
             .map_err(input_failure)?;
     }
     if let Some(file) = files.svg {
+        written.push(format!("an SVG image to {}", file.path().display()));
         file.commit(qr::svg(uri.expose()).map_err(input_failure)?.as_bytes())
             .map_err(input_failure)?;
     }
@@ -317,21 +369,72 @@ fn enroll_begin(
         out.success("", fields(&response));
         return Ok(response);
     }
+    if *resumed {
+        println!(
+            "This continues the setup begun earlier, with the same secret: if your app already has this account from it, keep that entry.\n"
+        );
+    } else if *replaced {
+        println!(
+            "The setup begun earlier had expired and was replaced by a new secret: delete the entry you made from it in your app.\n"
+        );
+    }
+    for what in &written {
+        println!(
+            "Wrote the QR code as {what} (readable only by you; it holds the secret: delete it once scanned)."
+        );
+    }
     let picture = qr::terminal(uri.expose()).map_err(input_failure)?;
-    println!(
-        "Scan this QR code with your authenticator app ({}: {}):\n",
-        cell(issuer),
-        cell(user)
-    );
-    println!("{picture}");
-    println!("Can't scan the code? Add an account by hand with this setup key:\n");
-    println!("    {}\n", setup_key.expose());
-    println!("    (time-based, {algorithm}, {digits} digits, every {period} s)\n");
-    println!(
-        "This enrollment waits for a code until {} UTC.",
+    let scan = login_texts::enroll_scan(&cell(issuer), &cell(user), algorithm, *digits, *period);
+    let waits = format!(
+        "This setup waits for a code until {} UTC.",
         format_time(*expires)
     );
+    // The picture with its explanation beside it, the setup key and the
+    // code prompt: one 80×24 screen.
+    println!(
+        "{}",
+        kauthd::twofactor::qr::beside(&picture, &format!("{scan}\n{waits}"))
+    );
+    println!("{}", login_texts::enroll_setup_key(setup_key.expose()));
     Ok(response)
+}
+
+/// Codes a person may type in one `2fa enroll` run.
+const CONFIRM_TRIES: u32 = 3;
+
+/// Asks for the code of the new secret, up to [`CONFIRM_TRIES`] times
+/// while kauthd says it does not match and the enrollment still waits.
+fn confirm_with_tries(
+    client: &mut Client,
+    out: &Output,
+    user: Option<String>,
+    save: Option<PrivateFile>,
+) -> Result<(), Failure> {
+    for tries_left in (0..CONFIRM_TRIES).rev() {
+        let code = prompt::line("Type the 6-digit code your app shows: ").map_err(input_failure)?;
+        let request = Request::EnrollConfirm {
+            user: user.clone(),
+            code,
+        };
+        match call(client, &request)? {
+            Response::NewRecoveryCodes { user, codes } => {
+                return show_codes(out, &user, &codes, save, true)
+            }
+            Response::Error { message, .. } if message == enrollment::WRONG_CODE_ANSWER => {
+                if tries_left == 0 {
+                    break;
+                }
+                eprintln!("{}", login_texts::enroll_wrong_code(tries_left));
+            }
+            other => return Err(Failure::from_response(other)),
+        }
+    }
+    Err(Failure::failed(
+        "refused",
+        format!(
+            "{CONFIRM_TRIES} codes did not match; the setup still waits: run `kauthctl 2fa enroll` again within 10 minutes to continue with the same secret"
+        ),
+    ))
 }
 
 fn enroll_confirm(

@@ -202,6 +202,13 @@ pub struct PolicyConfig {
     #[serde(deserialize_with = "policy_deadline")]
     pub deadline: Option<Date>,
     pub exempt_services: Vec<String>,
+    /// A required user without 2FA, whose first factor was checked, sets
+    /// it up inside the login conversation instead of being refused.
+    pub enroll_at_login: bool,
+    /// Services whose PAM application shows prompts but no texts (a
+    /// panel's login form): no enrollment at login there, since the QR
+    /// code and the recovery codes could not be shown.
+    pub prompt_only_services: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -213,6 +220,8 @@ impl Default for PolicyConfig {
             require_groups: Vec::new(),
             deadline: None,
             exempt_services: Vec::new(),
+            enroll_at_login: true,
+            prompt_only_services: Vec::new(),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod error;
 pub mod escape;
 pub mod housekeeping;
 pub mod logging;
+pub mod login_texts;
 pub mod malloc;
 pub mod manpage;
 pub mod names;

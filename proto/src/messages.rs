@@ -309,6 +309,14 @@ pub enum Response {
         period: u64,
         /// Unix time after which the pending enrollment is dropped.
         expires: i64,
+        /// The secret of the enrollment already pending (begun earlier and
+        /// not confirmed): an app entry made from it stays valid.
+        #[serde(default)]
+        resumed: bool,
+        /// An earlier enrollment (expired, or with other settings) was
+        /// replaced by this one: an app entry made from it no longer works.
+        #[serde(default)]
+        replaced: bool,
     },
     /// A fresh set of recovery codes, shown once (after `EnrollConfirm` or
     /// a regeneration).
@@ -485,6 +493,9 @@ pub struct TwoFactorState {
     pub recovery_codes_left: u64,
     /// An enrollment was begun and not yet confirmed.
     pub pending: bool,
+    /// The account has a kauthd password (asked as proof for changes).
+    #[serde(default)]
+    pub has_password: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

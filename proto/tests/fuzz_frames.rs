@@ -238,6 +238,7 @@ fn two_factor_state() -> impl Strategy<Value = TwoFactorState> {
                 last_used,
                 recovery_codes_left,
                 pending,
+                has_password: pending && enabled,
             },
         )
 }
@@ -404,6 +405,8 @@ fn response() -> BoxedStrategy<Response> {
                         digits,
                         period,
                         expires,
+                        resumed: false,
+                        replaced: false,
                     }
                 }
             ),

@@ -5,4 +5,5 @@ pub mod daemon;
 pub mod login;
 pub mod pam;
 pub mod pam_ffi;
+pub mod qr_screen;
 pub mod sshd;

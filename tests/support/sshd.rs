@@ -605,6 +605,10 @@ pub struct SshLogin {
     methods: String,
     tty: bool,
     remote_command: String,
+    /// An askpass script of the test's own instead of [`ASKPASS`].
+    askpass: Option<String>,
+    /// Extra environment of the client (e.g. its locale).
+    env: Vec<(String, String)>,
 }
 
 impl SshLogin {
@@ -619,7 +623,22 @@ impl SshLogin {
             methods: "keyboard-interactive".to_owned(),
             tty: false,
             remote_command: REMOTE_COMMAND.to_owned(),
+            askpass: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets `name=value` in the client's environment (which starts empty).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Answers prompts with `script` (a `/bin/sh` script like [`ASKPASS`],
+    /// with the same environment) instead of the default askpass.
+    pub fn askpass(mut self, script: &str) -> Self {
+        self.askpass = Some(script.to_owned());
+        self
     }
 
     /// The answer to a `Password: ` prompt.
@@ -719,7 +738,7 @@ impl SshLogin {
     /// The ssh command line, with its askpass script and prompt log in `dir`.
     fn build(&self, dir: &Path) -> Command {
         let askpass = dir.join("askpass");
-        fs::write(&askpass, ASKPASS).unwrap();
+        fs::write(&askpass, self.askpass.as_deref().unwrap_or(ASKPASS)).unwrap();
         fs::set_permissions(&askpass, fs::Permissions::from_mode(0o700)).unwrap();
         let prompt_log = dir.join("prompts");
         fs::write(&prompt_log, "").unwrap();
@@ -777,6 +796,7 @@ impl SshLogin {
             .env("KAUTH_TEST_PROMPT_LOG", &prompt_log)
             .env("KAUTH_TEST_PASSWORD", &self.password)
             .env("KAUTH_TEST_CODE", &self.code)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(if self.tty {
                 Stdio::piped()
             } else {

@@ -145,22 +145,24 @@ pub fn target(
     let existing = daemon.store().account(&name)?;
     match existing {
         Some(account) => Ok(account),
-        None if create => {
-            let uid = unix_users::user_by_name(&name).map(|u| u.uid);
-            let mut store = daemon.store();
-            match store.add_account(&name, uid, None, clock::now()) {
-                Ok(account) => Ok(account),
-                // Another account holds that uid: create it unbound.
-                Err(StoreError::AlreadyExists) => store
-                    .add_account(&name, None, None, clock::now())
-                    .map_err(Response::from),
-                Err(e) => Err(e.into()),
-            }
-        }
+        None if create => add_account(daemon, &name).map_err(Response::from),
         None => Err(error(
             ErrorCode::NotFound,
             format!("{name} has no kauthd account and no two-factor authentication"),
         )),
+    }
+}
+
+/// A new account without a password for `name`, bound to the system
+/// user's uid when there is one (unbound when another account holds it).
+pub fn add_account(daemon: &Daemon, name: &str) -> Result<Account, StoreError> {
+    let uid = unix_users::user_by_name(name).map(|u| u.uid);
+    let mut store = daemon.store();
+    match store.add_account(name, uid, None, clock::now()) {
+        Err(StoreError::AlreadyExists) if uid.is_some() => {
+            store.add_account(name, None, None, clock::now())
+        }
+        other => other,
     }
 }
 

@@ -359,6 +359,16 @@ impl Store {
         Ok(())
     }
 
+    /// Restarts the pending enrollment's time window at `now`, keeping its
+    /// secret and its count of wrong codes.
+    pub fn renew_pending_totp(&mut self, account_id: i64, now: i64) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE totp_pending SET created = ?2 WHERE account_id = ?1",
+            params![account_id, now],
+        )?;
+        Ok(())
+    }
+
     pub fn clear_pending_totp(&mut self, account_id: i64) -> StoreResult<()> {
         self.conn.execute(
             "DELETE FROM totp_pending WHERE account_id = ?1",

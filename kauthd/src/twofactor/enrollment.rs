@@ -19,6 +19,11 @@ use crate::twofactor::totp::{self, TotpParams};
 /// How long an unconfirmed enrollment stays valid.
 pub const PENDING_SECONDS: i64 = 600;
 
+/// kauthd's answer to a wrong confirming code while the enrollment still
+/// waits (kauthctl offers another try on it).
+pub const WRONG_CODE_ANSWER: &str =
+    "that code does not match the new secret; check the server and phone clocks and try the current code";
+
 /// Wrong codes a pending enrollment survives: the last one drops it, so
 /// guessing has a handful of tries per secret, not the whole window.
 pub const MAX_WRONG_CONFIRM_CODES: u32 = 5;
@@ -54,6 +59,12 @@ pub struct Begun {
     pub params: TotpParams,
     pub issuer: String,
     pub expires: i64,
+    /// The secret of an enrollment already pending: an app entry made from
+    /// it stays valid.
+    pub resumed: bool,
+    /// An earlier enrollment (expired, or made with other settings) was
+    /// replaced: an app entry made from it no longer works.
+    pub replaced: bool,
 }
 
 impl Begun {
@@ -62,21 +73,39 @@ impl Begun {
     }
 }
 
-/// Starts (or restarts) an enrollment with a fresh secret.
+/// Starts an enrollment with a fresh secret, or resumes the one pending:
+/// an entry the user already made in their app from it stays valid, and
+/// its time window starts again (its count of wrong codes does not).
 pub fn begin(daemon: &Daemon, account: &Account) -> Result<Begun, EnrollError> {
     let config = daemon.config();
     let params = config.totp.params();
-    let secret = totp::generate_secret().map_err(|e| EnrollError::Internal(e.to_string()))?;
     let now = clock::now();
-    daemon
-        .store()
-        .set_pending_totp(account.id, &secret, &params, now)?;
-    log::info!("enrollment begun for {}", account.name);
+    let pending = daemon.store().pending_totp(account.id)?;
+    let had_pending = pending.is_some();
+    let resumable = pending.filter(|p| now <= p.created + PENDING_SECONDS && p.params == params);
+    let (secret, resumed) = match resumable {
+        Some(pending) => {
+            daemon.store().renew_pending_totp(account.id, now)?;
+            (pending.secret, true)
+        }
+        None => {
+            let secret =
+                totp::generate_secret().map_err(|e| EnrollError::Internal(e.to_string()))?;
+            daemon
+                .store()
+                .set_pending_totp(account.id, &secret, &params, now)?;
+            (secret, false)
+        }
+    };
+    let how = if resumed { "resumed" } else { "begun" };
+    log::info!("enrollment {how} for {}", account.name);
     Ok(Begun {
         secret,
         params,
         issuer: config.issuer(),
         expires: now + PENDING_SECONDS,
+        resumed,
+        replaced: had_pending && !resumed,
     })
 }
 

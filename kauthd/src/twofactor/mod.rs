@@ -6,6 +6,7 @@ pub mod code_check;
 pub mod drift;
 pub mod enrollment;
 pub mod google_auth;
+pub mod qr;
 pub mod recovery;
 pub mod replay_guard;
 pub mod totp;

@@ -501,10 +501,18 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8], params: &TotpPara
         uri.push_str("&issuer=");
         uri.push_str(&issuer);
     }
-    uri.push_str(&format!(
-        "&algorithm={}&digits={}&period={}",
-        params.algorithm, params.digits, params.period
-    ));
+    // Parameters at their default are left out: a shorter URI makes a
+    // smaller QR code, and every app assumes these defaults.
+    let default = TotpParams::default();
+    if params.algorithm != default.algorithm {
+        uri.push_str(&format!("&algorithm={}", params.algorithm));
+    }
+    if params.digits != default.digits {
+        uri.push_str(&format!("&digits={}", params.digits));
+    }
+    if params.period != default.period {
+        uri.push_str(&format!("&period={}", params.period));
+    }
     uri
 }
 
@@ -850,14 +858,18 @@ mod tests {
         assert_eq!(
             uri,
             "otpauth://totp/Example%20Host%3A%20EU:alice%40example.com\
-             ?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Example%20Host%3A%20EU\
-             &algorithm=SHA1&digits=6&period=30"
+             ?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Example%20Host%3A%20EU"
         );
         let plain = otpauth_uri("", "bob", &seed(20), &params(Algorithm::Sha256, 8, 60));
         assert_eq!(
             plain,
             "otpauth://totp/bob?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
              &algorithm=SHA256&digits=8&period=60"
+        );
+        let longer = otpauth_uri("", "bob", &seed(20), &params(Algorithm::Sha1, 6, 60));
+        assert_eq!(
+            longer, "otpauth://totp/bob?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&period=60",
+            "only the parameters that differ from the defaults are written"
         );
         assert_eq!(percent_encode("a-b.c_d~é"), "a-b.c_d~%C3%A9");
     }

@@ -31,7 +31,7 @@ fn check_proof(
     let refused = |what: &str| {
         error(
             ErrorCode::Refused,
-            format!("{what}; give your password (if you have one) and a current verification code or a recovery code"),
+            format!("{what}; give your kauthd password (if your account has one) and a current verification code or a recovery code"),
         )
     };
     if let Some(hash) = &account.password_hash {
@@ -43,7 +43,11 @@ fn check_proof(
         });
         match outcome? {
             Attempt::Right(()) => {}
-            Attempt::Wrong => return Err(refused("the password is missing or wrong")),
+            Attempt::Wrong => {
+                return Err(refused(
+                    "the kauthd password is missing or wrong (the password of your kauthd or panel account, not your system login password)",
+                ))
+            }
             Attempt::Locked { until } => return Err(too_many_failures(until)),
         }
     }
@@ -69,10 +73,7 @@ fn enroll_error(e: EnrollError) -> Response {
             ErrorCode::NotFound,
             "no enrollment is waiting to be confirmed (they expire after 10 minutes); start again with `kauthctl 2fa enroll`",
         ),
-        EnrollError::WrongCode => error(
-            ErrorCode::Refused,
-            "that code does not match the new secret; check the server and phone clocks and try the current code",
-        ),
+        EnrollError::WrongCode => error(ErrorCode::Refused, enrollment::WRONG_CODE_ANSWER),
         EnrollError::PendingDropped => error(
             ErrorCode::Refused,
             format!(
@@ -112,6 +113,7 @@ pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response 
                 last_used: None,
                 recovery_codes_left: 0,
                 pending: false,
+                has_password: false,
             });
         }
         Err(response) => return response,
@@ -135,6 +137,7 @@ pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response 
             last_used: cred.as_ref().and_then(|c| c.last_used),
             recovery_codes_left: store.recovery_codes_left(account.id)?,
             pending,
+            has_password: account.password_hash.is_some(),
         })
     })();
     match result {
@@ -162,6 +165,8 @@ pub fn enroll_begin(daemon: &Daemon, caller: &Caller, user: Option<&str>, proof:
         digits: begun.params.digits,
         period: begun.params.period,
         expires: begun.expires,
+        resumed: begun.resumed,
+        replaced: begun.replaced,
     })
 }
 

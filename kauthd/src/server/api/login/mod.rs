@@ -6,8 +6,10 @@ use std::collections::VecDeque;
 
 use kauth_proto::{ErrorCode, LoginMode, MessageStyle, Outcome, Response, Secret};
 
+mod enroll;
 mod password_change;
 
+use enroll::LoginEnrollment;
 use password_change::ChangeConversation;
 
 use super::error;
@@ -44,6 +46,8 @@ struct Conversation {
     first_factor_ok: bool,
     /// A PAM `password` change (mode `change_password`).
     change: Option<ChangeConversation>,
+    /// An enrollment at login (stages `AwaitEnrollCode`, `AwaitSavedCodes`).
+    enroll: Option<LoginEnrollment>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +58,10 @@ enum Stage {
     ChangePassword,
     /// Only `continue` is expected (messages are queued), or it is over.
     Relaying,
+    /// A code from the secret being set up at login.
+    AwaitEnrollCode,
+    /// Any answer: the user saved the recovery codes; the login goes on.
+    AwaitSavedCodes,
 }
 
 /// What the caller gave to start a conversation.
@@ -156,6 +164,7 @@ pub fn begin(
         stage: Stage::Relaying,
         first_factor_ok: true,
         change: None,
+        enroll: None,
     };
     let steps = match args.mode {
         LoginMode::OtpOnly => conv.after_first_factor(daemon),
@@ -190,6 +199,8 @@ pub fn answer(daemon: &Daemon, exchange: &mut Exchange, text: &Secret) -> Respon
         Stage::AwaitPassword => conv.password_answer(daemon, text),
         Stage::AwaitCode => conv.code_answer(daemon, text),
         Stage::ChangePassword => conv.change_answer(daemon, text),
+        Stage::AwaitEnrollCode => conv.enroll_answer(daemon, text),
+        Stage::AwaitSavedCodes => conv.codes_saved(daemon),
         Stage::Relaying => vec![error(
             ErrorCode::BadRequest,
             "no question is waiting for an answer",
@@ -354,6 +365,9 @@ impl Conversation {
                 rule,
                 message: text,
             } => {
+                if let Some(steps) = self.try_enroll(daemon, account) {
+                    return steps;
+                }
                 self.record(
                     daemon,
                     EventKind::LoginFailure,
@@ -410,6 +424,75 @@ impl Conversation {
             Ok(CodeOutcome::Locked { until }) => vec![self.refuse_locked(until)],
             Err(e) => vec![Response::from(e)],
         }
+    }
+
+    /// The enrollment at login, when it may run here; `None` leaves the
+    /// policy's refusal standing.
+    fn try_enroll(&mut self, daemon: &Daemon, account: Option<Account>) -> Option<Vec<Response>> {
+        match enroll::start(daemon, &self.user, &self.service, account) {
+            Ok((enrollment, steps)) => {
+                self.enroll = Some(enrollment);
+                self.stage = Stage::AwaitEnrollCode;
+                Some(steps)
+            }
+            Err(enroll::NotHere::PromptOnly) => {
+                log::warn!(
+                    "{} must set up two-factor authentication, but {} is in [policy] prompt_only_services, so it cannot be done at login there: the login is refused; offer the panel's enrollment page (enroll_begin, enroll_confirm) or `kauthctl 2fa enroll`",
+                    escape::for_log(&self.user),
+                    escape::for_log(&self.service)
+                );
+                None
+            }
+            Err(enroll::NotHere::Off | enroll::NotHere::NoAccount) => None,
+            Err(enroll::NotHere::Failed(response)) => {
+                self.stage = Stage::Relaying;
+                Some(vec![*response])
+            }
+        }
+    }
+
+    /// A code for the secret being set up at login.
+    fn enroll_answer(&mut self, daemon: &Daemon, code: &Secret) -> Vec<Response> {
+        let Some(mut enrollment) = self.enroll.take() else {
+            self.stage = Stage::Relaying;
+            return vec![finished(Outcome::Denied)];
+        };
+        match enrollment.answer(daemon, self.origin(), code) {
+            enroll::Step::Retry(steps) => {
+                self.enroll = Some(enrollment);
+                steps
+            }
+            enroll::Step::Enrolled(steps) => {
+                self.stage = Stage::AwaitSavedCodes;
+                steps
+            }
+            enroll::Step::Refused { steps, detail } => {
+                self.stage = Stage::Relaying;
+                self.record(daemon, EventKind::LoginFailure, detail);
+                steps
+            }
+            enroll::Step::Locked { until } => {
+                self.stage = Stage::Relaying;
+                vec![self.refuse_locked(until)]
+            }
+            enroll::Step::Error(response) => {
+                self.stage = Stage::Relaying;
+                vec![response]
+            }
+        }
+    }
+
+    /// The recovery codes were shown: the login goes on. The code memory
+    /// of the account step starts now, after the time spent saving them.
+    fn codes_saved(&mut self, daemon: &Daemon) -> Vec<Response> {
+        self.stage = Stage::Relaying;
+        daemon.remember_code(self.pid, &self.user);
+        self.record(
+            daemon,
+            EventKind::LoginSuccess,
+            "after setting up two-factor authentication at login",
+        );
+        vec![finished(Outcome::Success)]
     }
 
     /// Records an event of this login (syslog and the activity table).
