@@ -183,6 +183,9 @@ pub struct PolicyConfig {
     #[serde(deserialize_with = "policy_deadline")]
     pub deadline: Option<Date>,
     pub exempt_services: Vec<String>,
+    /// A user the policy requires and who has no code is asked to set one
+    /// up during the login, instead of being refused.
+    pub enroll_at_login: bool,
 }
 
 impl Default for PolicyConfig {
@@ -194,6 +197,7 @@ impl Default for PolicyConfig {
             require_groups: Vec::new(),
             deadline: None,
             exempt_services: Vec::new(),
+            enroll_at_login: true,
         }
     }
 }
