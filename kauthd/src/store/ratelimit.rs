@@ -41,6 +41,10 @@ impl Limits {
 /// host's failures are counted without names; these rows keep the names).
 const FAILED_FROM_HOST: &str = "event IN ('login_failure', 'password_change_failure', 'lockout')";
 
+/// How many of the latest activity events are searched for the users who
+/// failed from a host.
+const RECENT_EVENTS_SEARCHED: u32 = 2000;
+
 /// One lock in force, from failures, root, or both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockRow {
@@ -177,11 +181,12 @@ impl Store {
         since: i64,
         now: i64,
     ) -> StoreResult<Vec<(String, i64)>> {
+        // From the user's recent activity (the `(user, at)` index) to
+        // each host's lock (its primary key), never the other way round.
         let sql = format!(
-            "SELECT l.key, l.until FROM lockouts l
-             WHERE l.kind = 'host' AND l.until > ?3 AND EXISTS (
-                 SELECT 1 FROM activity a
-                 WHERE a.user = ?1 AND a.at >= ?2 AND a.rhost = l.key AND {FAILED_FROM_HOST})
+            "SELECT DISTINCT l.key, l.until FROM activity a CROSS JOIN lockouts l
+             WHERE a.user = ?1 AND a.at >= ?2 AND {FAILED_FROM_HOST}
+               AND l.kind = 'host' AND l.key = a.rhost AND l.until > ?3
              ORDER BY l.key"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -189,7 +194,9 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Up to `limit` names that failed from `host` since `since`, by name.
+    /// Up to `limit` names that failed from `host` since `since`, by
+    /// name. Only the latest [`RECENT_EVENTS_SEARCHED`] events are looked
+    /// at (there is no index by host), so the cost stays small in a flood.
     pub fn users_failed_from_host(
         &self,
         host: &str,
@@ -197,8 +204,10 @@ impl Store {
         limit: u32,
     ) -> StoreResult<Vec<String>> {
         let sql = format!(
-            "SELECT DISTINCT user FROM activity
-             WHERE at >= ?2 AND rhost = ?1 AND user IS NOT NULL AND {FAILED_FROM_HOST}
+            "SELECT DISTINCT user FROM (
+                 SELECT user, rhost, event FROM activity WHERE at >= ?2
+                 ORDER BY at DESC LIMIT {RECENT_EVENTS_SEARCHED})
+             WHERE rhost = ?1 AND user IS NOT NULL AND {FAILED_FROM_HOST}
              ORDER BY user LIMIT ?3"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -216,12 +225,19 @@ impl Store {
         limit: u32,
     ) -> StoreResult<Vec<LockRow>> {
         let (kind, key) = after.unwrap_or(("", ""));
+        // Each side gives at most a page after the cursor (the lockouts
+        // over their primary key), then the two are merged.
         let mut stmt = self.conn.prepare(
             "SELECT kind, key, MAX(until), MAX(by_root) FROM (
-                 SELECT kind, key, until, 0 AS by_root FROM lockouts WHERE until > ?1
+                 SELECT * FROM (
+                     SELECT kind, key, until, 0 AS by_root FROM lockouts
+                     WHERE (kind, key) > (?2, ?3) AND until > ?1
+                     ORDER BY kind, key LIMIT ?4)
                  UNION ALL
-                 SELECT 'account', name, NULL, 1 FROM accounts WHERE locked = 1)
-             WHERE (kind, key) > (?2, ?3)
+                 SELECT * FROM (
+                     SELECT 'account' AS kind, name AS key, NULL AS until, 1 AS by_root
+                     FROM accounts WHERE locked = 1 AND ('account', name) > (?2, ?3)
+                     ORDER BY name LIMIT ?4))
              GROUP BY kind, key ORDER BY kind, key LIMIT ?4",
         )?;
         let rows = stmt.query_map(params![now, kind, key, limit], |r| {
