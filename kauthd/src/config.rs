@@ -41,6 +41,22 @@ pub struct DaemonConfig {
     /// first start. Kept apart from the state dir so a copy of the database
     /// holds no usable secret.
     pub secret_key_file: PathBuf,
+    /// Connections one ordinary uid (not root, not a PAM caller) may hold.
+    pub max_connections_per_uid: usize,
+    /// Connections only root and `[access] pam_callers` may use; unset: a
+    /// quarter of `max_connections` (see `reserved`).
+    pub reserved_connections: Option<usize>,
+    /// Seconds a whole login conversation may take, from `begin` to its end.
+    pub login_timeout: u64,
+}
+
+impl DaemonConfig {
+    /// The connections kept for root and PAM callers: ordinary uids together
+    /// may hold at most `max_connections` minus these.
+    pub fn reserved(&self) -> usize {
+        self.reserved_connections
+            .unwrap_or(self.max_connections / 4)
+    }
 }
 
 impl Default for DaemonConfig {
@@ -48,9 +64,12 @@ impl Default for DaemonConfig {
         DaemonConfig {
             socket: PathBuf::from(kauth_proto::DEFAULT_SOCKET),
             state_dir: PathBuf::from("/var/lib/kauthd"),
-            max_connections: 64,
+            max_connections: 1024,
             idle_timeout: 120,
             secret_key_file: PathBuf::from(DEFAULT_SECRET_KEY_FILE),
+            max_connections_per_uid: 8,
+            reserved_connections: None,
+            login_timeout: 300,
         }
     }
 }
@@ -328,6 +347,18 @@ impl Config {
         }
         if self.daemon.idle_timeout == 0 {
             return bad("daemon.idle_timeout", "must be at least 1 second");
+        }
+        if self.daemon.max_connections_per_uid == 0 {
+            return bad("daemon.max_connections_per_uid", "must be at least 1");
+        }
+        if self.daemon.reserved() >= self.daemon.max_connections {
+            return bad(
+                "daemon.reserved_connections",
+                "must be less than daemon.max_connections, or ordinary users get no connection at all",
+            );
+        }
+        if self.daemon.login_timeout == 0 {
+            return bad("daemon.login_timeout", "must be at least 1 second");
         }
         if !self.daemon.socket.is_absolute() {
             return bad("daemon.socket", "must be an absolute path");

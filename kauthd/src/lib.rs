@@ -25,4 +25,5 @@ pub mod logging;
 pub mod malloc;
 pub mod manpage;
 pub mod names;
+pub mod round_robin;
 pub mod unix_users;

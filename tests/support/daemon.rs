@@ -257,7 +257,7 @@ impl Drop for TestDaemon {
 
 /// A copy of `binary` that any uid can execute (the build tree may sit
 /// under a directory only root can enter).
-fn world_executable_copy(binary: &Path, dir: &Path) -> PathBuf {
+pub fn world_executable_copy(binary: &Path, dir: &Path) -> PathBuf {
     let copy = dir.join(binary.file_name().expect("binary has a file name"));
     if !copy.exists() {
         fs::copy(binary, &copy).expect("copy binary");

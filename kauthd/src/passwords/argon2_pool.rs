@@ -20,14 +20,15 @@
 //! each, so the memory the runs need is allocated once per slot instead
 //! of once per login.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use argon2::{Argon2, Block};
 use zeroize::Zeroize;
+
+use crate::round_robin::RoundRobin;
 
 /// Who an argon2 run is for: the queue it waits in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -115,10 +116,8 @@ pub struct FairSemaphore<T> {
 struct Queue<T> {
     /// Free resources; only while nobody waits.
     free: Vec<T>,
-    /// Keys with runs waiting, in the order they get their next turn.
-    rounds: VecDeque<QueueKey>,
-    /// Each key's waiting runs, in arrival order.
-    waiting: HashMap<QueueKey, VecDeque<Waiter>>,
+    /// The waiting runs, by key.
+    waiting: RoundRobin<QueueKey, Waiter>,
     /// Resources handed to a waiter that has not picked them up yet.
     granted: HashMap<u64, T>,
     next_ticket: u64,
@@ -133,40 +132,9 @@ struct Waiter {
 }
 
 impl<T> Queue<T> {
-    fn enqueue(&mut self, key: QueueKey, waiter: Waiter) {
-        match self.waiting.entry(key) {
-            Entry::Occupied(mut runs) => runs.get_mut().push_back(waiter),
-            Entry::Vacant(slot) => {
-                self.rounds.push_back(slot.key().clone());
-                slot.insert(VecDeque::from([waiter]));
-            }
-        }
-    }
-
-    /// The first waiter of the key whose turn it is; the key goes to the
-    /// back of the round while it has more waiting.
-    fn next_waiter(&mut self) -> Option<Waiter> {
-        while let Some(key) = self.rounds.pop_front() {
-            let Some(runs) = self.waiting.get_mut(&key) else {
-                continue;
-            };
-            let Some(waiter) = runs.pop_front() else {
-                self.waiting.remove(&key);
-                continue;
-            };
-            if runs.is_empty() {
-                self.waiting.remove(&key);
-            } else {
-                self.rounds.push_back(key);
-            }
-            return Some(waiter);
-        }
-        None
-    }
-
     /// Hands `resource` to the next waiter, or keeps it free.
     fn pass_on(&mut self, resource: T) {
-        match self.next_waiter() {
+        match self.waiting.pop() {
             Some(waiter) => {
                 self.granted.insert(waiter.ticket, resource);
                 waiter.ready.notify_one();
@@ -190,8 +158,7 @@ impl<T: Default> FairSemaphore<T> {
         FairSemaphore {
             queue: Mutex::new(Queue {
                 free: resources,
-                rounds: VecDeque::new(),
-                waiting: HashMap::new(),
+                waiting: RoundRobin::default(),
                 granted: HashMap::new(),
                 next_ticket: 0,
             }),
@@ -209,7 +176,7 @@ impl<T: Default> FairSemaphore<T> {
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
         let ready = Arc::new(Condvar::new());
-        queue.enqueue(
+        queue.waiting.push(
             key,
             Waiter {
                 ticket,
@@ -250,7 +217,7 @@ impl<T: Default> FairSemaphore<T> {
     /// How many runs are waiting (for tests to line waiters up).
     #[cfg(test)]
     fn waiting(&self) -> usize {
-        self.lock().waiting.values().map(VecDeque::len).sum()
+        self.lock().waiting.len()
     }
 }
 

@@ -1,27 +1,22 @@
-//! The listening socket and the accept loop: bounded connections, config
-//! reload on SIGHUP, clean stop on SIGTERM.
+//! The listening socket and the daemon's main loop: connections (served
+//! by `event_loop.rs`), upkeep, config reload on SIGHUP, clean stop on
+//! SIGTERM.
 
-use crate::error::Error;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use kauth_proto::peer::peer_cred;
-use kauth_proto::{read_frame, write_frame, ErrorCode, Request, Response};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::os::fd::AsFd;
+use std::time::Instant;
 
 use crate::config::Config;
 use crate::daemon::Daemon;
+use crate::error::Error;
 use crate::housekeeping;
 use crate::secrets::rekey;
-use crate::server::access;
-use crate::server::connection;
+use crate::server::event_loop::EventLoop;
 use crate::server::refusal_log;
 
 /// Everything needed to start: where the config came from and whether it
@@ -66,32 +61,22 @@ pub fn run(options: &Options) -> Result<(), Error> {
 
     housekeeping::run(&daemon);
     let mut last_upkeep = Instant::now();
+    let upkeep_running = Arc::new(AtomicBool::new(false));
 
-    let active = Arc::new(AtomicUsize::new(0));
-    let turning_away = Arc::new(AtomicUsize::new(0));
+    raise_file_limit(&daemon.config());
+    let mut connections = EventLoop::new(listener, Arc::clone(&daemon))?;
     while !stop.load(Ordering::Relaxed) && !daemon.durability().failed() {
         if housekeeping::take_request()
             || last_upkeep.elapsed().as_secs() >= housekeeping::INTERVAL_SECONDS
         {
-            housekeeping::run(&daemon);
+            start_upkeep(&daemon, &upkeep_running);
             last_upkeep = Instant::now();
         }
         refusal_log::flush();
         if reload.swap(false, Ordering::Relaxed) {
             reload_config(&daemon, options);
         }
-        if !wait_readable(&listener) {
-            continue;
-        }
-        match listener.accept() {
-            Ok((stream, _)) => admit(&daemon, &active, &turning_away, stream),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                log::error!("accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+        connections.turn();
     }
 
     if let Some(why) = daemon.durability().failure() {
@@ -112,134 +97,58 @@ fn remove_own_socket(path: &Path, bound_inode: Option<u64>) {
     }
 }
 
-/// Waits up to a quarter second for a connection, so signals are noticed.
-fn wait_readable(listener: &UnixListener) -> bool {
-    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-    matches!(poll(&mut fds, PollTimeout::from(250u16)), Ok(n) if n > 0)
-}
-
-/// Starts a thread for the connection, or turns it away when full.
-fn admit(
-    daemon: &Arc<Daemon>,
-    active: &Arc<AtomicUsize>,
-    turning_away: &Arc<AtomicUsize>,
-    stream: UnixStream,
-) {
-    if stream.set_nonblocking(false).is_err() {
-        return;
-    }
-    let limit = daemon.config().daemon.max_connections;
-    if active.fetch_add(1, Ordering::SeqCst) >= limit {
-        active.fetch_sub(1, Ordering::SeqCst);
-        log_turned_away(daemon, &stream, limit);
-        turn_away(stream, limit, turning_away);
+/// Runs upkeep on a thread of its own, so connections are served
+/// meanwhile; a run still going is not started again.
+fn start_upkeep(daemon: &Arc<Daemon>, running: &Arc<AtomicBool>) {
+    if running.swap(true, Ordering::SeqCst) {
         return;
     }
     let daemon = Arc::clone(daemon);
-    let guard = ActiveGuard(Arc::clone(active));
+    let flag = Arc::clone(running);
     let spawned = std::thread::Builder::new()
-        .name("connection".into())
+        .name("upkeep".into())
         .spawn(move || {
-            let _guard = guard;
-            connection::serve(daemon, stream);
+            housekeeping::run(&daemon);
+            flag.store(false, Ordering::SeqCst);
         });
     if let Err(e) = spawned {
-        log::error!("cannot start a connection thread: {e}");
+        running.store(false, Ordering::SeqCst);
+        log::error!("cannot start the upkeep thread: {e}");
     }
 }
 
-struct ActiveGuard(Arc<AtomicUsize>);
+/// File descriptors beyond the connections: the store, logs, the
+/// listener, turned-away clients being answered.
+const SPARE_FILES: u64 = 256;
 
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// How many turned-away connections are answered at once. Beyond this
-/// they are closed without an answer, which clients treat as a failure
-/// too; the bound keeps a flood from costing more than a few threads.
-const MAX_TURNING_AWAY: usize = 4;
-
-/// How long a turned-away client has, in all, to send its hello; and how
-/// long writing the answer may take.
-const TURN_AWAY_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// The most read from a turned-away client (a hello is a few dozen bytes).
-const MAX_HELLO_BYTES: u64 = 1024;
-
-/// Answers `busy` on a short-lived thread, so the accept loop never waits
-/// for a turned-away client.
-fn turn_away(stream: UnixStream, limit: usize, turning_away: &Arc<AtomicUsize>) {
-    if turning_away.fetch_add(1, Ordering::SeqCst) >= MAX_TURNING_AWAY {
-        turning_away.fetch_sub(1, Ordering::SeqCst);
-        return;
-    }
-    let guard = ActiveGuard(Arc::clone(turning_away));
-    let spawned = std::thread::Builder::new()
-        .name("turn-away".into())
-        .spawn(move || {
-            let _guard = guard;
-            answer_busy(stream, limit);
-        });
-    if let Err(e) = spawned {
-        log::error!("cannot start a thread to turn a connection away: {e}");
-    }
-}
-
-/// Logs a turned-away connection with the uid it came from; an ordinary
-/// uid's lines are rate-limited, so a flood of connections is no flood of
-/// log lines.
-fn log_turned_away(daemon: &Daemon, stream: &UnixStream, limit: usize) {
-    let Ok(cred) = peer_cred(stream) else {
-        return;
+/// Raises the soft limit on open files toward the hard one, so that
+/// `[daemon] max_connections` connections fit; warns if they cannot.
+fn raise_file_limit(config: &Config) {
+    let wanted = config.daemon.max_connections as u64 + SPARE_FILES;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
-    let caller = access::classify(cred, &daemon.config());
-    refusal_log::warn(
-        &caller,
-        format_args!(
-            "turned a connection from {} away: all {limit} connection slots are in use",
-            caller.describe()
-        ),
-    );
-}
-
-/// Reads the client's hello, then answers `busy`. Answering first and
-/// closing would make the client's hello fail with a broken pipe or a
-/// reset instead of letting it read why it was turned away.
-fn answer_busy(mut stream: UnixStream, limit: usize) {
-    let mut hello = DeadlineReader {
-        stream: &stream,
-        deadline: Instant::now() + TURN_AWAY_TIMEOUT,
+    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
     }
-    .take(MAX_HELLO_BYTES);
-    // Whatever came (a hello, garbage, nothing in time), the answer is the same.
-    let _ = read_frame::<_, Request>(&mut hello);
-    let _ = stream.set_write_timeout(Some(TURN_AWAY_TIMEOUT));
-    let _ = write_frame(
-        &mut stream,
-        &Response::Error {
-            code: ErrorCode::Busy,
-            message: format!("kauthd is serving its maximum of {limit} connections; try again"),
-        },
-    );
-}
-
-/// Reads from a stream until a deadline for the whole read, not per call.
-struct DeadlineReader<'a> {
-    stream: &'a UnixStream,
-    deadline: Instant,
-}
-
-impl Read for DeadlineReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        let mut stream = self.stream;
-        stream.set_read_timeout(Some(left))?;
-        stream.read(buf)
+    if limit.rlim_cur >= wanted {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: wanted.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads one valid rlimit struct; a soft limit at or
+    // under the hard one needs no privilege.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
+    if !ok || raised.rlim_cur < wanted {
+        log::warn!(
+            "kauthd may open only {} files, fewer than [daemon] max_connections ({}) needs; raise LimitNOFILE or lower max_connections",
+            if ok { raised.rlim_cur } else { limit.rlim_cur },
+            config.daemon.max_connections
+        );
     }
 }
 

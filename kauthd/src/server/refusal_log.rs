@@ -167,11 +167,21 @@ fn shared() -> std::sync::MutexGuard<'static, Shared> {
 /// Logs a refusal made to `caller` at warning level: always for root and
 /// PAM callers, within the per-uid limit for anyone else.
 pub fn warn(caller: &Caller, message: fmt::Arguments<'_>) {
+    limited(log::Level::Warn, caller, message);
+}
+
+/// Logs something done to `caller`'s connection (closed at a deadline) at
+/// info level, within the same per-uid limit as refusals.
+pub fn info(caller: &Caller, message: fmt::Arguments<'_>) {
+    limited(log::Level::Info, caller, message);
+}
+
+fn limited(level: log::Level, caller: &Caller, message: fmt::Arguments<'_>) {
     if caller.is_privileged() {
-        log::warn!("{message}");
+        log::log!(level, "{message}");
         return;
     }
-    warn_limited(caller.uid, || caller.describe(), message);
+    log_limited(level, caller.uid, || caller.describe(), message);
 }
 
 /// The window shared by attempts refused because their account or host is
@@ -183,14 +193,20 @@ const LOCKED_ATTEMPTS: u32 = u32::MAX;
 /// locked account is no flood of log lines (nor of writes: such an
 /// attempt is not stored).
 pub fn warn_locked(message: fmt::Arguments<'_>) {
-    warn_limited(
+    log_limited(
+        log::Level::Warn,
         LOCKED_ATTEMPTS,
         || "attempts on locked accounts and hosts".to_owned(),
         message,
     );
 }
 
-fn warn_limited(key: u32, who: impl FnOnce() -> String, message: fmt::Arguments<'_>) {
+fn log_limited(
+    level: log::Level,
+    key: u32,
+    who: impl FnOnce() -> String,
+    message: fmt::Arguments<'_>,
+) {
     let mut summaries = Vec::new();
     let admitted = shared()
         .limiter
@@ -199,7 +215,7 @@ fn warn_limited(key: u32, who: impl FnOnce() -> String, message: fmt::Arguments<
         log::warn!("{summary}");
     }
     if admitted {
-        log::warn!("{message}");
+        log::log!(level, "{message}");
     }
 }
 

@@ -19,6 +19,7 @@ mod twofactor;
 use kauth_proto::{ErrorCode, Request, Response};
 
 use crate::daemon::Daemon;
+use crate::passwords::argon2_pool::QueueKey;
 use crate::server::access::Caller;
 use crate::server::client_fields;
 use crate::server::refusal_log;
@@ -46,6 +47,25 @@ impl ConnState {
         ConnState {
             caller,
             pam: login::Exchange::default(),
+        }
+    }
+
+    /// Whether a login conversation is in progress on this connection.
+    pub fn in_login_conversation(&self) -> bool {
+        self.pam.in_conversation()
+    }
+
+    /// Whose turn the next request waits in for a worker: the remote host
+    /// of the login in progress or of the one `named_rhost` starts, else
+    /// the connecting uid. Only root and PAM callers name remote hosts; a
+    /// local user's requests all wait in their uid's turn.
+    pub fn queue_key(&self, named_rhost: impl FnOnce() -> Option<String>) -> QueueKey {
+        if !self.caller.is_privileged() {
+            return QueueKey::Uid(self.caller.uid);
+        }
+        match self.pam.rhost() {
+            Some(rhost) => QueueKey::of(Some(rhost), self.caller.uid),
+            None => QueueKey::of(named_rhost().as_deref(), self.caller.uid),
         }
     }
 }
@@ -288,4 +308,37 @@ pub(crate) fn too_many_failures(until: i64) -> Response {
             crate::clock::format_time(until)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::access::Role;
+
+    fn state(uid: u32, role: Role) -> ConnState {
+        ConnState::new(Caller {
+            uid,
+            gid: uid,
+            pid: 1,
+            role,
+            name: None,
+        })
+    }
+
+    fn named() -> Option<String> {
+        Some("203.0.113.9".to_owned())
+    }
+
+    #[test]
+    fn a_pam_callers_login_waits_in_its_remote_hosts_turn() {
+        let key = state(0, Role::Root).queue_key(named);
+        assert_eq!(key, QueueKey::Host("203.0.113.9".to_owned()));
+        assert_eq!(state(0, Role::Root).queue_key(|| None), QueueKey::Uid(0));
+    }
+
+    #[test]
+    fn a_local_user_cannot_pick_a_turn_by_naming_a_host() {
+        let key = state(1000, Role::User).queue_key(named);
+        assert_eq!(key, QueueKey::Uid(1000));
+    }
 }

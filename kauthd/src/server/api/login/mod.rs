@@ -96,6 +96,11 @@ impl Exchange {
         self.conversation.is_some()
     }
 
+    /// The remote host the conversation in progress names, if any.
+    pub fn rhost(&self) -> Option<&str> {
+        self.conversation.as_ref()?.rhost.as_deref()
+    }
+
     /// Sends the first of `steps` now and queues the rest, one per
     /// `continue`.
     fn relay(&mut self, steps: Vec<Response>) -> Response {

@@ -1,0 +1,256 @@
+//! The threads that run requests. The event loop hands a worker one whole
+//! frame with its connection's state; the worker decodes it, runs it
+//! (start to end on that one thread) and hands back the encoded answer and
+//! the state. Idle connections hold no worker, and an idle daemon no
+//! worker thread.
+
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kauth_proto::ErrorCode;
+use mio::Waker;
+use zeroize::Zeroize;
+
+use crate::daemon::Daemon;
+use crate::passwords::argon2_pool::QueueKey;
+use crate::round_robin::RoundRobin;
+use crate::server::api::ConnState;
+use crate::server::connection::{self, Answer};
+
+/// Workers running requests at once: enough that concurrent logins wait
+/// on argon2's per-core queue or the store, not on a free worker.
+pub const WORKERS: usize = 64;
+/// How long a worker with nothing to do waits for a job before it ends.
+pub const KEEP_ALIVE: Duration = Duration::from_millis(200);
+
+/// One frame to answer.
+#[derive(Debug)]
+pub struct Job {
+    pub token: usize,
+    pub state: ConnState,
+    /// The whole frame, length included; wiped once decoded.
+    pub frame: Vec<u8>,
+    /// Whether the hello was answered already (else this frame is the hello).
+    pub greeted: bool,
+    /// The connection (non-blocking), to send the answer without waiting
+    /// for the event loop.
+    pub stream: Option<UnixStream>,
+}
+
+impl Job {
+    fn queue_key(&self) -> QueueKey {
+        self.state.queue_key(|| {
+            if self.greeted {
+                connection::named_rhost(&self.frame)
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// A job's result.
+#[derive(Debug)]
+pub struct Done {
+    pub token: usize,
+    pub state: ConnState,
+    /// The answer frame; wiped once sent.
+    pub answer: Vec<u8>,
+    /// How much of it the worker sent; the event loop sends the rest.
+    pub sent: usize,
+    pub keep_open: bool,
+}
+
+/// The finished jobs, for the event loop to collect.
+#[derive(Debug, Default)]
+pub struct Finished(Mutex<Vec<Done>>);
+
+impl Finished {
+    /// Everything finished so far.
+    pub fn take(&self) -> Vec<Done> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn push(&self, done: Done) {
+        self.lock().push(done);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Done>> {
+        match self.0.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// Jobs waiting for a worker, and the workers there are. The jobs are
+/// served round-robin by remote host, else by uid (as argon2 runs are):
+/// while a flood's requests hold every worker waiting for argon2, the
+/// next free worker still goes to another host's login in its turn.
+#[derive(Debug, Default)]
+struct Queue {
+    jobs: RoundRobin<QueueKey, Box<Job>>,
+    running: usize,
+    idle: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    daemon: Arc<Daemon>,
+    finished: Arc<Finished>,
+    waker: Arc<Waker>,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        match self.queue.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// Up to [`WORKERS`] threads, started when requests wait and ended when
+/// they have had nothing to do for [`KEEP_ALIVE`]: what a burst of
+/// requests touched (a deeply nested frame takes a lot of stack) goes
+/// back to the system with them.
+#[derive(Debug)]
+pub struct Workers {
+    shared: Arc<Shared>,
+}
+
+impl Workers {
+    /// Each finished job goes to `finished` and wakes the event loop.
+    pub fn new(daemon: &Arc<Daemon>, finished: &Arc<Finished>, waker: &Arc<Waker>) -> Workers {
+        Workers {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue::default()),
+                ready: Condvar::new(),
+                daemon: Arc::clone(daemon),
+                finished: Arc::clone(finished),
+                waker: Arc::clone(waker),
+            }),
+        }
+    }
+
+    /// Queues a job for a waiting worker, or a new one. Gives the job
+    /// back if no worker runs and none can be started.
+    pub fn submit(&self, job: Box<Job>) -> Result<(), Box<Job>> {
+        let key = job.queue_key();
+        let mut queue = self.shared.queue();
+        queue.jobs.push(key.clone(), job);
+        if queue.jobs.len() <= queue.idle {
+            self.shared.ready.notify_one();
+            return Ok(());
+        }
+        if queue.running >= WORKERS {
+            // A busy worker takes it when done.
+            return Ok(());
+        }
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("worker".into())
+            .spawn(move || work(&shared));
+        match spawned {
+            Ok(_) => {
+                queue.running += 1;
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("cannot start a worker thread: {e}");
+                if queue.running > 0 {
+                    return Ok(());
+                }
+                queue.jobs.take_last(&key).map_or(Ok(()), Err)
+            }
+        }
+    }
+}
+
+fn work(shared: &Shared) {
+    let mut queue = shared.queue();
+    loop {
+        if let Some(job) = queue.jobs.pop() {
+            drop(queue);
+            shared.finished.push(run(&shared.daemon, *job));
+            if let Err(e) = shared.waker.wake() {
+                log::error!("a worker cannot wake the event loop: {e}");
+            }
+            queue = shared.queue();
+            continue;
+        }
+        queue.idle += 1;
+        let (guard, waited) = match shared.ready.wait_timeout(queue, KEEP_ALIVE) {
+            Ok(woken) => woken,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        queue = guard;
+        queue.idle -= 1;
+        if waited.timed_out() && queue.jobs.is_empty() {
+            queue.running -= 1;
+            return;
+        }
+    }
+}
+
+/// Answers one frame. A panic in a handler ends that connection with an
+/// error, not the worker.
+fn run(daemon: &Daemon, job: Job) -> Done {
+    let Job {
+        token,
+        mut state,
+        mut frame,
+        greeted,
+        stream,
+    } = job;
+    let answered = catch_unwind(AssertUnwindSafe(|| {
+        if greeted {
+            connection::answer_request(daemon, &mut state, &frame)
+        } else {
+            connection::answer_hello(&frame)
+        }
+    }));
+    frame.zeroize();
+    let answer = answered.unwrap_or_else(|_| {
+        log::error!(
+            "a request from {} failed inside kauthd; closing its connection",
+            state.caller.describe()
+        );
+        Answer {
+            response: connection::error(
+                ErrorCode::Internal,
+                "kauthd failed while answering; see its log".to_owned(),
+            ),
+            keep_open: false,
+        }
+    });
+    let encoded = connection::encode(&answer.response, &state.caller);
+    let sent = stream.map_or(0, |stream| send_what_fits(&stream, &encoded));
+    Done {
+        token,
+        state,
+        answer: encoded,
+        sent,
+        keep_open: answer.keep_open,
+    }
+}
+
+/// Writes what the socket takes now, without waiting; returns how much.
+/// A failure is left for the event loop to find when it sends the rest.
+fn send_what_fits(mut stream: &UnixStream, answer: &[u8]) -> usize {
+    let mut sent = 0;
+    while sent < answer.len() {
+        match stream.write(&answer[sent..]) {
+            Ok(0) => break,
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    sent
+}
