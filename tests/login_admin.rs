@@ -420,3 +420,67 @@ fn sign_out_takes_a_unique_prefix_and_says_when_all_includes_this_session() {
     );
     assert!(!valid(&daemon, &twin_a) && !valid(&daemon, &here));
 }
+
+/// Runs kauthctl on a terminal (util-linux `script` gives it a pty) with
+/// `answer` typed in; returns the exit code and what the terminal showed.
+fn ctl_at_terminal(daemon: &TestDaemon, args: &[&str], answer: &str) -> (Option<i32>, String) {
+    let kauthctl = kauth_tests::daemon::binary("kauthctl");
+    let command = std::iter::once(kauthctl.display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("KAUTHD_SOCKET", &daemon.socket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), answer.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), stdout(&out) + &stderr(&out))
+}
+
+#[test]
+#[ignore = "needs root"]
+fn at_a_terminal_disable_and_sign_out_all_ask_first() {
+    assert!(running_as_root(), "run as root (tests/run does)");
+    let mut daemon = TestDaemon::start("");
+    daemon.import_secret("ann", SECRET);
+    let status = |daemon: &TestDaemon| {
+        json(&daemon.ctl(&["--json", "2fa", "status", "--user", "ann"]))["enabled"].clone()
+    };
+
+    let (code, shown) = ctl_at_terminal(&daemon, &["2fa", "disable", "--user", "ann"], "n\n");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("asked to set up a new code") && shown.contains("off anyway? [y/N]"),
+        "{shown}"
+    );
+    assert_eq!(status(&daemon), true, "answered no: {shown}");
+    let (code, shown) = ctl_at_terminal(&daemon, &["2fa", "disable", "--user", "ann"], "y\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(status(&daemon), false, "answered yes: {shown}");
+
+    daemon.stop();
+    let here = format!("99999999{}", "0".repeat(24));
+    let other = format!("88888888{}", "0".repeat(24));
+    let me = std::process::id();
+    insert_sessions(
+        &daemon,
+        &[(here.clone(), me, start_time(me)), (other.clone(), 1, 0)],
+    );
+    daemon.restart();
+    let args = ["sessions", "sign-out", "--all", "--user", "ann"];
+    let (code, shown) = ctl_at_terminal(&daemon, &args, "n\n");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("This signs out 2 sessions, including the one this command runs in"),
+        "{shown}"
+    );
+    assert!(valid(&daemon, &here) && valid(&daemon, &other));
+    let (code, shown) = ctl_at_terminal(&daemon, &args, "y\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(!valid(&daemon, &here) && !valid(&daemon, &other), "{shown}");
+}
