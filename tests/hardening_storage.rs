@@ -115,7 +115,7 @@ fn no_enrolled_pending_imported_or_deleted_secret_is_in_the_database_files() {
     let bob = enroll(&daemon, "bob");
     let carol = enroll_begin(&daemon, "carol"); // pending, never confirmed
     daemon.import_secret("dave", IMPORTED);
-    let out = daemon.ctl(&["2fa", "disable", "--user", "bob"]);
+    let out = daemon.ctl(&["2fa", "disable", "--force", "--user", "bob"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let secrets = [ann.as_str(), bob.as_str(), carol.as_str(), IMPORTED];
     assert_no_secret_in_files(&daemon, &secrets, "while kauthd runs");

@@ -50,6 +50,13 @@ fn enroll(daemon: &TestDaemon, user: &str) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// A kauthd account without password or code: per-user overrides are
+/// refused for names that are neither an account nor a system user.
+fn add_account(daemon: &TestDaemon, user: &str) {
+    let out = daemon.ctl(&["user", "add", user]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 fn fresh_code() -> String {
     oathtool_at_step(SECRET, step_with_margin(3))
 }
@@ -129,6 +136,7 @@ fn without_a_deadline_a_required_unenrolled_user_is_denied() {
 fn per_user_exempt_beats_require_all_and_default_restores_it() {
     let daemon = TestDaemon::start("[policy]\nrequire = \"all\"\n");
     let conf = service(&daemon, "");
+    add_account(&daemon, "bob");
     assert!(daemon
         .ctl(&["policy", "exempt", "--user", "bob"])
         .status
@@ -147,6 +155,7 @@ fn per_user_require_beats_require_none() {
     let daemon = TestDaemon::start("[policy]\nrequire = \"none\"\n");
     let conf = service(&daemon, "");
     assert!(succeeded(&login(&conf, "bob", &[])));
+    add_account(&daemon, "bob");
     assert!(daemon
         .ctl(&["policy", "require", "--user", "bob"])
         .status
@@ -186,6 +195,7 @@ fn policy_show_names_the_rule_that_decided_for_each_service() {
     let daemon = TestDaemon::start(
         "[policy]\nexempt_services = [\"kpanel-api\"]\ndeadline = \"2099-01-01\"\n",
     );
+    add_account(&daemon, "bob");
     assert!(daemon
         .ctl(&["policy", "exempt", "--user", "bob"])
         .status

@@ -41,7 +41,7 @@ fn a_local_user_enrolls_from_their_shell_without_an_account() {
     assert!(stdout(&out).contains("nobody: on"), "{}", stdout(&out));
 
     // Turning it off needs a current code; without one it is refused.
-    let out = as_nobody(&daemon, &["2fa", "disable"]);
+    let out = as_nobody(&daemon, &["2fa", "disable", "--force"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("verification code"),
@@ -49,7 +49,7 @@ fn a_local_user_enrolls_from_their_shell_without_an_account() {
         stderr(&out)
     );
     let code = oathtool_at_step(&secret, step + 1);
-    let out = as_nobody(&daemon, &["2fa", "disable", "--code", &code]);
+    let out = as_nobody(&daemon, &["2fa", "disable", "--force", "--code", &code]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = as_nobody(&daemon, &["2fa", "status"]);
     assert!(stdout(&out).contains("nobody: off"), "{}", stdout(&out));

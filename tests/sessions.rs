@@ -122,7 +122,7 @@ fn sign_out_everywhere_ends_all_of_a_users_sessions_and_no_one_elses() {
     wait_sessions(&daemon, &bob.name, 1);
 
     let out = daemon.ctl(&[
-        "--json", "sessions", "sign-out", "--all", "--user", &ann.name,
+        "--json", "sessions", "sign-out", "--all", "--yes", "--user", &ann.name,
     ]);
     let doc = json(&out);
     // Both are reported even though sshd closes each PAM session the

@@ -376,7 +376,9 @@ fn root_disables_two_factor_for_several_users_at_once() {
     for user in ["ann", "bob", "cat"] {
         daemon.import_secret(user, SECRET_A);
     }
-    let out = daemon.ctl(&["2fa", "disable", "--user", "ann", "--user", "bob"]);
+    let out = daemon.ctl(&[
+        "2fa", "disable", "--force", "--user", "ann", "--user", "bob",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let list = json(&daemon.ctl(&["--json", "2fa", "list"]));
     let names: HashSet<&str> = list["users"]

@@ -41,7 +41,7 @@ pub enum Command {
     /// List sessions; sign out one or all; check one (panels).
     Sessions {
         /// Another user's sessions (root; without it root sees everyone's).
-        #[arg(long)]
+        #[arg(long, value_name = "NAME")]
         user: Option<String>,
         #[command(subcommand)]
         action: Option<SessionsAction>,
@@ -53,7 +53,7 @@ pub enum Command {
         #[arg(long, value_name = "WHEN")]
         since: Option<String>,
         /// Another user's activity (root; without it root sees everyone's).
-        #[arg(long)]
+        #[arg(long, value_name = "NAME")]
         user: Option<String>,
         /// At most this many events.
         #[arg(long, default_value_t = 200)]
@@ -76,12 +76,26 @@ pub enum Command {
     /// Make a single-use password reset token for a user's "forgot your
     /// password?" mail; valid [password] reset_token_seconds (1 h) (root, panels).
     ResetToken {
-        #[arg(long)]
+        /// The user the token resets the password of.
+        #[arg(long, value_name = "NAME")]
         user: String,
     },
     /// Write the manual pages into DIR (for packaging).
     #[command(hide = true)]
-    GenerateMan { dir: PathBuf },
+    GenerateMan {
+        /// The directory to write the pages into (created if needed).
+        dir: PathBuf,
+    },
+    /// Account and host locks in force, until when; lift a host's lock (root).
+    ///
+    /// An account is locked by root (`user lock`) or after too many failed
+    /// attempts on its name; a remote host after too many failed attempts
+    /// from it, whatever the names. `user unlock NAME` lifts the account's
+    /// locks and those of the hosts NAME failed from.
+    Locks {
+        #[command(subcommand)]
+        action: Option<LocksAction>,
+    },
     /// Replace the key that encrypts TOTP secrets (root).
     ///
     /// kauthd writes a new key file ([daemon] secret_key_file, KEY.new
@@ -110,13 +124,14 @@ pub enum TwoFaCommand {
     /// On or off, method, enrolled when, recovery codes left.
     Status {
         /// Another user's status (root and panels).
-        #[arg(long)]
+        #[arg(long, value_name = "NAME")]
         user: Option<String>,
     },
     /// Set up two-factor authentication: QR code, setup key, confirm with a
     /// code, recovery codes.
     Enroll {
-        #[arg(long)]
+        /// Enroll another user (root and panels); yourself by default.
+        #[arg(long, value_name = "NAME")]
         user: Option<String>,
         /// Only start: print the secret and QR code (non-interactive step 1).
         #[arg(long, conflicts_with = "confirm")]
@@ -142,12 +157,18 @@ pub enum TwoFaCommand {
         /// The user (repeat for several; root only).
         #[arg(long = "user", value_name = "NAME")]
         users: Vec<String>,
+        /// Turn it off even where the policy requires it, without asking
+        /// (for scripts); the user's next login then sets up a new code or
+        /// is refused (see [policy] enroll_at_login).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         proof: ProofArgs,
     },
     /// Show how many recovery codes are left, or make a new set.
     RecoveryCodes {
-        #[arg(long)]
+        /// Another user's recovery codes (root and panels); yours by default.
+        #[arg(long, value_name = "NAME")]
         user: Option<String>,
         /// Replace all recovery codes with a new set, shown once.
         #[arg(long)]
@@ -163,7 +184,8 @@ pub enum TwoFaCommand {
     List,
     /// Migrate a known TOTP secret; two-factor authentication is on at once (root).
     Import {
-        #[arg(long)]
+        /// The user whose secret it is (an account is made if needed).
+        #[arg(long, value_name = "NAME")]
         user: String,
         /// The secret, base32 (10 to 64 bytes once decoded).
         #[arg(long)]
@@ -171,8 +193,10 @@ pub enum TwoFaCommand {
         /// SHA1, SHA256 or SHA512.
         #[arg(long, default_value = "SHA1")]
         algorithm: String,
+        /// Digits in a code (6 to 8).
         #[arg(long, default_value_t = 6)]
         digits: u32,
+        /// Seconds each code is valid (the time step).
         #[arg(long, default_value_t = 30)]
         period: u64,
     },
@@ -198,24 +222,29 @@ pub enum TwoFaCommand {
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// The policy in force; with --user, what it means for that user on
-    /// each service and which rule decided.
+    /// each service and which rule decided. Users see their own.
     Show {
-        #[arg(long)]
+        /// The user whose policy to explain (root; users may name only
+        /// themselves).
+        #[arg(long, value_name = "NAME")]
         user: Option<String>,
     },
     /// Require two-factor authentication of this user, whatever [policy] says.
     Require {
-        #[arg(long)]
+        /// A system user or a kauthd account.
+        #[arg(long, value_name = "NAME")]
         user: String,
     },
     /// Exempt this user from the requirement (a user with 2FA on is still asked).
     Exempt {
-        #[arg(long)]
+        /// A system user or a kauthd account.
+        #[arg(long, value_name = "NAME")]
         user: String,
     },
     /// Remove the user's override: [policy] decides again.
     Default {
-        #[arg(long)]
+        /// The user whose override to remove.
+        #[arg(long, value_name = "NAME")]
         user: String,
     },
 }
@@ -224,18 +253,36 @@ pub enum PolicyCommand {
 pub enum SessionsAction {
     /// End a session (an SSH connection is closed; a panel session revoked).
     SignOut {
-        /// The session id (see `kauthctl sessions`).
+        /// The session id (see `kauthctl sessions`), or its first 8 or more
+        /// hex digits when no other session starts the same way.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         id: Option<String>,
-        /// Every session of the user ("sign out everywhere").
+        /// Every session of the user ("sign out everywhere"), the one this
+        /// command runs in included: asks first, unless --yes.
         #[arg(long)]
         all: bool,
+        /// Sign out without asking (for scripts).
+        #[arg(long, short = 'y')]
+        yes: bool,
         /// Whose sessions (root); yours by default.
-        #[arg(long)]
+        #[arg(long, value_name = "NAME")]
         user: Option<String>,
     },
     /// Is this session still valid? Exit 0 if yes, 1 if not (for panels).
-    Check { id: String },
+    Check {
+        /// The session id (a panel's KAUTH_SESSION_ID).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocksAction {
+    /// Lift the lock on a remote host (and forget its failed attempts).
+    Clear {
+        /// The host's address, as `kauthctl locks` shows it.
+        #[arg(long, value_name = "ADDR")]
+        host: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,7 +290,8 @@ pub enum ImportCommand {
     /// Migrate a user's ~/.google_authenticator file: secret, step size,
     /// window, and its scratch codes as recovery codes.
     GoogleAuthenticator {
-        #[arg(long)]
+        /// The user the file belongs to (an account is made if needed).
+        #[arg(long, value_name = "NAME")]
         user: String,
         /// The file: a regular file of at most 64 KiB (not a symbolic link).
         file: PathBuf,
@@ -254,6 +302,7 @@ pub enum ImportCommand {
 pub enum UserCommand {
     /// Create an account.
     Add {
+        /// The account's name (a login name).
         name: String,
         /// Read the account's password from the first line of standard input.
         #[arg(long)]
@@ -263,15 +312,26 @@ pub enum UserCommand {
         uid: Option<u32>,
     },
     /// Delete an account and everything kauthd holds for it.
-    Del { name: String },
+    Del {
+        /// The account to delete.
+        name: String,
+    },
     /// List accounts.
     List,
     /// Lock an account: every login is refused until it is unlocked.
-    Lock { name: String },
-    /// Unlock an account (an administrative lock or one from too many failures).
-    Unlock { name: String },
+    Lock {
+        /// The account to lock.
+        name: String,
+    },
+    /// Unlock an account: root's lock, the lock from too many failures, and
+    /// the locks of the remote hosts NAME failed from (it says which).
+    Unlock {
+        /// The account (or system user) to unlock.
+        name: String,
+    },
     /// Set an account's password; the current one is not needed.
     Passwd {
+        /// The account whose password to set.
         name: String,
         /// Read the new password from the first line of standard input.
         #[arg(long)]
@@ -287,7 +347,7 @@ pub enum UserCommand {
 pub struct PasswdArgs {
     /// Whose password: yours by default. Root and panels may name anyone,
     /// and still give that user's current password (`user passwd` needs none).
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
     /// Read the passwords from standard input, one per line: the current
     /// password, then the new one (with --reset-token: only the new one).
@@ -302,4 +362,38 @@ pub struct PasswdArgs {
     /// standard input, out of sight of `ps`.
     #[arg(long, value_name = "TOKEN", conflicts_with = "sign_out_others")]
     pub reset_token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument and option of every command, as `command path: --name`,
+    /// that has no help text.
+    fn without_help(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path}: {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            without_help(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+
+    #[test]
+    fn every_argument_and_option_has_help() {
+        let cmd = Cli::command();
+        let mut missing = Vec::new();
+        without_help(&cmd, "kauthctl", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::args::{Cli, Command, UserCommand};
 use crate::connection::{call, expect_done, fetch_pages};
 use crate::output::{cell, Failure, Output};
-use crate::{passwords, policy, prompt, sessions, twofactor};
+use crate::{locks, passwords, policy, prompt, sessions, twofactor};
 
 pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> {
     match &cli.command {
@@ -24,6 +24,7 @@ pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> 
             sessions::activity(since.as_deref(), user.as_deref(), *limit, client, out)
         }
         Command::Rekey => rekey(client, out),
+        Command::Locks { action } => locks::run(action.as_ref(), client, out),
         // main.rs runs these before connecting to kauthd.
         Command::Doctor(_) | Command::GenerateMan { .. } => Err(Failure::failed(
             "internal",
@@ -95,12 +96,7 @@ fn user(command: &UserCommand, client: &mut Client, out: &Output) -> Result<(), 
             out,
             &format!("account {name} locked"),
         ),
-        UserCommand::Unlock { name } => expect_done(
-            client,
-            &Request::UserUnlock { name: name.clone() },
-            out,
-            &format!("account {name} unlocked"),
-        ),
+        UserCommand::Unlock { name } => locks::unlock_user(name, client, out),
         UserCommand::List => list_users(client, out),
         UserCommand::Passwd {
             name,

@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod connection;
 mod doctor;
+mod locks;
 mod manpages;
 mod output;
 mod passwords;

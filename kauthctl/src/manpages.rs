@@ -9,6 +9,30 @@ use kauthd::manpage::{self, Para, Section};
 
 use crate::args::Cli;
 
+/// The EXAMPLES of kauthctl(1): the tasks people come to the manual for.
+const EXAMPLES: &[Para<'static>] = &[
+    Para::Example(
+        "Set up two-factor authentication for yourself: scan the QR code (or type the setup key) into an authenticator app, type the code it shows, and keep the recovery codes somewhere safe.",
+        "kauthctl 2fa enroll\nkauthctl 2fa status",
+    ),
+    Para::Example(
+        "Lost phone. The user logs in with a recovery code at the \"Verification code\" prompt, then sets up the new phone (the recovery code is the proof); a user without recovery codes asks root, who turns 2FA off (the next login then sets up a new code, or is refused: [policy] enroll_at_login) and lifts any lock.",
+        "kauthctl 2fa enroll\nkauthctl 2fa disable --user ann --force      # root\nkauthctl user unlock ann                  # root",
+    ),
+    Para::Example(
+        "Roll out 2FA to everyone: in /etc/kauthd/kauthd.toml set [policy] require = \"all\" and a deadline = \"YYYY-MM-DD\" (until then users are reminded at login), reload kauthd, check what it means for a user, exempt a service account, and follow who has enrolled.",
+        "systemctl reload kauthd\nkauthctl policy show --user ann\nkauthctl policy exempt --user backup\nkauthctl 2fa list",
+    ),
+    Para::Example(
+        "Sign out everywhere: every session of yours, this one included (kauthctl asks first; --yes for scripts); root for a user; one session by the first 8 characters of its id.",
+        "kauthctl sessions sign-out --all\nkauthctl sessions sign-out --all --user ann --yes\nkauthctl sessions sign-out 3f2a9c1e",
+    ),
+    Para::Example(
+        "A user is refused after too many failed attempts: list the locks, then lift the account's and those of the hosts it failed from, or one host's.",
+        "kauthctl locks\nkauthctl user unlock ann\nkauthctl locks clear --host 203.0.113.7",
+    ),
+];
+
 pub fn generate(dir: &Path) -> ExitCode {
     let extra = [
         Section {
@@ -19,6 +43,10 @@ pub fn generate(dir: &Path) -> ExitCode {
                 Para::Item("2", "Usage error."),
                 Para::Item("3", "kauthd is not running or not reachable."),
             ],
+        },
+        Section {
+            heading: "EXAMPLES",
+            paras: EXAMPLES,
         },
         Section {
             heading: "ENVIRONMENT",

@@ -134,7 +134,7 @@ fn changed(
             out.success(&whose, json!({"signed_out": []}));
             Ok(())
         }
-        Response::SignedOut { ids } => {
+        Response::SignedOut { ids, .. } => {
             out.success(
                 &format!("{whose}; {} other sessions signed out", ids.len()),
                 json!({ "signed_out": ids }),

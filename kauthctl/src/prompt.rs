@@ -51,3 +51,12 @@ pub fn password_from_stdin() -> Result<Secret, String> {
     }
     Ok(Secret::new(password))
 }
+
+/// Asks a yes/no question on the terminal; only `y` or `yes` is yes.
+pub fn confirm(question: &str) -> Result<bool, String> {
+    let answer = line(&format!("{question} [y/N] "))?;
+    Ok(matches!(
+        answer.expose().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}

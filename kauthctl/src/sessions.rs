@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::args::SessionsAction;
 use crate::connection::{call, fetch_pages};
 use crate::output::{cell, json_text, Failure, Output};
+use crate::prompt;
 
 /// The session this kauthctl runs in, if PAM exported its id.
 fn current_session() -> Option<String> {
@@ -26,26 +27,16 @@ pub fn run(
         Some(SessionsAction::SignOut {
             id,
             all,
+            yes,
             user: whose,
-        }) => {
-            let request = Request::SignOut {
-                id: id.clone(),
-                user: whose.clone().or_else(|| user.map(str::to_owned)),
-                all: *all,
-            };
-            match call(client, &request)? {
-                Response::SignedOut { ids } => {
-                    let text = match ids.len() {
-                        0 => "no open sessions to sign out".to_owned(),
-                        1 => format!("signed out session {}", ids[0]),
-                        n => format!("signed out {n} sessions"),
-                    };
-                    out.success(&text, json!({ "signed_out": ids }));
-                    Ok(())
-                }
-                other => Err(Failure::from_response(other)),
-            }
-        }
+        }) => sign_out(
+            id.as_deref(),
+            *all,
+            *yes,
+            whose.as_deref().or(user),
+            client,
+            out,
+        ),
         Some(SessionsAction::Check { id }) => {
             match call(client, &Request::SessionCheck { id: id.clone() })? {
                 Response::SessionValidity { id, valid, user } => {
@@ -68,6 +59,71 @@ pub fn run(
                 other => Err(Failure::from_response(other)),
             }
         }
+    }
+}
+
+/// `sessions sign-out ID` or `--all`. `--all` ends the session this
+/// command runs in too: kauthctl says so and asks first, unless --yes.
+fn sign_out(
+    id: Option<&str>,
+    all: bool,
+    yes: bool,
+    user: Option<&str>,
+    client: &mut Client,
+    out: &Output,
+) -> Result<(), Failure> {
+    let request = |dry_run: bool| Request::SignOut {
+        id: id.map(str::to_owned),
+        user: user.map(str::to_owned),
+        all,
+        dry_run,
+    };
+    if all && !yes {
+        let (ids, current) = match call(client, &request(true))? {
+            Response::SignedOut { ids, current } => (ids, current),
+            other => return Err(Failure::from_response(other)),
+        };
+        if ids.is_empty() {
+            out.success("no open sessions to sign out", json!({ "signed_out": ids }));
+            return Ok(());
+        }
+        let what = match (ids.len(), current.is_some()) {
+            (1, true) => "the session this command runs in (you will be disconnected)".to_owned(),
+            (n, true) => {
+                format!("{n} sessions, including the one this command runs in (you will be disconnected)")
+            }
+            (1, false) => "1 session".to_owned(),
+            (n, false) => format!("{n} sessions"),
+        };
+        if out.is_json() || !prompt::interactive() {
+            return Err(Failure::failed(
+                "confirmation_needed",
+                format!("sign-out --all would sign out {what}; add --yes to confirm"),
+            ));
+        }
+        if !prompt::confirm(&format!("This signs out {what}. Go on?"))
+            .map_err(|m| Failure::failed("invalid", m))?
+        {
+            return Err(Failure::failed(
+                "cancelled",
+                "nothing was signed out".to_owned(),
+            ));
+        }
+    }
+    match call(client, &request(false))? {
+        Response::SignedOut { ids, current } => {
+            let mut text = match ids.len() {
+                0 => "no open sessions to sign out".to_owned(),
+                1 => format!("signed out session {}", cell(&ids[0])),
+                n => format!("signed out {n} sessions"),
+            };
+            if current.is_some() {
+                text.push_str(", including the one this command runs in");
+            }
+            out.success(&text, json!({ "signed_out": ids, "current": current }));
+            Ok(())
+        }
+        other => Err(Failure::from_response(other)),
     }
 }
 

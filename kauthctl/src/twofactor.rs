@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use kauth_proto::{Client, ErrorCode, Proof, Request, Response, Secret};
+use kauth_proto::{Client, ErrorCode, Proof, Request, Response, Secret, UserPolicy};
 use serde_json::{json, Value};
 
 use crate::args::{ImportCommand, ProofArgs, TwoFaCommand};
 use crate::connection::{call, expect_done, fetch_pages};
-use crate::output::{cell, Failure, Output};
+use crate::output::{cell, terminal_text, Failure, Output};
 use crate::safe_file::{self, PrivateFile};
 use crate::{prompt, qr};
 use kauthd::clock::format_time;
@@ -54,30 +54,11 @@ pub fn run(command: &TwoFaCommand, client: &mut Client, out: &Output) -> Result<
             }
             confirm_with_tries(client, out, user.clone(), save)
         }
-        TwoFaCommand::Disable { users, proof } => {
-            let whose = users.first().map(String::as_str);
-            let response = with_proof(client, out, proof, whose, |proof| {
-                Request::TwoFactorDisable {
-                    users: users.clone(),
-                    proof,
-                }
-            })?;
-            match response {
-                Response::Done => {
-                    let who = if users.is_empty() {
-                        "your account".to_owned()
-                    } else {
-                        users.join(", ")
-                    };
-                    out.success(
-                        &format!("two-factor authentication turned off for {who}"),
-                        json!({}),
-                    );
-                    Ok(())
-                }
-                other => Err(Failure::from_response(other)),
-            }
-        }
+        TwoFaCommand::Disable {
+            users,
+            force,
+            proof,
+        } => disable(client, out, users, *force, proof),
         TwoFaCommand::RecoveryCodes {
             user,
             regenerate,
@@ -289,6 +270,87 @@ fn with_proof(
     call(client, &make(proof))
 }
 
+/// `2fa disable`: where the policy requires 2FA, kauthd refuses until
+/// confirmed; a person at a terminal is asked, a script gives --force.
+fn disable(
+    client: &mut Client,
+    out: &Output,
+    users: &[String],
+    force: bool,
+    proof: &ProofArgs,
+) -> Result<(), Failure> {
+    let whose = users.first().map(String::as_str);
+    let send = |client: &mut Client, force: bool| {
+        with_proof(client, out, proof, whose, |proof| {
+            Request::TwoFactorDisable {
+                users: users.to_vec(),
+                proof,
+                force,
+            }
+        })
+    };
+    let mut response = send(client, force)?;
+    if let Response::Error {
+        code: ErrorCode::ConfirmationNeeded,
+        message,
+    } = &response
+    {
+        if out.is_json() || !prompt::interactive() {
+            return Err(Failure::from_response(response));
+        }
+        eprintln!("{}", terminal_text(message));
+        if !prompt::confirm("Turn two-factor authentication off anyway?").map_err(input_failure)? {
+            return Err(Failure::failed(
+                "cancelled",
+                "nothing was changed: two-factor authentication stays on".to_owned(),
+            ));
+        }
+        response = send(client, true)?;
+    }
+    match response {
+        Response::Done => {
+            let who = if users.is_empty() {
+                "your account".to_owned()
+            } else {
+                users.join(", ")
+            };
+            out.success(
+                &format!("two-factor authentication turned off for {who}"),
+                json!({}),
+            );
+            Ok(())
+        }
+        other => Err(Failure::from_response(other)),
+    }
+}
+
+/// What the policy asks of the user, for `2fa status`: required or not,
+/// from when, and what each service does.
+fn requirement_text(policy: &UserPolicy) -> String {
+    let required = match (policy.required, policy.required_from.as_deref()) {
+        (false, _) => "no".to_owned(),
+        (true, None) => "yes".to_owned(),
+        (true, Some(day)) => {
+            let future = kauthd::clock::parse_date(day).is_some_and(|d| d > kauthd::clock::now());
+            if future {
+                format!("yes, from {day}; until then logins go on without a code")
+            } else {
+                format!("yes, since {day}")
+            }
+        }
+    };
+    let mut text = format!("\n  required: {required} ({})", policy.rule);
+    for s in &policy.services {
+        let what = match s.decision.as_str() {
+            "ask_code" => "a code is asked",
+            "skip" => "no code is asked",
+            _ => "logins are refused until 2FA is set up",
+        };
+        text.push_str(&format!("\n  on {}: {what}", cell(&s.service)));
+    }
+    text
+}
+
 fn status(client: &mut Client, out: &Output, user: Option<String>) -> Result<(), Failure> {
     let response = call(client, &Request::TwoFactorStatus { user })?;
     let Response::TwoFactorStatus(state) = &response else {
@@ -315,6 +377,10 @@ fn status(client: &mut Client, out: &Output, user: Option<String>) -> Result<(),
             "two-factor authentication for {}: off; turn it on with `kauthctl 2fa enroll`",
             state.user
         )
+    };
+    let text = match &state.policy {
+        Some(policy) => text + &requirement_text(policy),
+        None => text,
     };
     out.success(&text, fields(&response));
     Ok(())

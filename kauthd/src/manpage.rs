@@ -17,6 +17,9 @@ pub enum Para<'a> {
     Text(&'a str),
     /// A tagged paragraph: the tag in bold, then its text indented.
     Item(&'a str, &'a str),
+    /// An example: what it does, then its command lines as they are
+    /// (indented, not filled).
+    Example(&'a str, &'a str),
 }
 
 /// A section added after the generated ones (FILES, SIGNALS, SEE ALSO…).
@@ -67,6 +70,17 @@ pub fn write_page(
                     roff.control("TP", []);
                     roff.text([bold(*tag)]);
                     roff.text([roman(*text)]);
+                }
+                Para::Example(what, lines) => {
+                    roff.control("PP", []);
+                    roff.text([roman(*what)]);
+                    roff.control("RS", ["4"]);
+                    roff.control("nf", []);
+                    for line in lines.lines() {
+                        roff.text([roman(line)]);
+                    }
+                    roff.control("fi", []);
+                    roff.control("RE", []);
                 }
             }
         }

@@ -102,11 +102,16 @@ pub enum Request {
         code: Secret,
     },
     /// Turn 2FA off. Root may name several users and needs no proof.
+    /// For a user the policy requires, kauthd refuses with
+    /// `confirmation_needed` (saying what the next login will do) unless
+    /// `force` is set.
     TwoFactorDisable {
         #[serde(default)]
         users: Vec<String>,
         #[serde(default)]
         proof: Proof,
+        #[serde(default)]
+        force: bool,
     },
     /// How many recovery codes are left, or (with `regenerate`) a new set.
     RecoveryCodes {
@@ -162,8 +167,10 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
-    /// Sign out one session by id, or all of a user's (`all`, with `user`
-    /// for root; the caller's own otherwise).
+    /// Sign out one session by id (or a unique prefix of at least 8 hex
+    /// digits), or all of a user's (`all`, with `user` for root; the
+    /// caller's own otherwise). With `dry_run`, nothing is ended: the
+    /// answer lists what would be.
     SignOut {
         #[serde(default)]
         id: Option<String>,
@@ -171,6 +178,8 @@ pub enum Request {
         user: Option<String>,
         #[serde(default)]
         all: bool,
+        #[serde(default)]
+        dry_run: bool,
     },
     /// Is this session (a panel's `KAUTH_SESSION_ID`) still valid?
     /// Root and PAM callers.
@@ -220,6 +229,17 @@ pub enum Request {
     /// Replace the key that encrypts TOTP secrets: kauthd makes a new key
     /// file and re-encrypts every secret with it. Root only.
     Rekey,
+
+    /// Account and host locks in force, by kind and name. Root only.
+    /// Paged like `UserList`.
+    Locks {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Lift the lock on one remote host (and forget its failures). Root only.
+    LockClear { host: String },
 }
 
 /// What a user gives to make a sensitive change: the password (if the
@@ -351,9 +371,13 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         next: Option<String>,
     },
-    /// Answer to `SignOut`: the ids that were ended or revoked.
+    /// Answer to `SignOut`: the ids that were ended or revoked (with
+    /// `dry_run`: that would be). `current` is the caller's own session
+    /// (the one its process runs in) when it is among them.
     SignedOut {
         ids: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        current: Option<String>,
     },
     SessionValidity {
         id: String,
@@ -387,6 +411,36 @@ pub enum Response {
         key_id: String,
         secrets: u64,
     },
+    /// Answer to `UserUnlock`: whether the account had a lock (root's or
+    /// one from failures), and the remote hosts whose locks were lifted
+    /// because the user failed from them.
+    Unlocked {
+        user: String,
+        account: bool,
+        hosts: Vec<String>,
+    },
+    /// Answer to `Locks`.
+    LockList {
+        locks: Vec<LockInfo>,
+        /// Where the next page starts: send it back as `after`. Absent on
+        /// the last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+    },
+}
+
+/// One lock in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// `"account"` or `"host"`.
+    pub kind: String,
+    /// The account name or the remote host.
+    pub name: String,
+    /// Unix time the lock from failures ends; absent for root's lock
+    /// alone (it holds until `user unlock`).
+    pub until: Option<i64>,
+    /// Root locked the account (`user lock`).
+    pub by_root: bool,
 }
 
 /// `[policy]` as in force, and optionally what it means for one user.
@@ -411,6 +465,11 @@ pub struct UserPolicy {
     pub required: bool,
     pub rule: String,
     pub services: Vec<ServiceDecision>,
+    /// When the requirement is enforced: the `[policy] deadline`
+    /// (YYYY-MM-DD) if there is one; absent: now (no deadline), or not
+    /// required.
+    #[serde(default)]
+    pub required_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -496,6 +555,10 @@ pub struct TwoFactorState {
     /// The account has a kauthd password (asked as proof for changes).
     #[serde(default)]
     pub has_password: bool,
+    /// What the policy asks of this user: required or not, from when, and
+    /// the decision on each service.
+    #[serde(default)]
+    pub policy: Option<UserPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -541,6 +604,8 @@ pub enum ErrorCode {
     Refused,
     Busy,
     Internal,
+    /// The change needs confirming (`force`): the message says why.
+    ConfirmationNeeded,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

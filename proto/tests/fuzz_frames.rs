@@ -96,7 +96,11 @@ fn request() -> BoxedStrategy<Request> {
         opt_text().prop_map(|user| R::TwoFactorStatus { user }),
         (opt_text(), proof()).prop_map(|(user, proof)| R::EnrollBegin { user, proof }),
         (opt_text(), secret()).prop_map(|(user, code)| R::EnrollConfirm { user, code }),
-        (texts(), proof()).prop_map(|(users, proof)| R::TwoFactorDisable { users, proof }),
+        (texts(), proof()).prop_map(|(users, proof)| R::TwoFactorDisable {
+            users,
+            proof,
+            force: false
+        }),
         (opt_text(), any::<bool>(), proof()).prop_map(|(user, regenerate, proof)| {
             R::RecoveryCodes {
                 user,
@@ -128,10 +132,13 @@ fn request() -> BoxedStrategy<Request> {
         (text(), opt_text()).prop_map(|(user, rule)| R::PolicySet { user, rule }),
         (opt_text(), opt_text(), any::<Option<u32>>())
             .prop_map(|(user, after, limit)| R::Sessions { user, after, limit }),
-        (opt_text(), opt_text(), any::<bool>()).prop_map(|(id, user, all)| R::SignOut {
-            id,
-            user,
-            all
+        (opt_text(), opt_text(), any::<(bool, bool)>()).prop_map(|(id, user, (all, dry_run))| {
+            R::SignOut {
+                id,
+                user,
+                all,
+                dry_run,
+            }
         }),
         text().prop_map(|id| R::SessionCheck { id }),
         (
@@ -163,6 +170,8 @@ fn request() -> BoxedStrategy<Request> {
         Just(R::Diagnostics),
         text().prop_map(|user| R::TwoFactorResetGuard { user }),
         Just(R::Rekey),
+        (opt_text(), any::<Option<u32>>()).prop_map(|(after, limit)| R::Locks { after, limit }),
+        text().prop_map(|host| R::LockClear { host }),
     ]
     .boxed()
 }
@@ -239,6 +248,7 @@ fn two_factor_state() -> impl Strategy<Value = TwoFactorState> {
                 recovery_codes_left,
                 pending,
                 has_password: pending && enabled,
+                policy: None,
             },
         )
 }
@@ -267,6 +277,7 @@ fn policy_report() -> impl Strategy<Value = PolicyReport> {
             required,
             rule,
             services,
+            required_from: None,
         },
     );
     (
@@ -422,7 +433,7 @@ fn response() -> BoxedStrategy<Response> {
         policy_report().prop_map(R::Policy),
         (vec(session_info(), 0..3), opt_text())
             .prop_map(|(sessions, next)| R::SessionList { sessions, next }),
-        texts().prop_map(|ids| R::SignedOut { ids }),
+        (texts(), opt_text()).prop_map(|(ids, current)| R::SignedOut { ids, current }),
         (text(), any::<bool>(), opt_text()).prop_map(|(id, valid, user)| R::SessionValidity {
             id,
             valid,
@@ -441,6 +452,12 @@ fn response() -> BoxedStrategy<Response> {
             ahead_seconds
         }),
         (text(), any::<u64>()).prop_map(|(key_id, secrets)| R::Rekeyed { key_id, secrets }),
+        (text(), any::<bool>(), texts()).prop_map(|(user, account, hosts)| R::Unlocked {
+            user,
+            account,
+            hosts
+        }),
+        (vec(lock_info(), 0..3), opt_text()).prop_map(|(locks, next)| R::LockList { locks, next }),
     ]
     .boxed()
 }
@@ -953,4 +970,15 @@ fn generated_requests_parse_back_from_json() {
         prop_assert_eq!(again, json);
         Ok(())
     });
+}
+
+fn lock_info() -> impl Strategy<Value = LockInfo> {
+    (text(), text(), any::<Option<i64>>(), any::<bool>()).prop_map(
+        |(kind, name, until, by_root)| LockInfo {
+            kind,
+            name,
+            until,
+            by_root,
+        },
+    )
 }

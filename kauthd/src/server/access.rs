@@ -47,6 +47,15 @@ impl Caller {
         matches!(self.role, Role::Root | Role::PamCaller)
     }
 
+    /// Who did something, for activity details: the user name (`root`,
+    /// `ann`), or `uid 1234` when /etc/passwd has none.
+    pub fn by_whom(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("uid {}", self.uid),
+        }
+    }
+
     /// For log lines: `uid 1000 (ann)`.
     pub fn describe(&self) -> String {
         match &self.name {

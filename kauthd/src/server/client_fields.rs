@@ -68,6 +68,7 @@ pub fn check_request(request: &Request) -> Result<(), Error> {
             check_optional("rhost", rhost.as_deref(), MAX_RHOST)?;
             check_optional("tty", tty.as_deref(), MAX_TTY)
         }
+        Request::LockClear { host } => check("host", host, MAX_RHOST),
         // No descriptive field: nothing to check.
         Request::Hello { .. }
         | Request::Status
@@ -98,7 +99,8 @@ pub fn check_request(request: &Request) -> Result<(), Error> {
         | Request::PasswordReset { .. }
         | Request::Diagnostics
         | Request::TwoFactorResetGuard { .. }
-        | Request::Rekey => Ok(()),
+        | Request::Rekey
+        | Request::Locks { .. } => Ok(()),
     }
 }
 

@@ -54,6 +54,9 @@ impl SessionState {
     }
 }
 
+/// The length of a session id.
+pub const ID_LEN: usize = 32;
+
 /// A new session id: 128 random bits, hex.
 fn new_id() -> Result<String, Error> {
     let mut bytes = [0u8; 16];

@@ -41,7 +41,7 @@ pub use activity::{ActivityPosition, ActivityRow, NewEvent};
 pub use durability::{Durability, StoreGuard};
 pub use logins::{LoginEvents, Spend};
 pub use policy_overrides::Override;
-pub use ratelimit::{LimitKey, Limits};
+pub use ratelimit::{LimitKey, Limits, LockRow};
 pub use sealing::KeyUse;
 pub use sessions::{NewSession, SessionPosition, SessionRecord};
 pub use twofactor::GuardRow;

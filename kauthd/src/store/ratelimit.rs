@@ -29,6 +29,34 @@ pub struct Limits {
     pub lock_seconds: u64,
 }
 
+impl Limits {
+    /// How far back a failure can have helped set a lock that still
+    /// holds: the lock's length plus the counting window before it.
+    pub fn lookback_seconds(&self) -> i64 {
+        i64::try_from(self.lock_seconds.saturating_add(self.window_seconds)).unwrap_or(i64::MAX)
+    }
+}
+
+/// The activity events that are failed attempts from a remote host (the
+/// host's failures are counted without names; these rows keep the names).
+const FAILED_FROM_HOST: &str = "event IN ('login_failure', 'password_change_failure', 'lockout')";
+
+/// How many of the latest activity events are searched for the users who
+/// failed from a host.
+const RECENT_EVENTS_SEARCHED: u32 = 2000;
+
+/// One lock in force, from failures, root, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRow {
+    /// `"account"` or `"host"`.
+    pub kind: String,
+    pub key: String,
+    /// When the lock from failures ends, if there is one.
+    pub until: Option<i64>,
+    /// Root locked the account.
+    pub by_root: bool,
+}
+
 /// Forgets the failures counted against `key`.
 pub(super) fn clear_failures_in(conn: &Connection, key: LimitKey<'_>) -> rusqlite::Result<()> {
     let (kind, name) = key.parts();
@@ -144,6 +172,84 @@ impl Store {
         tx.commit()?;
         Ok(n > 0)
     }
+
+    /// The hosts locked now that `user` failed from since `since` (as the
+    /// activity log tells), with when their locks end.
+    pub fn locked_hosts_failed_from(
+        &self,
+        user: &str,
+        since: i64,
+        now: i64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        // From the user's recent activity (the `(user, at)` index) to
+        // each host's lock (its primary key), never the other way round.
+        let sql = format!(
+            "SELECT DISTINCT l.key, l.until FROM activity a CROSS JOIN lockouts l
+             WHERE a.user = ?1 AND a.at >= ?2 AND {FAILED_FROM_HOST}
+               AND l.kind = 'host' AND l.key = a.rhost AND l.until > ?3
+             ORDER BY l.key"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![user, since, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` names that failed from `host` since `since`, by
+    /// name. Only the latest [`RECENT_EVENTS_SEARCHED`] events are looked
+    /// at (there is no index by host), so the cost stays small in a flood.
+    pub fn users_failed_from_host(
+        &self,
+        host: &str,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let sql = format!(
+            "SELECT DISTINCT user FROM (
+                 SELECT user, rhost, event FROM activity WHERE at >= ?2
+                 ORDER BY at DESC LIMIT {RECENT_EVENTS_SEARCHED})
+             WHERE rhost = ?1 AND user IS NOT NULL AND {FAILED_FROM_HOST}
+             ORDER BY user LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![host, since, limit], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The locks in force at `now`, by kind and name: locks from failures
+    /// and root's account locks (one row when an account has both). At
+    /// most `limit` of those after `after` (kind, name).
+    pub fn locks(
+        &self,
+        now: i64,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<LockRow>> {
+        let (kind, key) = after.unwrap_or(("", ""));
+        // Each side gives at most a page after the cursor (the lockouts
+        // over their primary key), then the two are merged.
+        let mut stmt = self.conn.prepare(
+            "SELECT kind, key, MAX(until), MAX(by_root) FROM (
+                 SELECT * FROM (
+                     SELECT kind, key, until, 0 AS by_root FROM lockouts
+                     WHERE (kind, key) > (?2, ?3) AND until > ?1
+                     ORDER BY kind, key LIMIT ?4)
+                 UNION ALL
+                 SELECT * FROM (
+                     SELECT 'account' AS kind, name AS key, NULL AS until, 1 AS by_root
+                     FROM accounts WHERE locked = 1 AND ('account', name) > (?2, ?3)
+                     ORDER BY name LIMIT ?4))
+             GROUP BY kind, key ORDER BY kind, key LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![now, kind, key, limit], |r| {
+            Ok(LockRow {
+                kind: r.get(0)?,
+                key: r.get(1)?,
+                until: r.get(2)?,
+                by_root: r.get::<_, i64>(3)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +306,80 @@ mod tests {
         assert_eq!(store.locked_until(locked, 100).unwrap(), Some(102));
         // At 200: the rest goes.
         assert_eq!(store.prune_limits(LIMITS, 200).unwrap(), 2);
+    }
+
+    fn failed(store: &mut Store, user: &str, host: &str, at: i64) {
+        let event = crate::store::NewEvent {
+            user: Some(user),
+            event: crate::activity::EventKind::LoginFailure,
+            service: Some("sshd"),
+            rhost: Some(host),
+            detail: "wrong verification code",
+        };
+        store.record_activity(&event, at).unwrap();
+        store
+            .record_failure(&[LimitKey::Host(host)], LIMITS, at)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_hosts_a_user_failed_from_are_found_while_locked() {
+        let (_dir, mut store) = test_store();
+        for (t, user) in [(10, "ann"), (11, "bob"), (12, "bob")] {
+            failed(&mut store, user, "203.0.113.7", t);
+        }
+        failed(&mut store, "ann", "198.51.100.1", 13);
+        let since = 20 - LIMITS.lookback_seconds();
+        assert_eq!(
+            store.locked_hosts_failed_from("ann", since, 20).unwrap(),
+            vec![("203.0.113.7".to_owned(), 112)]
+        );
+        assert!(store
+            .locked_hosts_failed_from("carol", since, 20)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .users_failed_from_host("203.0.113.7", since, 10)
+                .unwrap(),
+            ["ann", "bob"]
+        );
+        // Once the lock has ended, nothing is locked to lift.
+        assert!(store
+            .locked_hosts_failed_from("ann", since, 112)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn locks_list_failure_locks_and_root_locks_once_each_in_pages() {
+        let (_dir, mut store) = test_store();
+        for t in 0..3 {
+            store
+                .record_failure(&[LimitKey::Account("ann"), LimitKey::Host("h1")], LIMITS, t)
+                .unwrap();
+        }
+        store.add_account("ann", None, None, 0).unwrap();
+        store.add_account("bob", None, None, 0).unwrap();
+        store.set_locked("ann", true).unwrap();
+        store.set_locked("bob", true).unwrap();
+        let all = store.locks(5, None, 10).unwrap();
+        let seen: Vec<_> = all
+            .iter()
+            .map(|l| (l.kind.as_str(), l.key.as_str(), l.until, l.by_root))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("account", "ann", Some(102), true),
+                ("account", "bob", None, true),
+                ("host", "h1", Some(102), false)
+            ]
+        );
+        let second = store.locks(5, Some(("account", "ann")), 1).unwrap();
+        assert_eq!(second[0].key, "bob");
+        // An ended lock is not listed.
+        assert_eq!(store.locks(200, None, 10).unwrap().len(), 2);
     }
 
     #[test]

@@ -134,6 +134,26 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Up to `limit` open sessions whose id starts with `prefix` (lower
+    /// case hex digits), by id: a range of the id index, as every id that
+    /// starts with the prefix sorts before the prefix followed by `g`.
+    pub fn open_sessions_with_prefix(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE id >= ?1 AND id < ?1 || 'g' AND state = ?2
+             ORDER BY id LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(
+            params![prefix, SessionState::Open.as_str(), limit],
+            from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Moves an open session to `closed` or `revoked`. False if it was not open.
     pub fn end_session(&mut self, id: &str, state: SessionState, now: i64) -> StoreResult<bool> {
         let n = self.conn.execute(

@@ -99,6 +99,10 @@ pub fn record_failure(daemon: &Daemon, name: &str, rhost: Option<&str>) -> Resul
         // The lock is reported in the answer: it must be durable first.
         store::durability::require_sync();
     }
+    let detail = format!(
+        "locked for {} s after {} failed attempts",
+        config.ratelimit.lock_seconds, config.ratelimit.max_failures
+    );
     for key in locked {
         let (user, rhost) = match key {
             LimitKey::Account(name) => (Some(name), None),
@@ -110,15 +114,49 @@ pub fn record_failure(daemon: &Daemon, name: &str, rhost: Option<&str>) -> Resul
                 user,
                 event: EventKind::Lockout,
                 rhost,
-                detail: &format!(
-                    "locked for {} s after {} failed attempts",
-                    config.ratelimit.lock_seconds, config.ratelimit.max_failures
-                ),
+                detail: &detail,
+                service: None,
+            },
+        );
+        if let LimitKey::Host(host) = key {
+            record_host_lockout_for_users(daemon, name, host, &detail);
+        }
+    }
+    Ok(())
+}
+
+/// The most users a host lockout is recorded for.
+const HOST_LOCKOUT_USERS: u32 = 20;
+
+/// A host lockout in the activity of each user who failed from the host
+/// within the window (`name`, whose failure locked it, first), so that
+/// `kauthctl activity` shows it to them.
+fn record_host_lockout_for_users(daemon: &Daemon, name: &str, host: &str, detail: &str) {
+    let config = daemon.config();
+    let since = clock::now() - i64::try_from(config.ratelimit.window_seconds).unwrap_or(i64::MAX);
+    let others = daemon
+        .store()
+        .users_failed_from_host(host, since, HOST_LOCKOUT_USERS);
+    let others = others.unwrap_or_else(|e| {
+        log::error!("cannot find who failed from a locked host: {e}");
+        Vec::new()
+    });
+    let mut users = vec![name.to_owned()];
+    users.extend(others.into_iter().filter(|u| u != name));
+    users.truncate(HOST_LOCKOUT_USERS as usize);
+    let detail = format!("the host this user failed from was {detail}");
+    for user in &users {
+        activity::record(
+            daemon,
+            &NewEvent {
+                user: Some(user),
+                event: EventKind::Lockout,
+                rhost: Some(host),
+                detail: &detail,
                 service: None,
             },
         );
     }
-    Ok(())
 }
 
 /// Where an attempt comes from: the remote host a login names, if any,

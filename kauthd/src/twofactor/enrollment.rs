@@ -208,15 +208,15 @@ pub fn regenerate_codes(daemon: &Daemon, account: &Account) -> Result<Vec<Secret
     Ok(codes)
 }
 
-/// Turns 2FA off. False if it was not on.
-pub fn disable(daemon: &Daemon, account: &Account) -> Result<bool, EnrollError> {
+/// Turns 2FA off; `by` (a user name) did it. False if it was not on.
+pub fn disable(daemon: &Daemon, account: &Account, by: &str) -> Result<bool, EnrollError> {
     let was_on = daemon.store().disable_totp(account.id)?;
     if was_on {
         activity::event(
             daemon,
             Some(&account.name),
             EventKind::Disable,
-            "two-factor authentication turned off",
+            &format!("two-factor authentication turned off by {by}"),
         );
     }
     Ok(was_on)

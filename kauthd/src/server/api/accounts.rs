@@ -2,7 +2,7 @@
 
 use kauth_proto::{ErrorCode, Response, Secret};
 
-use super::{error, paging, root_only};
+use super::{error, locks, paging, root_only};
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
@@ -53,7 +53,7 @@ pub fn add(
                 daemon,
                 Some(name),
                 EventKind::Admin,
-                &format!("account added by {}", caller.describe()),
+                &format!("account added by {}", caller.by_whom()),
             );
             Response::Done
         }
@@ -81,7 +81,7 @@ pub fn delete(daemon: &Daemon, caller: &Caller, name: &str) -> Response {
                 daemon,
                 Some(name),
                 EventKind::Admin,
-                &format!("account deleted by {}", caller.describe()),
+                &format!("account deleted by {}", caller.by_whom()),
             );
             Response::Done
         }
@@ -111,34 +111,65 @@ pub fn set_locked(daemon: &Daemon, caller: &Caller, name: &str, locked: bool) ->
     if !caller.is_root() {
         return root_only(caller, &format!("{verb} accounts"));
     }
-    // Unlocking also lifts a lock from too many failures, which a system
-    // user without an account can have too.
-    let (lifted, result) = {
-        let mut store = daemon.store();
-        let lifted = !locked && matches!(store.unlock(LimitKey::Account(name)), Ok(true));
-        (lifted, store.set_locked(name, locked))
-    };
+    if !locked {
+        return unlock(daemon, caller, name);
+    }
+    let result = daemon.store().set_locked(name, true);
     match result {
-        Err(StoreError::NotFound) if lifted => {
-            activity::event(
-                daemon,
-                Some(name),
-                EventKind::Admin,
-                &format!("failure lock lifted by {}", caller.describe()),
-            );
-            Response::Done
-        }
         Ok(()) => {
             activity::event(
                 daemon,
                 Some(name),
                 EventKind::Admin,
-                &format!("account {verb}ed by {}", caller.describe()),
+                &format!("account locked by {}", caller.by_whom()),
             );
             Response::Done
         }
         Err(StoreError::NotFound) => not_found(name),
         Err(e) => Response::from(e),
+    }
+}
+
+/// Lifts root's lock, the lock from too many failures (which a system user
+/// without an account can have too), and the locks of the remote hosts
+/// the user failed from: all that stops the user logging in.
+fn unlock(daemon: &Daemon, caller: &Caller, name: &str) -> Response {
+    if let Err(why) = names::check_login_name(name) {
+        return Response::from(why);
+    }
+    let lifted = (|| {
+        let failure_lock = daemon.store().unlock(LimitKey::Account(name))?;
+        // Bound first: the store guard must be dropped before the next call.
+        let account = daemon.store().account(name)?;
+        let root_lock = match account {
+            Some(account) => {
+                daemon.store().set_locked(name, false)?;
+                Some(account.locked)
+            }
+            None => None,
+        };
+        let hosts = locks::lift_hosts_failed_from(daemon, name)?;
+        Ok::<_, StoreError>((failure_lock, root_lock, hosts))
+    })();
+    let (failure_lock, root_lock, hosts) = match lifted {
+        Ok(lifted) => lifted,
+        Err(e) => return Response::from(e),
+    };
+    if root_lock.is_none() && !failure_lock && hosts.is_empty() {
+        return not_found(name);
+    }
+    let mut detail = format!("account unlocked by {}", caller.by_whom());
+    if !hosts.is_empty() {
+        detail.push_str(&format!(
+            "; lifted the locks on the hosts it failed from: {}",
+            hosts.join(", ")
+        ));
+    }
+    activity::event(daemon, Some(name), EventKind::Admin, &detail);
+    Response::Unlocked {
+        user: name.to_owned(),
+        account: failure_lock || root_lock == Some(true),
+        hosts,
     }
 }
 

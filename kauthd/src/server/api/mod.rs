@@ -8,6 +8,7 @@
 mod accounts;
 mod diagnostics;
 mod keys;
+mod locks;
 pub mod login;
 mod paging;
 mod passwords;
@@ -141,9 +142,11 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             user.as_deref(),
             &code,
         )),
-        Request::TwoFactorDisable { users, proof } => {
-            answer(twofactor::disable(daemon, caller, &users, &proof))
-        }
+        Request::TwoFactorDisable {
+            users,
+            proof,
+            force,
+        } => answer(twofactor::disable(daemon, caller, &users, &proof, force)),
         Request::RecoveryCodes {
             user,
             regenerate,
@@ -201,9 +204,21 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             after.as_deref(),
             limit,
         )),
-        Request::SignOut { id, user, all } => {
-            sessions::sign_out(daemon, caller, id.as_deref(), user.as_deref(), all)
-        }
+        Request::SignOut {
+            id,
+            user,
+            all,
+            dry_run,
+        } => answer(sessions::sign_out(
+            daemon,
+            caller,
+            &sessions::SignOutArgs {
+                id: id.as_deref(),
+                user: user.as_deref(),
+                all,
+                dry_run,
+            },
+        )),
         Request::SessionCheck { id } => answer(sessions::check(daemon, caller, &id)),
         Request::Activity {
             user,
@@ -244,6 +259,10 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             answer(twofactor::reset_guard(daemon, caller, &user))
         }
         Request::Rekey => keys::rekey(daemon, caller),
+        Request::Locks { after, limit } => {
+            answer(locks::list(daemon, caller, after.as_deref(), limit))
+        }
+        Request::LockClear { host } => answer(locks::clear_host(daemon, caller, &host)),
     }
 }
 

@@ -80,7 +80,7 @@ pub fn change(
     }
     let keep = sessions::session_of_process(daemon, caller.pid, &account.name);
     match sessions::sign_out_user(daemon, &account.name, keep.as_deref(), &by) {
-        Ok(ids) => Response::SignedOut { ids },
+        Ok(ids) => Response::SignedOut { ids, current: None },
         Err(e) => {
             log::error!("store error: {e}");
             error(

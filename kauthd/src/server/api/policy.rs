@@ -1,4 +1,5 @@
-//! `policy show` and per-user overrides. Root only.
+//! `policy show` (root: everything; users: their own effective policy)
+//! and per-user overrides (root only).
 
 use kauth_proto::{ErrorCode, PolicyReport, Response, ServiceDecision, UserPolicy};
 
@@ -6,10 +7,13 @@ use super::{error, root_only, Reply};
 use crate::activity;
 use crate::activity::EventKind;
 use crate::daemon::Daemon;
+use crate::escape;
 use crate::names;
 use crate::policy::{self, Decision, Subject};
-use crate::server::access::Caller;
+use crate::server::access::{own_name, Caller};
+use crate::server::refusal_log;
 use crate::store::Override;
+use crate::unix_users;
 
 /// Services whose decision `policy show --user` lists: sshd, the exempt
 /// services, and any service the user's sessions came from.
@@ -27,7 +31,7 @@ fn services_for(daemon: &Daemon, user: &str) -> Vec<String> {
 
 pub fn show(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Reply {
     if !caller.is_root() {
-        return Err(root_only(caller, "show the policy"));
+        return show_own(daemon, caller, user);
     }
     let config = daemon.config();
     let overrides = daemon
@@ -52,7 +56,60 @@ pub fn show(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Reply {
     }))
 }
 
-fn user_policy(daemon: &Daemon, name: &str) -> Result<UserPolicy, Response> {
+/// `policy show` for anyone but root: the caller's own effective policy,
+/// with no other user's name in it.
+fn show_own(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Reply {
+    let own = own_name(daemon, caller)?.ok_or_else(|| {
+        error(
+            ErrorCode::NotFound,
+            format!("{} has no user name in /etc/passwd", caller.describe()),
+        )
+    })?;
+    if let Some(other) = user.filter(|name| *name != own) {
+        refusal_log::warn(
+            caller,
+            format_args!(
+                "refused policy show of {} for {}: not their account",
+                escape::for_log(other),
+                caller.describe()
+            ),
+        );
+        return Err(error(
+            ErrorCode::Forbidden,
+            format!(
+                "you may only see the policy for your own account, not {other}'s; run `kauthctl policy show` without --user (root sees everyone's)"
+            ),
+        ));
+    }
+    let config = daemon.config();
+    let overrides = daemon
+        .store()
+        .policy_override(&own)?
+        .map(|rule| vec![(own.clone(), rule.as_str().to_owned())])
+        .unwrap_or_default();
+    let require_users = config
+        .policy
+        .require_users
+        .iter()
+        .filter(|name| **name == own)
+        .cloned()
+        .collect();
+    let user = user_policy(daemon, &own)?;
+    Ok(Response::Policy(PolicyReport {
+        enabled: config.policy.enabled,
+        require: config.policy.require.as_str().to_owned(),
+        require_users,
+        require_groups: config.policy.require_groups.clone(),
+        deadline: config.policy.deadline.map(|day| day.to_string()),
+        exempt_services: config.policy.exempt_services.clone(),
+        overrides,
+        user: Some(user),
+    }))
+}
+
+/// What the policy means for `name`: required or not and why, from when,
+/// and the decision on each service.
+pub(super) fn user_policy(daemon: &Daemon, name: &str) -> Result<UserPolicy, Response> {
     names::check_login_name(name)?;
     let config = daemon.config();
     let account = daemon.store().account(name)?;
@@ -84,12 +141,18 @@ fn user_policy(daemon: &Daemon, name: &str) -> Result<UserPolicy, Response> {
             rule: decision.rule().to_owned(),
         });
     }
+    let required_from = config
+        .policy
+        .deadline
+        .filter(|_| required)
+        .map(|day| day.to_string());
     Ok(UserPolicy {
         name: name.to_owned(),
         enrolled,
         required,
         rule,
         services,
+        required_from,
     })
 }
 
@@ -99,6 +162,11 @@ pub fn set(daemon: &Daemon, caller: &Caller, user: &str, rule: Option<&str>) -> 
     }
     if let Err(why) = names::check_login_name(user) {
         return Response::from(why);
+    }
+    if rule.is_some() {
+        if let Err(refusal) = known_user(daemon, user) {
+            return refusal;
+        }
     }
     let rule = match rule {
         None => None,
@@ -119,10 +187,24 @@ pub fn set(daemon: &Daemon, caller: &Caller, user: &str, rule: Option<&str>) -> 
                 daemon,
                 Some(user),
                 EventKind::Admin,
-                &format!("policy for the user set to {what} by {}", caller.describe()),
+                &format!("policy for the user set to {what} by {}", caller.by_whom()),
             );
             Response::Done
         }
         Err(e) => Response::from(e),
     }
+}
+
+/// Refuses a name that is neither a system user nor a kauthd account (a
+/// typo would otherwise make an override nobody has).
+fn known_user(daemon: &Daemon, name: &str) -> Result<(), Response> {
+    if unix_users::user_by_name(name).is_some() || daemon.store().account(name)?.is_some() {
+        return Ok(());
+    }
+    Err(error(
+        ErrorCode::NotFound,
+        format!(
+            "there is no user {name}: not in /etc/passwd and no kauthd account; check the name (`kauthctl user list` shows the accounts)"
+        ),
+    ))
 }

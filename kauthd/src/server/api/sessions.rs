@@ -10,7 +10,7 @@ use crate::server::access::{own_name, Caller};
 use crate::server::refusal_log;
 use crate::sessions::SessionState;
 use crate::sessions::{self, OpenArgs};
-use crate::store::{ActivityPosition, SessionPosition};
+use crate::store::{ActivityPosition, SessionPosition, SessionRecord};
 
 /// Events in an `activity` answer when the request gives no `limit`.
 const DEFAULT_EVENTS: u32 = 200;
@@ -131,54 +131,133 @@ pub fn list(
     Ok(Response::SessionList { sessions, next })
 }
 
-pub fn sign_out(
-    daemon: &Daemon,
-    caller: &Caller,
-    id: Option<&str>,
-    user: Option<&str>,
-    all: bool,
-) -> Response {
+/// What a `sign_out` request asks for.
+#[derive(Debug)]
+pub struct SignOutArgs<'a> {
+    /// A session id, or a unique prefix of one.
+    pub id: Option<&'a str>,
+    pub user: Option<&'a str>,
+    pub all: bool,
+    /// Only say what would be signed out.
+    pub dry_run: bool,
+}
+
+/// The fewest hex digits of a session id that may name it.
+const MIN_PREFIX: usize = 8;
+
+/// The open session `id` names (the whole id, or a prefix of at least
+/// [`MIN_PREFIX`] hex digits that starts exactly one open session the
+/// caller may see).
+fn resolve_session(daemon: &Daemon, caller: &Caller, id: &str) -> Result<SessionRecord, Response> {
+    let not_found = || {
+        error(
+            ErrorCode::NotFound,
+            format!("no open session {id}; `kauthctl sessions` lists them"),
+        )
+    };
+    if id.len() == sessions::ID_LEN {
+        let record = daemon.store().session(id)?;
+        let record = record
+            .filter(|r| r.state == SessionState::Open)
+            .ok_or_else(not_found)?;
+        scope(daemon, caller, Some(&record.info.user))?;
+        return Ok(record);
+    }
+    if id.len() < MIN_PREFIX
+        || id.len() > sessions::ID_LEN
+        || !id.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(error(
+            ErrorCode::Invalid,
+            format!(
+                "{id:?} is not a session id: give the id `kauthctl sessions` shows, or its first {MIN_PREFIX} or more hex digits"
+            ),
+        ));
+    }
+    let prefix = id.to_ascii_lowercase();
+    let found = daemon.store().open_sessions_with_prefix(&prefix, 20)?;
+    let mut mine: Vec<SessionRecord> = found
+        .into_iter()
+        .filter(|r| scope(daemon, caller, Some(&r.info.user)).is_ok())
+        .collect();
+    match mine.len() {
+        0 => Err(not_found()),
+        1 => Ok(mine.remove(0)),
+        n => Err(error(
+            ErrorCode::Invalid,
+            format!(
+                "{id} is ambiguous: it starts {n} open sessions ({}); give more of the id",
+                mine.iter()
+                    .map(|r| r.info.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+pub fn sign_out(daemon: &Daemon, caller: &Caller, args: &SignOutArgs<'_>) -> Reply {
     let by = caller.describe();
-    match (id, all) {
+    match (args.id, args.all) {
         (Some(id), false) => {
-            let record = match daemon.store().session(id) {
-                Ok(Some(record)) if record.state == SessionState::Open => record,
-                Ok(_) => {
-                    return error(
-                        ErrorCode::NotFound,
-                        format!("no open session {id}; `kauthctl sessions` lists them"),
-                    )
-                }
-                Err(e) => return Response::from(e),
-            };
-            if let Err(response) = scope(daemon, caller, Some(&record.info.user)) {
-                return response;
-            }
-            match sessions::sign_out(daemon, &record, &by) {
-                Ok(true) => Response::SignedOut {
+            let record = resolve_session(daemon, caller, id)?;
+            let current = sessions::session_of_process(daemon, caller.pid, &record.info.user)
+                .filter(|c| *c == record.info.id);
+            if args.dry_run {
+                return Ok(Response::SignedOut {
                     ids: vec![record.info.id],
-                },
-                Ok(false) => error(ErrorCode::NotFound, "that session had already ended"),
-                Err(e) => Response::from(e),
+                    current,
+                });
+            }
+            if sessions::sign_out(daemon, &record, &by)? {
+                Ok(Response::SignedOut {
+                    ids: vec![record.info.id],
+                    current,
+                })
+            } else {
+                Err(error(ErrorCode::NotFound, "that session had already ended"))
             }
         }
         (None, true) => {
-            let user = match scope(daemon, caller, user) {
-                Ok(Some(user)) => user,
-                Ok(None) => {
-                    return error(
-                        ErrorCode::Invalid,
-                        "name the user whose sessions to sign out (--user NAME)",
-                    )
-                }
-                Err(response) => return response,
+            let Some(user) = scope(daemon, caller, args.user)? else {
+                return Err(error(
+                    ErrorCode::Invalid,
+                    "name the user whose sessions to sign out (--user NAME)",
+                ));
             };
-            match sessions::sign_out_user(daemon, &user, None, &by) {
-                Ok(ids) => Response::SignedOut { ids },
-                Err(e) => Response::from(e),
+            let current = sessions::session_of_process(daemon, caller.pid, &user);
+            if args.dry_run {
+                let ids: Vec<String> = daemon
+                    .store()
+                    .open_sessions(Some(&user))?
+                    .into_iter()
+                    .map(|r| r.info.id)
+                    .collect();
+                let current = current.filter(|c| ids.contains(c));
+                return Ok(Response::SignedOut { ids, current });
             }
+            // The caller's own session last, so that everything else is
+            // signed out before the caller's connection goes.
+            let mut ids = sessions::sign_out_user(daemon, &user, current.as_deref(), &by)?;
+            let mut ended_current = None;
+            if let Some(id) = current {
+                let record = daemon.store().session(&id)?;
+                if let Some(record) = record {
+                    if sessions::sign_out(daemon, &record, &by)? {
+                        ids.push(id.clone());
+                        ended_current = Some(id);
+                    }
+                }
+            }
+            Ok(Response::SignedOut {
+                ids,
+                current: ended_current,
+            })
         }
-        _ => error(ErrorCode::Invalid, "give either a session id or --all"),
+        _ => Err(error(
+            ErrorCode::Invalid,
+            "give either a session id or --all",
+        )),
     }
 }
 

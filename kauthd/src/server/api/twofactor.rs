@@ -3,7 +3,7 @@
 
 use kauth_proto::{ErrorCode, Proof, Response, Secret, TwoFactorEntry, TwoFactorState};
 
-use super::{error, paging, root_only, too_many_failures, Reply};
+use super::{error, paging, policy, root_only, too_many_failures, Reply};
 use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
@@ -103,7 +103,6 @@ pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response 
                 .or_else(|| caller.name.clone())
                 .unwrap_or_default();
             return Response::TwoFactorStatus(TwoFactorState {
-                user: name,
                 enabled: false,
                 method: None,
                 algorithm: None,
@@ -114,6 +113,8 @@ pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response 
                 recovery_codes_left: 0,
                 pending: false,
                 has_password: false,
+                policy: policy::user_policy(daemon, &name).ok(),
+                user: name,
             });
         }
         Err(response) => return response,
@@ -138,10 +139,15 @@ pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response 
             recovery_codes_left: store.recovery_codes_left(account.id)?,
             pending,
             has_password: account.password_hash.is_some(),
+            policy: None,
         })
     })();
+    drop(store);
     match result {
-        Ok(state) => Response::TwoFactorStatus(state),
+        Ok(mut state) => {
+            state.policy = policy::user_policy(daemon, &account.name).ok();
+            Response::TwoFactorStatus(state)
+        }
         Err(e) => Response::from(e),
     }
 }
@@ -185,7 +191,13 @@ pub fn enroll_confirm(
     })
 }
 
-pub fn disable(daemon: &Daemon, caller: &Caller, users: &[String], proof: &Proof) -> Reply {
+pub fn disable(
+    daemon: &Daemon,
+    caller: &Caller,
+    users: &[String],
+    proof: &Proof,
+    force: bool,
+) -> Reply {
     if users.len() > 1 && !caller.is_root() {
         return Err(root_only(
             caller,
@@ -201,6 +213,9 @@ pub fn disable(daemon: &Daemon, caller: &Caller, users: &[String], proof: &Proof
     for name in names {
         accounts.push(target(daemon, caller, name, false)?);
     }
+    if !force {
+        refuse_disabling_required(daemon, caller, &accounts)?;
+    }
     if !caller.is_root() {
         for account in &accounts {
             check_proof(daemon, caller, account, proof)?;
@@ -208,7 +223,7 @@ pub fn disable(daemon: &Daemon, caller: &Caller, users: &[String], proof: &Proof
     }
     let mut not_on = Vec::new();
     for account in &accounts {
-        if enrollment::disable(daemon, account).map_err(enroll_error)? {
+        if enrollment::disable(daemon, account, &caller.by_whom()).map_err(enroll_error)? {
             log::info!(
                 "two-factor authentication of {} turned off by {}",
                 account.name,
@@ -228,6 +243,54 @@ pub fn disable(daemon: &Daemon, caller: &Caller, users: &[String], proof: &Proof
         ));
     }
     Ok(Response::Done)
+}
+
+/// Refuses (until confirmed with `force`) to turn off two-factor
+/// authentication that the policy requires of a user: the message says
+/// what the user's next login will do without it.
+fn refuse_disabling_required(
+    daemon: &Daemon,
+    caller: &Caller,
+    accounts: &[Account],
+) -> Result<(), Response> {
+    let mut required = Vec::new();
+    for account in accounts {
+        if !daemon.store().has_totp(account.id)? {
+            continue;
+        }
+        let user = policy::user_policy(daemon, &account.name)?;
+        if user.required && daemon.config().policy.enabled {
+            required.push((account.name.clone(), user.rule));
+        }
+    }
+    let Some((first, rule)) = required.first() else {
+        return Ok(());
+    };
+    let config = daemon.config();
+    let yourself = required.len() == 1 && caller.name.as_deref() == Some(first.as_str());
+    let names: Vec<&str> = required.iter().map(|(name, _)| name.as_str()).collect();
+    let names = names.join(", ");
+    let mut then = match (yourself, config.policy.enroll_at_login) {
+        (true, true) => "you will be asked to set up a new code at your next login".to_owned(),
+        (true, false) => "your next login will be refused".to_owned(),
+        (false, true) => format!("{names} will be asked to set up a new code at the next login"),
+        (false, false) => format!("the next login of {names} will be refused"),
+    };
+    if let Some(day) = config.policy.deadline.map(clock::Date::start) {
+        if clock::now() < day {
+            then = format!(
+                "logins go on without a code until {}; from then {then}",
+                clock::format_date(day)
+            );
+        }
+    }
+    let whom = if yourself { "you".to_owned() } else { names };
+    Err(error(
+        ErrorCode::ConfirmationNeeded,
+        format!(
+            "the policy requires two-factor authentication of {whom} ({rule}): with it off, {then}, and the entry in the authenticator app stops working. To turn it off anyway, confirm when kauthctl asks, or add --force"
+        ),
+    ))
 }
 
 pub fn recovery_codes(
@@ -374,7 +437,7 @@ pub fn reset_guard(daemon: &Daemon, caller: &Caller, user: &str) -> Reply {
             EventKind::Admin,
             &format!(
                 "replay guard reset by {}: it was {} ahead of the clock",
-                caller.describe(),
+                caller.by_whom(),
                 replay_guard::describe(ahead_seconds)
             ),
         );

@@ -60,7 +60,7 @@ pub enum Step {
     /// A rate-limit lock holds: nothing was checked.
     Locked { until: i64 },
     /// kauthd could not go on.
-    Error(Response),
+    Error(Box<Response>),
 }
 
 /// Starts the enrollment of `user` logging in to `service`, or says why it
@@ -159,7 +159,7 @@ impl LoginEnrollment {
                 detail: "the setup of two-factor authentication expired",
             },
             Err(EnrollError::Locked { until }) => Step::Locked { until },
-            Err(e) => Step::Error(error(e)),
+            Err(e) => Step::Error(Box::new(error(e))),
         }
     }
 }

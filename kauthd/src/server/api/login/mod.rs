@@ -477,7 +477,7 @@ impl Conversation {
             }
             enroll::Step::Error(response) => {
                 self.stage = Stage::Relaying;
-                vec![response]
+                vec![*response]
             }
         }
     }
