@@ -263,7 +263,7 @@ fn status_says_what_is_required_and_users_see_their_own_policy_only() {
             .unwrap_or_else(|| panic!("no {service} in {doc}"))["decision"]
             .clone()
     };
-    assert_eq!(decision("sshd"), "deny");
+    assert_eq!(decision("sshd"), "enroll");
     assert_eq!(decision("kpanel-api"), "skip");
     let text = stdout(&daemon.ctl(&["2fa", "status", "--user", "ann"]));
     assert!(
@@ -283,6 +283,19 @@ fn status_says_what_is_required_and_users_see_their_own_policy_only() {
         .contains("only see the policy for your own account"));
     let status = json(&as_nobody(&daemon, &["--json", "2fa", "status"]));
     assert_eq!(status["policy"]["required"], true, "{status}");
+
+    // Without enrollment at login, the login is refused.
+    let daemon = TestDaemon::start("[policy]\nrequire = \"all\"\nenroll_at_login = false\n");
+    ok(&daemon.ctl(&["user", "add", "ann"]), "user add ann");
+    let doc = json(&daemon.ctl(&["--json", "2fa", "status", "--user", "ann"]));
+    let sshd = doc["policy"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "sshd")
+        .unwrap_or_else(|| panic!("no sshd in {doc}"))
+        .clone();
+    assert_eq!(sshd["decision"], "deny", "{doc}");
 }
 
 #[test]

@@ -76,6 +76,7 @@ fn show(client: &mut Client, out: &Output, user: Option<String>) -> Result<(), F
             let what = match s.decision.as_str() {
                 "ask_code" => "asked for a code",
                 "skip" => "no code asked",
+                "enroll" => "asked to set up 2FA during the login",
                 _ => "refused",
             };
             text.push_str(&format!("\n  {:<16} {what}: {}", s.service, s.rule));

@@ -344,6 +344,7 @@ fn requirement_text(policy: &UserPolicy) -> String {
         let what = match s.decision.as_str() {
             "ask_code" => "a code is asked",
             "skip" => "no code is asked",
+            "enroll" => "you will be asked to set up 2FA at the next login",
             _ => "logins are refused until 2FA is set up",
         };
         text.push_str(&format!("\n  on {}: {what}", cell(&s.service)));

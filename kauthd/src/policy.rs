@@ -126,6 +126,13 @@ pub fn decide(policy: &PolicyConfig, subject: &Subject<'_>, service: &str, now: 
     }
 }
 
+/// Whether a required user without 2FA sets it up inside a login on
+/// `service` (instead of the `Deny` being final): `[policy]
+/// enroll_at_login`, on a service that can show texts.
+pub fn enrolls_at_login(policy: &PolicyConfig, service: &str) -> bool {
+    policy.enroll_at_login && !policy.prompt_only_services.iter().any(|s| s == service)
+}
+
 /// Whether a code could be asked on `service` at all (the policy is on and
 /// the service is not exempt), whoever logs in.
 pub fn may_ask_code(policy: &PolicyConfig, service: &str) -> bool {

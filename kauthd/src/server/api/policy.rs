@@ -133,6 +133,7 @@ pub(super) fn user_policy(daemon: &Daemon, name: &str) -> Result<UserPolicy, Res
         let kind = match decision {
             Decision::AskCode { .. } => "ask_code",
             Decision::Skip { .. } => "skip",
+            Decision::Deny { .. } if policy::enrolls_at_login(&config.policy, &service) => "enroll",
             Decision::Deny { .. } => "deny",
         };
         services.push(ServiceDecision {

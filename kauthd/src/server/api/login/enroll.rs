@@ -75,7 +75,7 @@ pub fn start(
     if !policy.enroll_at_login {
         return Err(NotHere::Off);
     }
-    if policy.prompt_only_services.iter().any(|s| s == service) {
+    if !crate::policy::enrolls_at_login(policy, service) {
         return Err(NotHere::PromptOnly);
     }
     let account = match account {
