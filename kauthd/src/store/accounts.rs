@@ -36,10 +36,12 @@ impl Store {
         password_hash: Option<&str>,
         now: i64,
     ) -> StoreResult<Account> {
-        let result = self.conn.execute(
-            "INSERT INTO accounts (name, uid, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
-            params![name, uid, password_hash, now],
-        );
+        let result = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO accounts (name, uid, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![name, uid, password_hash, now]);
         match result {
             Ok(_) => {}
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -55,7 +57,8 @@ impl Store {
     pub fn delete_account(&mut self, name: &str) -> StoreResult<()> {
         let n = self
             .conn
-            .execute("DELETE FROM accounts WHERE name = ?1", params![name])?;
+            .prepare_cached("DELETE FROM accounts WHERE name = ?1")?
+            .execute(params![name])?;
         if n == 0 {
             return Err(StoreError::NotFound);
         }
@@ -66,7 +69,8 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM accounts WHERE name = ?1");
         Ok(self
             .conn
-            .query_row(&sql, params![name], from_row)
+            .prepare_cached(&sql)?
+            .query_row(params![name], from_row)
             .optional()?)
     }
 
@@ -74,7 +78,8 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM accounts WHERE uid = ?1");
         Ok(self
             .conn
-            .query_row(&sql, params![uid], from_row)
+            .prepare_cached(&sql)?
+            .query_row(params![uid], from_row)
             .optional()?)
     }
 
@@ -85,7 +90,7 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<UserSummary>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT a.name, a.uid, a.password_hash IS NOT NULL, a.locked, a.created,
                     EXISTS (SELECT 1 FROM totp t WHERE t.account_id = a.id)
              FROM accounts a WHERE a.name > ?1 ORDER BY a.name LIMIT ?2",
@@ -107,16 +112,17 @@ impl Store {
     pub fn count_accounts(&self) -> StoreResult<u64> {
         let n: i64 = self
             .conn
-            .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+            .prepare_cached("SELECT COUNT(*) FROM accounts")?
+            .query_row([], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Sets (or replaces) the account's password hash.
     pub fn set_password_hash(&mut self, account_id: i64, hash: &str) -> StoreResult<()> {
-        let n = self.conn.execute(
-            "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
-            params![account_id, hash],
-        )?;
+        let n = self
+            .conn
+            .prepare_cached("UPDATE accounts SET password_hash = ?2 WHERE id = ?1")?
+            .execute(params![account_id, hash])?;
         if n == 0 {
             return Err(StoreError::NotFound);
         }
@@ -131,18 +137,20 @@ impl Store {
         old: &str,
         new: &str,
     ) -> StoreResult<bool> {
-        let n = self.conn.execute(
-            "UPDATE accounts SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
-            params![account_id, old, new],
-        )?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE accounts SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+            )?
+            .execute(params![account_id, old, new])?;
         Ok(n == 1)
     }
 
     pub fn set_locked(&mut self, name: &str, locked: bool) -> StoreResult<()> {
-        let n = self.conn.execute(
-            "UPDATE accounts SET locked = ?2 WHERE name = ?1",
-            params![name, locked],
-        )?;
+        let n = self
+            .conn
+            .prepare_cached("UPDATE accounts SET locked = ?2 WHERE name = ?1")?
+            .execute(params![name, locked])?;
         if n == 0 {
             return Err(StoreError::NotFound);
         }

@@ -18,8 +18,8 @@ pub struct NewEvent<'a> {
 
 /// Stores one event.
 pub(super) fn insert(conn: &Connection, event: &NewEvent<'_>, now: i64) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO activity (at, user, event, service, rhost, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    conn.prepare_cached(
+        "INSERT INTO activity (at, user, event, service, rhost, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(
         params![now, event.user, event.event.as_str(), event.service, event.rhost, event.detail],
     )?;
     Ok(())
@@ -67,7 +67,7 @@ impl Store {
              WHERE {who} at >= ?1 AND (at, id) < (?2, ?3)
              ORDER BY at DESC, id DESC LIMIT ?4"
         );
-        let mut stmt = self.conn.prepare(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let read = |r: &rusqlite::Row<'_>| {
             Ok(ActivityRow {
                 position: ActivityPosition {
@@ -95,7 +95,8 @@ impl Store {
     pub fn prune_activity(&mut self, before: i64) -> StoreResult<usize> {
         Ok(self
             .conn
-            .execute("DELETE FROM activity WHERE at < ?1", params![before])?)
+            .prepare_cached("DELETE FROM activity WHERE at < ?1")?
+            .execute(params![before])?)
     }
 }
 

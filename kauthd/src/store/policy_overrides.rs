@@ -33,11 +33,8 @@ impl Store {
     pub fn policy_override(&self, name: &str) -> StoreResult<Option<Override>> {
         let rule: Option<String> = self
             .conn
-            .query_row(
-                "SELECT rule FROM policy_overrides WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT rule FROM policy_overrides WHERE name = ?1")?
+            .query_row(params![name], |r| r.get(0))
             .optional()?;
         Ok(rule.as_deref().and_then(Override::parse))
     }
@@ -45,14 +42,16 @@ impl Store {
     /// Sets (or with `None`, removes) a user's override.
     pub fn set_policy_override(&mut self, name: &str, rule: Option<Override>) -> StoreResult<()> {
         match rule {
-            Some(rule) => self.conn.execute(
-                "INSERT OR REPLACE INTO policy_overrides (name, rule) VALUES (?1, ?2)",
-                params![name, rule.as_str()],
-            )?,
-            None => self.conn.execute(
-                "DELETE FROM policy_overrides WHERE name = ?1",
-                params![name],
-            )?,
+            Some(rule) => self
+                .conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO policy_overrides (name, rule) VALUES (?1, ?2)",
+                )?
+                .execute(params![name, rule.as_str()])?,
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM policy_overrides WHERE name = ?1")?
+                .execute(params![name])?,
         };
         Ok(())
     }
@@ -60,7 +59,7 @@ impl Store {
     pub fn policy_overrides(&self) -> StoreResult<Vec<(String, Override)>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT name, rule FROM policy_overrides ORDER BY name")?;
+            .prepare_cached("SELECT name, rule FROM policy_overrides ORDER BY name")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {

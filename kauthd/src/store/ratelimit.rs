@@ -60,10 +60,8 @@ pub struct LockRow {
 /// Forgets the failures counted against `key`.
 pub(super) fn clear_failures_in(conn: &Connection, key: LimitKey<'_>) -> rusqlite::Result<()> {
     let (kind, name) = key.parts();
-    conn.execute(
-        "DELETE FROM failures WHERE kind = ?1 AND key = ?2",
-        params![kind, name],
-    )?;
+    conn.prepare_cached("DELETE FROM failures WHERE kind = ?1 AND key = ?2")?
+        .execute(params![kind, name])?;
     Ok(())
 }
 
@@ -76,11 +74,10 @@ impl Store {
         let (kind, key) = key.parts();
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT until FROM lockouts WHERE kind = ?1 AND key = ?2 AND until > ?3",
-                params![kind, key, now],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![kind, key, now], |r| r.get(0))
             .optional()?)
     }
 
@@ -99,28 +96,20 @@ impl Store {
         let mut locked = Vec::new();
         for key in keys {
             let (kind, name) = key.parts();
-            tx.execute(
-                "DELETE FROM failures WHERE kind = ?1 AND key = ?2 AND at <= ?3",
-                params![kind, name, window_start],
-            )?;
-            tx.execute(
-                "INSERT INTO failures (kind, key, at) VALUES (?1, ?2, ?3)",
-                params![kind, name, now],
-            )?;
-            let count: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM failures WHERE kind = ?1 AND key = ?2",
-                params![kind, name],
-                |r| r.get(0),
-            )?;
+            tx.prepare_cached("DELETE FROM failures WHERE kind = ?1 AND key = ?2 AND at <= ?3")?
+                .execute(params![kind, name, window_start])?;
+            tx.prepare_cached("INSERT INTO failures (kind, key, at) VALUES (?1, ?2, ?3)")?
+                .execute(params![kind, name, now])?;
+            let count: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM failures WHERE kind = ?1 AND key = ?2")?
+                .query_row(params![kind, name], |r| r.get(0))?;
             if count >= i64::from(limits.max_failures) {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR REPLACE INTO lockouts (kind, key, until) VALUES (?1, ?2, ?3)",
-                    params![kind, name, until],
-                )?;
-                tx.execute(
-                    "DELETE FROM failures WHERE kind = ?1 AND key = ?2",
-                    params![kind, name],
-                )?;
+                )?
+                .execute(params![kind, name, until])?;
+                tx.prepare_cached("DELETE FROM failures WHERE kind = ?1 AND key = ?2")?
+                    .execute(params![kind, name])?;
                 locked.push(*key);
             }
         }
@@ -147,7 +136,7 @@ impl Store {
                  (SELECT rowid FROM {table} WHERE {column} <= ?1 LIMIT {PRUNE_BATCH_ROWS})"
             );
             loop {
-                let n = self.conn.execute(&sql, params![before])?;
+                let n = self.conn.prepare_cached(&sql)?.execute(params![before])?;
                 total += n;
                 if n < PRUNE_BATCH_ROWS {
                     break;
@@ -161,14 +150,11 @@ impl Store {
     pub fn unlock(&mut self, key: LimitKey<'_>) -> StoreResult<bool> {
         let (kind, name) = key.parts();
         let tx = self.conn.transaction()?;
-        let n = tx.execute(
-            "DELETE FROM lockouts WHERE kind = ?1 AND key = ?2",
-            params![kind, name],
-        )?;
-        tx.execute(
-            "DELETE FROM failures WHERE kind = ?1 AND key = ?2",
-            params![kind, name],
-        )?;
+        let n = tx
+            .prepare_cached("DELETE FROM lockouts WHERE kind = ?1 AND key = ?2")?
+            .execute(params![kind, name])?;
+        tx.prepare_cached("DELETE FROM failures WHERE kind = ?1 AND key = ?2")?
+            .execute(params![kind, name])?;
         tx.commit()?;
         Ok(n > 0)
     }
@@ -189,7 +175,7 @@ impl Store {
                AND l.kind = 'host' AND l.key = a.rhost AND l.until > ?3
              ORDER BY l.key"
         );
-        let mut stmt = self.conn.prepare(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![user, since, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -210,7 +196,7 @@ impl Store {
              WHERE rhost = ?1 AND user IS NOT NULL AND {FAILED_FROM_HOST}
              ORDER BY user LIMIT ?3"
         );
-        let mut stmt = self.conn.prepare(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![host, since, limit], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -227,7 +213,7 @@ impl Store {
         let (kind, key) = after.unwrap_or(("", ""));
         // Each side gives at most a page after the cursor (the lockouts
         // over their primary key), then the two are merged.
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT kind, key, MAX(until), MAX(by_root) FROM (
                  SELECT * FROM (
                      SELECT kind, key, until, 0 AS by_root FROM lockouts

@@ -19,15 +19,15 @@ impl Store {
         expires: i64,
     ) -> StoreResult<()> {
         let tx = self.conn.transaction()?;
-        tx.execute(
+        tx.prepare_cached(
             "DELETE FROM reset_tokens WHERE account_id = ?1 OR used IS NOT NULL OR expires <= ?2",
-            params![account_id, now],
-        )?;
-        tx.execute(
+        )?
+        .execute(params![account_id, now])?;
+        tx.prepare_cached(
             "INSERT INTO reset_tokens (account_id, token_hash, created, expires)
              VALUES (?1, ?2, ?3, ?4)",
-            params![account_id, &token_hash[..], now, expires],
-        )?;
+        )?
+        .execute(params![account_id, &token_hash[..], now, expires])?;
         tx.commit()?;
         Ok(())
     }
@@ -41,12 +41,13 @@ impl Store {
         token_hash: &[u8; 32],
         now: i64,
     ) -> StoreResult<bool> {
-        let n: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM reset_tokens
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM reset_tokens
              WHERE account_id = ?1 AND token_hash = ?2 AND used IS NULL AND expires > ?3",
-            params![account_id, &token_hash[..], now],
-            |r| r.get(0),
-        )?;
+            )?
+            .query_row(params![account_id, &token_hash[..], now], |r| r.get(0))?;
         Ok(n > 0)
     }
 
@@ -61,35 +62,33 @@ impl Store {
         now: i64,
     ) -> StoreResult<bool> {
         let tx = self.conn.transaction()?;
-        let spent = tx.execute(
-            "UPDATE reset_tokens SET used = ?3
+        let spent = tx
+            .prepare_cached(
+                "UPDATE reset_tokens SET used = ?3
              WHERE account_id = ?1 AND token_hash = ?2 AND used IS NULL AND expires > ?3",
-            params![account_id, &token_hash[..], now],
-        )?;
+            )?
+            .execute(params![account_id, &token_hash[..], now])?;
         if spent != 1 {
             return Ok(false); // the transaction rolls back on drop
         }
-        let updated = tx.execute(
-            "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
-            params![account_id, new_hash],
-        )?;
+        let updated = tx
+            .prepare_cached("UPDATE accounts SET password_hash = ?2 WHERE id = ?1")?
+            .execute(params![account_id, new_hash])?;
         if updated != 1 {
             return Ok(false);
         }
-        tx.execute(
-            "DELETE FROM reset_tokens WHERE account_id = ?1 AND used IS NULL",
-            params![account_id],
-        )?;
+        tx.prepare_cached("DELETE FROM reset_tokens WHERE account_id = ?1 AND used IS NULL")?
+            .execute(params![account_id])?;
         tx.commit()?;
         Ok(true)
     }
 
     /// Voids the account's unused tokens (its password was just changed).
     pub fn void_reset_tokens(&mut self, account_id: i64) -> StoreResult<usize> {
-        Ok(self.conn.execute(
-            "DELETE FROM reset_tokens WHERE account_id = ?1 AND used IS NULL",
-            params![account_id],
-        )?)
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM reset_tokens WHERE account_id = ?1 AND used IS NULL")?
+            .execute(params![account_id])?)
     }
 }
 

@@ -31,7 +31,7 @@ impl Store {
                 "SELECT key_id, COUNT(*) FROM {} GROUP BY key_id",
                 table_of(purpose)
             );
-            let mut stmt = self.conn.prepare(&sql)?;
+            let mut stmt = self.conn.prepare_cached(&sql)?;
             let rows = stmt.query_map([], |r| {
                 Ok((r.get::<_, Option<u32>>(0)?, r.get::<_, i64>(1)?))
             })?;
@@ -57,7 +57,8 @@ impl Store {
         if sealed > 0 || scrub {
             self.conn.execute_batch("VACUUM;")?;
             self.conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                .prepare_cached("PRAGMA wal_checkpoint(TRUNCATE)")?
+                .query_row([], |_| Ok(()))?;
             if sealed > 0 {
                 log::info!(
                     "encrypted {sealed} TOTP secrets stored in plain text by an older kauthd"
@@ -93,7 +94,7 @@ impl Store {
                 ""
             };
             let rows = {
-                let mut stmt = tx.prepare(&format!(
+                let mut stmt = tx.prepare_cached(&format!(
                     "SELECT secret, key_id, account_id FROM {table}{filter}"
                 ))?;
                 let rows =

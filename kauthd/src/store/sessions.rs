@@ -75,10 +75,12 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
 
 impl Store {
     pub fn add_session(&mut self, s: &NewSession<'_>, now: i64) -> StoreResult<()> {
-        self.conn.execute(
-            "INSERT INTO sessions (id, user, service, rhost, tty, pid, pid_start, started)
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sessions (id, user, service, rhost, tty, pid, pid_start, started)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+            )?
+            .execute(params![
                 s.id,
                 s.user,
                 s.service,
@@ -87,8 +89,7 @@ impl Store {
                 s.pid,
                 s.pid_start.and_then(|v| i64::try_from(v).ok()),
                 now
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 
@@ -96,7 +97,8 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1");
         Ok(self
             .conn
-            .query_row(&sql, params![id], from_row)
+            .prepare_cached(&sql)?
+            .query_row(params![id], from_row)
             .optional()?)
     }
 
@@ -105,7 +107,7 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM sessions WHERE state = ?2 AND (?1 IS NULL OR user = ?1) ORDER BY started, id"
         );
-        let mut stmt = self.conn.prepare(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![user, SessionState::Open.as_str()], from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -125,7 +127,7 @@ impl Store {
             "SELECT {COLUMNS} FROM sessions WHERE state = ?1 {who} AND (started, id) > (?2, ?3)
              ORDER BY started, id LIMIT ?4"
         );
-        let mut stmt = self.conn.prepare(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let open = SessionState::Open.as_str();
         let rows = match user {
             Some(user) => stmt.query_map(params![open, started, id, limit, user], from_row)?,
@@ -146,7 +148,7 @@ impl Store {
             "SELECT {COLUMNS} FROM sessions WHERE id >= ?1 AND id < ?1 || 'g' AND state = ?2
              ORDER BY id LIMIT ?3"
         );
-        let mut stmt = self.conn.prepare(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
             params![prefix, SessionState::Open.as_str(), limit],
             from_row,
@@ -156,10 +158,17 @@ impl Store {
 
     /// Moves an open session to `closed` or `revoked`. False if it was not open.
     pub fn end_session(&mut self, id: &str, state: SessionState, now: i64) -> StoreResult<bool> {
-        let n = self.conn.execute(
-            "UPDATE sessions SET state = ?2, ended = ?3 WHERE id = ?1 AND state = ?4",
-            params![id, state.as_str(), now, SessionState::Open.as_str()],
-        )?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE sessions SET state = ?2, ended = ?3 WHERE id = ?1 AND state = ?4",
+            )?
+            .execute(params![
+                id,
+                state.as_str(),
+                now,
+                SessionState::Open.as_str()
+            ])?;
         Ok(n == 1)
     }
 }

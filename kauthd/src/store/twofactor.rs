@@ -122,26 +122,25 @@ impl Store {
     pub fn totp(&self, account_id: i64) -> StoreResult<Option<TotpCredential>> {
         let found = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT secret, key_id, algorithm, digits, period, enabled_at, last_counter,
                         last_used, last_offset, learned_offset, skew_steps
                  FROM totp WHERE account_id = ?1",
-                params![account_id],
-                |row| {
-                    let sealed = Sealed::from_row(row)?;
-                    let cred = TotpCredential {
-                        secret: Zeroizing::new(Vec::new()),
-                        params: params_from(row, 2)?,
-                        enabled_at: row.get(5)?,
-                        last_counter: counter_from(row.get(6)?),
-                        last_used: row.get(7)?,
-                        last_offset: row.get(8)?,
-                        learned_offset: row.get(9)?,
-                        skew_steps: row.get(10)?,
-                    };
-                    Ok((sealed, cred))
-                },
-            )
+            )?
+            .query_row(params![account_id], |row| {
+                let sealed = Sealed::from_row(row)?;
+                let cred = TotpCredential {
+                    secret: Zeroizing::new(Vec::new()),
+                    params: params_from(row, 2)?,
+                    enabled_at: row.get(5)?,
+                    last_counter: counter_from(row.get(6)?),
+                    last_used: row.get(7)?,
+                    last_offset: row.get(8)?,
+                    learned_offset: row.get(9)?,
+                    skew_steps: row.get(10)?,
+                };
+                Ok((sealed, cred))
+            })
             .optional()?;
         let Some((sealed, mut cred)) = found else {
             return Ok(None);
@@ -193,23 +192,23 @@ impl Store {
         delete_rows(&tx, "totp", account_id)?;
         delete_rows(&tx, "totp_pending", account_id)?;
         delete_rows(&tx, "drift_observations", account_id)?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO totp (account_id, secret, algorithm, digits, period, enabled_at,
                                last_counter, last_used, skew_steps, key_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                account_id,
-                sealed,
-                params.algorithm.as_str(),
-                params.digits,
-                to_i64(params.period),
-                now,
-                first_counter.map(to_i64),
-                first_counter.map(|_| now),
-                skew_steps,
-                key_id
-            ],
-        )?;
+        )?
+        .execute(params![
+            account_id,
+            sealed,
+            params.algorithm.as_str(),
+            params.digits,
+            to_i64(params.period),
+            now,
+            first_counter.map(to_i64),
+            first_counter.map(|_| now),
+            skew_steps,
+            key_id
+        ])?;
         if let Some((salt, hashes)) = codes {
             replace_codes(&tx, account_id, salt, hashes)?;
         }
@@ -231,16 +230,18 @@ impl Store {
     /// Puts the replay guard back to `counter` when it is beyond it (never
     /// forward). False when it was not beyond it.
     pub fn lower_guard(&mut self, account_id: i64, counter: u64) -> StoreResult<bool> {
-        let n = self.conn.execute(
-            "UPDATE totp SET last_counter = ?2 WHERE account_id = ?1 AND last_counter > ?2",
-            params![account_id, to_i64(counter)],
-        )?;
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE totp SET last_counter = ?2 WHERE account_id = ?1 AND last_counter > ?2",
+            )?
+            .execute(params![account_id, to_i64(counter)])?;
         Ok(n == 1)
     }
 
     /// Every user's replay guard (users who never used a code have none).
     pub fn guards(&self) -> StoreResult<Vec<GuardRow>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT a.name, t.last_counter, t.algorithm, t.digits, t.period, t.learned_offset,
                     t.skew_steps
              FROM totp t JOIN accounts a ON a.id = t.account_id
@@ -260,10 +261,8 @@ impl Store {
 
     pub fn set_learned_offset(&mut self, account_id: i64, offset: i64) -> StoreResult<()> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE totp SET learned_offset = ?2 WHERE account_id = ?1",
-            params![account_id, offset],
-        )?;
+        tx.prepare_cached("UPDATE totp SET learned_offset = ?2 WHERE account_id = ?1")?
+            .execute(params![account_id, offset])?;
         delete_rows(&tx, "drift_observations", account_id)?;
         tx.commit()?;
         Ok(())
@@ -277,17 +276,17 @@ impl Store {
         offset: i64,
     ) -> StoreResult<Vec<(u64, i64)>> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO drift_observations (account_id, server_counter, offset_steps) VALUES (?1, ?2, ?3)",
+        tx.prepare_cached(
+            "INSERT INTO drift_observations (account_id, server_counter, offset_steps) VALUES (?1, ?2, ?3)")?.execute(
             params![account_id, to_i64(server_counter), offset],
         )?;
-        tx.execute(
+        tx.prepare_cached(
             "DELETE FROM drift_observations WHERE account_id = ?1 AND id NOT IN
                (SELECT id FROM drift_observations WHERE account_id = ?1 ORDER BY id DESC LIMIT 5)",
-            params![account_id],
-        )?;
+        )?
+        .execute(params![account_id])?;
         let rows = {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "SELECT server_counter, offset_steps FROM drift_observations
                  WHERE account_id = ?1 ORDER BY id",
             )?;
@@ -302,7 +301,7 @@ impl Store {
 
     /// The offset of every user's last accepted code (for clock-drift checks).
     pub fn recent_offsets(&self, since: i64) -> StoreResult<Vec<i64>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT last_offset FROM totp WHERE last_offset IS NOT NULL AND last_used >= ?1",
         )?;
         let rows = stmt.query_map(params![since], |r| r.get(0))?;
@@ -312,20 +311,19 @@ impl Store {
     pub fn pending_totp(&self, account_id: i64) -> StoreResult<Option<PendingTotp>> {
         let found = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT secret, key_id, algorithm, digits, period, created
                  FROM totp_pending WHERE account_id = ?1",
-                params![account_id],
-                |row| {
-                    let sealed = Sealed::from_row(row)?;
-                    let pending = PendingTotp {
-                        secret: Zeroizing::new(Vec::new()),
-                        params: params_from(row, 2)?,
-                        created: row.get(5)?,
-                    };
-                    Ok((sealed, pending))
-                },
-            )
+            )?
+            .query_row(params![account_id], |row| {
+                let sealed = Sealed::from_row(row)?;
+                let pending = PendingTotp {
+                    secret: Zeroizing::new(Vec::new()),
+                    params: params_from(row, 2)?,
+                    created: row.get(5)?,
+                };
+                Ok((sealed, pending))
+            })
             .optional()?;
         let Some((sealed, mut pending)) = found else {
             return Ok(None);
@@ -342,10 +340,10 @@ impl Store {
         now: i64,
     ) -> StoreResult<()> {
         let sealed = self.seal_secret(Purpose::Pending, account_id, secret)?;
-        self.conn.execute(
+        self.conn.prepare_cached(
             "INSERT OR REPLACE INTO totp_pending (account_id, secret, algorithm, digits, period,
                                                   created, key_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
             params![
                 account_id,
                 sealed,
@@ -362,18 +360,16 @@ impl Store {
     /// Restarts the pending enrollment's time window at `now`, keeping its
     /// secret and its count of wrong codes.
     pub fn renew_pending_totp(&mut self, account_id: i64, now: i64) -> StoreResult<()> {
-        self.conn.execute(
-            "UPDATE totp_pending SET created = ?2 WHERE account_id = ?1",
-            params![account_id, now],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE totp_pending SET created = ?2 WHERE account_id = ?1")?
+            .execute(params![account_id, now])?;
         Ok(())
     }
 
     pub fn clear_pending_totp(&mut self, account_id: i64) -> StoreResult<()> {
-        self.conn.execute(
-            "DELETE FROM totp_pending WHERE account_id = ?1",
-            params![account_id],
-        )?;
+        self.conn
+            .prepare_cached("DELETE FROM totp_pending WHERE account_id = ?1")?
+            .execute(params![account_id])?;
         Ok(())
     }
 
@@ -382,18 +378,17 @@ impl Store {
     pub fn count_wrong_pending_code(&mut self, account_id: i64) -> StoreResult<u32> {
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "UPDATE totp_pending SET wrong_codes = wrong_codes + 1
                  WHERE account_id = ?1 RETURNING wrong_codes",
-                params![account_id],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![account_id], |r| r.get(0))
             .optional()?
             .unwrap_or(0))
     }
 
     pub fn unused_recovery_codes(&self, account_id: i64) -> StoreResult<Vec<StoredRecoveryCode>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, salt, hash FROM recovery_codes WHERE account_id = ?1 AND used_at IS NULL ORDER BY id",
         )?;
         let rows = stmt.query_map(params![account_id], |r| {
@@ -436,7 +431,7 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<TwoFactorRow>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT a.name, t.enabled_at, t.last_used,
                     (SELECT COUNT(*) FROM recovery_codes r WHERE r.account_id = a.id AND r.used_at IS NULL)
              FROM accounts a JOIN totp t ON t.account_id = a.id
@@ -456,11 +451,10 @@ impl Store {
 
     /// Names of accounts with TOTP on.
     pub fn has_totp(&self, account_id: i64) -> StoreResult<bool> {
-        let n: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM totp WHERE account_id = ?1",
-            params![account_id],
-            |r| r.get(0),
-        )?;
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM totp WHERE account_id = ?1")?
+            .query_row(params![account_id], |r| r.get(0))?;
         Ok(n > 0)
     }
 }
@@ -476,11 +470,11 @@ pub(super) fn accept_totp_in(
     offset: i64,
     now: i64,
 ) -> rusqlite::Result<usize> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE totp SET last_counter = ?2, last_used = ?3, last_offset = ?4
          WHERE account_id = ?1 AND (last_counter IS NULL OR last_counter < ?2)",
-        params![account_id, to_i64(counter), now, offset],
-    )
+    )?
+    .execute(params![account_id, to_i64(counter), now, offset])
 }
 
 /// Marks a recovery code used; 0 rows changed if it was used before.
@@ -489,25 +483,23 @@ pub(super) fn spend_recovery_code_in(
     code_id: i64,
     now: i64,
 ) -> rusqlite::Result<usize> {
-    conn.execute(
-        "UPDATE recovery_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
-        params![code_id, now],
-    )
+    conn.prepare_cached("UPDATE recovery_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL")?
+        .execute(params![code_id, now])
 }
 
 pub(super) fn recovery_codes_left_in(conn: &Connection, account_id: i64) -> rusqlite::Result<u64> {
-    let n: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM recovery_codes WHERE account_id = ?1 AND used_at IS NULL",
-        params![account_id],
-        |r| r.get(0),
-    )?;
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM recovery_codes WHERE account_id = ?1 AND used_at IS NULL",
+        )?
+        .query_row(params![account_id], |r| r.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
 fn delete_rows(tx: &rusqlite::Transaction<'_>, table: &str, account_id: i64) -> StoreResult<usize> {
     // `table` is always one of this file's constant names, never input.
     let sql = format!("DELETE FROM {table} WHERE account_id = ?1");
-    Ok(tx.execute(&sql, params![account_id])?)
+    Ok(tx.prepare_cached(&sql)?.execute(params![account_id])?)
 }
 
 fn replace_codes(
@@ -518,10 +510,10 @@ fn replace_codes(
 ) -> StoreResult<()> {
     delete_rows(tx, "recovery_codes", account_id)?;
     for hash in hashes {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO recovery_codes (account_id, salt, hash) VALUES (?1, ?2, ?3)",
-            params![account_id, salt, &hash[..]],
-        )?;
+        )?
+        .execute(params![account_id, salt, &hash[..]])?;
     }
     Ok(())
 }
