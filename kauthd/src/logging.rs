@@ -29,11 +29,13 @@ impl Log for DaemonLogger {
             return;
         }
         let text = line(&record.args().to_string());
-        let _ = writeln!(
-            std::io::stderr(),
-            "kauthd: {}: {text}",
+        // One write per line: stderr is unbuffered, and a line written in
+        // pieces costs a system call each.
+        let whole = format!(
+            "kauthd: {}: {text}\n",
             record.level().as_str().to_lowercase()
         );
+        let _ = std::io::stderr().write_all(whole.as_bytes());
         if let Some(syslog) = &self.syslog {
             let mut logger = match syslog.lock() {
                 Ok(guard) => guard,

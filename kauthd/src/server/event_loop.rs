@@ -40,9 +40,10 @@ const ACCEPT_BATCH: usize = 256;
 const MAX_TURNING_AWAY: usize = 128;
 /// How long accepting pauses when kauthd is out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// How long without a request before the memory requests freed is given
-/// back to the system (at once when the last connection closes).
-const QUIET: Duration = Duration::from_secs(1);
+/// How long without an answer before the memory requests freed is given
+/// back to the system. Not at each close: one login after another would
+/// then pay for a trim each.
+const QUIET: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
 pub struct EventLoop {
@@ -110,6 +111,9 @@ impl EventLoop {
         if let Some(at) = self.accept_again {
             timeout = timeout.min(at.saturating_duration_since(Instant::now()));
         }
+        if let Some(at) = self.answered_since_trim {
+            timeout = timeout.min((at + QUIET).saturating_duration_since(Instant::now()));
+        }
         if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 log::error!("waiting for connections failed: {e}");
@@ -139,7 +143,7 @@ impl EventLoop {
     fn trim_when_quiet(&mut self) {
         if self
             .answered_since_trim
-            .is_some_and(|at| self.conns.is_empty() || at.elapsed() >= QUIET)
+            .is_some_and(|at| at.elapsed() >= QUIET)
         {
             self.answered_since_trim = None;
             malloc::release_free_memory();
