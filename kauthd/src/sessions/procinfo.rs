@@ -1,6 +1,8 @@
 //! Facts about a local process from `/proc/PID/stat`: its parent and its
 //! start time (which, with the pid, identifies it even if the pid is reused).
 
+use std::io::Read;
+
 /// Parent pid and start time (clock ticks since boot) of `pid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {
@@ -29,9 +31,25 @@ pub fn stat(pid: i32) -> Option<ProcStat> {
     if pid <= 0 {
         return None;
     }
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    // The line is a few hundred bytes: one buffer takes it in one read,
+    // where `read_to_string` would read a procfs file in growing pieces.
+    let mut buf = [0u8; STAT_BUFFER];
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    parse_stat(std::str::from_utf8(&buf[..len]).ok()?)
 }
+
+/// Room for `/proc/PID/stat`: 52 numbers and a command name of at most
+/// 64 bytes. A longer read is cut, and the line then fails to parse.
+const STAT_BUFFER: usize = 2048;
 
 /// Pids of the direct children of `pid` (scanning /proc).
 pub fn children(pid: i32) -> Vec<i32> {
