@@ -286,6 +286,16 @@ fn a_locked_account_says_until_when_whatever_the_password() {
     assert_eq!(seen(&right), seen(&wrong));
     assert_eq!(right.errors().join("\n"), text);
     assert_eq!(right.code("auth"), Some("PAM_MAXTRIES"));
+
+    // The account step alone (an SSH key login that skipped auth) says it
+    // too.
+    let account = Harness::new(HARNESS, &conf, OTP_SERVICE)
+        .user("ann")
+        .op("account")
+        .run();
+    account.assert_completed();
+    assert_eq!(account.errors().join("\n"), text, "{}", account.stdout);
+    assert_eq!(account.code("account"), Some("PAM_PERM_DENIED"));
 }
 
 #[test]

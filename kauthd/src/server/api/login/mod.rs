@@ -626,7 +626,13 @@ fn account_steps(daemon: &Daemon, caller: &Caller, user: &str, service: &str) ->
             ),
             finished(Outcome::Locked),
         ],
-        Ok(AccountVerdict::RateLocked) => vec![finished(Outcome::Locked)],
+        Ok(AccountVerdict::RateLocked { until }) => vec![
+            message(
+                MessageStyle::Error,
+                login_texts::locked_until(until, clock::now()),
+            ),
+            finished(Outcome::Locked),
+        ],
         Ok(AccountVerdict::Deny {
             rule,
             message: text,
