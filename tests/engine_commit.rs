@@ -55,12 +55,17 @@ fn try_login(socket: &Path, user: &str, code: &str) -> Option<Outcome> {
         Response::Finished { outcome } => return Some(outcome),
         _ => return None,
     }
-    match client
+    let mut response = client
         .call(&Request::Answer {
             text: Secret::from(code),
         })
-        .ok()?
-    {
+        .ok()?;
+    // Texts before the end (a hint after repeated wrong codes) are shown
+    // and passed over.
+    while let Response::Message { .. } = response {
+        response = client.call(&Request::Continue).ok()?;
+    }
+    match response {
         Response::Finished { outcome } => Some(outcome),
         _ => None,
     }

@@ -270,17 +270,25 @@ fn account_hook_refuses_a_key_login_that_skipped_the_code() {
 
 /// A wrong code after the right password, and a wrong password before a
 /// right code: both refused, with the same prompts and the same messages.
+/// Each starts with no failures counted (after a second failure of a name
+/// a login adds a hint about the phone's clock, whichever factor failed).
 fn assert_wrong_answers_look_the_same(
+    daemon: &TestDaemon,
     sshd: &TestSshd,
     user: &SystemUser,
     password: &str,
     totp: &mut Totp,
 ) {
+    let forget_failures = || {
+        let _ = daemon.ctl(&["user", "unlock", &user.name]);
+    };
+    forget_failures();
     let wrong_code = SshLogin::new(sshd, user)
         .password(password)
         .code(&totp.wrong_code())
         .run();
     wrong_code.assert_denied(sshd);
+    forget_failures();
     let wrong_password = SshLogin::new(sshd, user)
         .password("Not-the-password-4711")
         .code(&totp.fresh())
@@ -304,7 +312,7 @@ fn wrong_code_and_wrong_kauthd_password_look_the_same() {
     let mut totp = import_totp(&daemon, &user);
     let sshd = sshd_for(PASSWORD_AND_CODE, &daemon);
 
-    assert_wrong_answers_look_the_same(&sshd, &user, KAUTHD_PASSWORD, &mut totp);
+    assert_wrong_answers_look_the_same(&daemon, &sshd, &user, KAUTHD_PASSWORD, &mut totp);
 
     // The account still works: the refusals were about the answers.
     let run = SshLogin::new(&sshd, &user)
@@ -324,7 +332,7 @@ fn wrong_code_and_wrong_unix_password_look_the_same() {
     let mut totp = import_totp(&daemon, &user);
     let sshd = sshd_for(UNIX_THEN_CODE, &daemon);
 
-    assert_wrong_answers_look_the_same(&sshd, &user, UNIX_PASSWORD, &mut totp);
+    assert_wrong_answers_look_the_same(&daemon, &sshd, &user, UNIX_PASSWORD, &mut totp);
 }
 
 #[test]

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use kauth_proto::{Client, ErrorCode, Proof, Request, Response, Secret, UserPolicy};
+use kauth_proto::{
+    Client, ErrorCode, Proof, Request, Response, Secret, TwoFactorState, UserPolicy,
+};
 use serde_json::{json, Value};
 
 use crate::args::{ImportCommand, ProofArgs, TwoFaCommand};
@@ -352,6 +354,22 @@ fn requirement_text(policy: &UserPolicy) -> String {
     text
 }
 
+/// What an enabled user should act on: few recovery codes left, an
+/// authenticator clock that is off.
+fn notes_text(state: &TwoFactorState) -> String {
+    let mut text = String::new();
+    if let Some(advice) = login_texts::recovery_codes_advice(state.recovery_codes_left) {
+        text.push_str(&format!("\n  {advice}"));
+    }
+    if let Some(seconds) = state.clock_offset_seconds {
+        text.push_str(&format!(
+            "\n  {}",
+            login_texts::learned_clock_offset(seconds)
+        ));
+    }
+    text
+}
+
 fn status(client: &mut Client, out: &Output, user: Option<String>) -> Result<(), Failure> {
     let response = call(client, &Request::TwoFactorStatus { user })?;
     let Response::TwoFactorStatus(state) = &response else {
@@ -367,7 +385,7 @@ fn status(client: &mut Client, out: &Output, user: Option<String>) -> Result<(),
             state.enrolled_at.map_or_else(|| "-".to_owned(), format_time),
             state.last_used.map_or_else(|| "never".to_owned(), format_time),
             state.recovery_codes_left,
-        )
+        ) + &notes_text(state)
     } else if state.pending {
         format!(
             "two-factor authentication for {}: off (an enrollment is waiting to be confirmed)",

@@ -29,6 +29,8 @@ pub enum EventKind {
     SignOut,
     /// An administrator's action on an account.
     Admin,
+    /// kauthd learned how far the user's authenticator clock is off.
+    ClockOffset,
 }
 
 /// How loud an event is in syslog.
@@ -59,6 +61,7 @@ impl EventKind {
             EventKind::SessionClose => "session_close",
             EventKind::SignOut => "sign_out",
             EventKind::Admin => "admin",
+            EventKind::ClockOffset => "clock_offset",
         }
     }
 
@@ -89,7 +92,8 @@ impl EventKind {
             | EventKind::SessionOpen
             | EventKind::SessionClose
             | EventKind::SignOut
-            | EventKind::Admin => Severity::Info,
+            | EventKind::Admin
+            | EventKind::ClockOffset => Severity::Info,
         }
     }
 }

@@ -170,8 +170,8 @@ pub enum AccountVerdict {
     Allow,
     /// Root locked the account.
     LockedByRoot,
-    /// A rate-limit lock holds on the name.
-    RateLocked,
+    /// A rate-limit lock holds on the name, until then.
+    RateLocked { until: i64 },
     /// The user must have 2FA and does not (after the deadline).
     Deny { rule: String, message: String },
     /// A code is required and the login's process (`pid`) gave none.
@@ -191,8 +191,8 @@ pub fn account_verdict(
     if account.as_ref().is_some_and(|a| a.locked) {
         return Ok(AccountVerdict::LockedByRoot);
     }
-    if code_check::current_lock(daemon, user, None)?.is_some() {
-        return Ok(AccountVerdict::RateLocked);
+    if let Some(until) = code_check::current_lock(daemon, user, None)? {
+        return Ok(AccountVerdict::RateLocked { until });
     }
     Ok(match decide_for(daemon, user, account.as_ref(), service)? {
         Decision::Deny { rule, message } => AccountVerdict::Deny { rule, message },

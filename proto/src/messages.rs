@@ -500,7 +500,7 @@ pub struct ActivityEvent {
     pub user: Option<String>,
     /// e.g. `login_success`, `login_failure`, `enroll`, `disable`,
     /// `recovery_code_used`, `recovery_codes_regenerated`,
-    /// `password_changed`, `sign_out`, `admin`, `guard_reset`.
+    /// `password_changed`, `sign_out`, `admin`, `guard_reset`, `clock_offset`.
     pub event: String,
     pub service: Option<String>,
     pub rhost: Option<String>,
@@ -559,6 +559,11 @@ pub struct TwoFactorState {
     /// the decision on each service.
     #[serde(default)]
     pub policy: Option<UserPolicy>,
+    /// How far the authenticator's clock is off, in seconds (positive:
+    /// ahead), as kauthd learned it from consecutive codes; absent when
+    /// none was learned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

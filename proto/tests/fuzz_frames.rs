@@ -249,6 +249,7 @@ fn two_factor_state() -> impl Strategy<Value = TwoFactorState> {
                 pending,
                 has_password: pending && enabled,
                 policy: None,
+                clock_offset_seconds: last_used,
             },
         )
 }

@@ -17,7 +17,7 @@ pub enum Spend {
         counter: u64,
         offset: i64,
     },
-    /// A recovery code, marked used.
+    /// A recovery code, marked used; `last_used` moves to now.
     Recovery { account_id: i64, code_id: i64 },
 }
 
@@ -93,6 +93,7 @@ fn spend_in(tx: &Transaction<'_>, spend: Spend, now: i64) -> StoreResult<Option<
             if twofactor::spend_recovery_code_in(tx, code_id, now)? != 1 {
                 return Ok(None);
             }
+            twofactor::touch_last_used_in(tx, account_id, now)?;
             Ok(Some(Some(twofactor::recovery_codes_left_in(
                 tx, account_id,
             )?)))
@@ -169,6 +170,8 @@ mod tests {
             store.spend_code(recovery, key, Some(&login), 22).unwrap(),
             Some(Some(1))
         );
+        // A recovery-code login counts as a use of the second factor.
+        assert_eq!(store.totp(account.id).unwrap().unwrap().last_used, Some(22));
         assert_eq!(
             store.spend_code(recovery, key, Some(&login), 23).unwrap(),
             None

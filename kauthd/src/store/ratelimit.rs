@@ -117,6 +117,19 @@ impl Store {
         Ok(locked)
     }
 
+    /// The failures counted against `key` within the window before `now`
+    /// (cleared by a success and by a lock).
+    pub fn failure_count(&self, key: LimitKey<'_>, limits: Limits, now: i64) -> StoreResult<u32> {
+        let (kind, key) = key.parts();
+        let window_start = now - i64::try_from(limits.window_seconds).unwrap_or(i64::MAX);
+        let count: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM failures WHERE kind = ?1 AND key = ?2 AND at > ?3",
+            params![kind, key, window_start],
+            |r| r.get(0),
+        )?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
     /// Forgets the failures counted against `key` (after a success).
     pub fn clear_failures(&mut self, key: LimitKey<'_>) -> StoreResult<()> {
         Ok(clear_failures_in(&self.conn, key)?)

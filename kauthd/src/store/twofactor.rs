@@ -487,6 +487,19 @@ pub(super) fn spend_recovery_code_in(
         .execute(params![code_id, now])
 }
 
+/// Sets when the account's second factor was last used (a recovery-code
+/// login; a TOTP code sets it in [`accept_totp_in`]).
+pub(super) fn touch_last_used_in(
+    conn: &Connection,
+    account_id: i64,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE totp SET last_used = ?2 WHERE account_id = ?1",
+        params![account_id, now],
+    )
+}
+
 pub(super) fn recovery_codes_left_in(conn: &Connection, account_id: i64) -> rusqlite::Result<u64> {
     let n: i64 = conn
         .prepare_cached(

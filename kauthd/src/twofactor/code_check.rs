@@ -14,7 +14,7 @@
 //!   lockout activity row, before the answer: a lock that was reported is
 //!   always durable.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use kauth_proto::Secret;
 
@@ -44,14 +44,32 @@ pub const RECOVERY_COST: HashCost = HashCost {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Factor {
-    Totp,
-    Recovery { left: u64 },
+    /// A TOTP code; `learned_offset` is the clock offset (in seconds,
+    /// positive: the authenticator is ahead) learned at this very code.
+    Totp {
+        learned_offset: Option<i64>,
+    },
+    Recovery {
+        left: u64,
+    },
+}
+
+/// Why a code was refused, as far as the person may be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Nothing more to say (also: no account, no 2FA, not a code).
+    Wrong,
+    /// Right for the current window, but that code was accepted before.
+    AlreadyUsed,
+    /// Right for a time step outside the window: the authenticator's clock
+    /// looks this many seconds off (positive: ahead).
+    ClockOff { seconds: i64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeOutcome {
     Accepted(Factor),
-    Rejected,
+    Rejected(Rejection),
     /// Too many failures: nothing was checked.
     Locked {
         until: i64,
@@ -81,6 +99,15 @@ pub fn current_lock(
         Some(host) if !host.is_empty() => store.locked_until(LimitKey::Host(host), now),
         _ => Ok(None),
     }
+}
+
+/// The failed attempts counted against this name (whether or not it has
+/// an account) since its last success, within the counting window.
+pub fn failures_of(daemon: &Daemon, name: &str) -> Result<u32, StoreError> {
+    let config = daemon.config();
+    daemon
+        .store()
+        .failure_count(LimitKey::Account(name), limits(&config), clock::now())
 }
 
 /// Counts a failed attempt against the name and the remote host.
@@ -253,12 +280,16 @@ pub fn check(
         rhost: origin.rhost,
         service,
     };
+    let rejection = Cell::new(Rejection::Wrong);
     let outcome = attempt(daemon, name, origin, |turn| {
         let Some(account) = account else {
             return Ok(None);
         };
-        if check_totp(daemon, account, answer.expose(), &commit)? {
-            return Ok(Some(Factor::Totp));
+        match check_totp(daemon, account, answer.expose(), &commit)? {
+            TotpCheck::Accepted { learned_offset } => {
+                return Ok(Some(Factor::Totp { learned_offset }))
+            }
+            TotpCheck::Refused(why) => rejection.set(why),
         }
         let left = check_recovery(daemon, turn, account, answer.expose(), &commit)?;
         Ok(left.map(|left| Factor::Recovery { left }))
@@ -266,14 +297,32 @@ pub fn check(
     Ok(match outcome {
         Attempt::Right(factor) => {
             commit.log(factor);
-            if let (Factor::Recovery { .. }, Some(account)) = (factor, account) {
-                repair_guard_at_recovery(daemon, account);
+            match (factor, account) {
+                (Factor::Recovery { .. }, Some(account)) => {
+                    repair_guard_at_recovery(daemon, account)
+                }
+                (
+                    Factor::Totp {
+                        learned_offset: Some(seconds),
+                    },
+                    _,
+                ) => commit.record_learned_offset(daemon, seconds),
+                _ => {}
             }
             CodeOutcome::Accepted(factor)
         }
-        Attempt::Wrong => CodeOutcome::Rejected,
+        Attempt::Wrong => CodeOutcome::Rejected(rejection.get()),
         Attempt::Locked { until } => CodeOutcome::Locked { until },
     })
+}
+
+/// What the TOTP check found.
+enum TotpCheck {
+    /// Accepted and spent; with the clock offset (seconds) learned at it.
+    Accepted {
+        learned_offset: Option<i64>,
+    },
+    Refused(Rejection),
 }
 
 /// The code with spaces removed, if it has the shape of a TOTP code.
@@ -315,7 +364,7 @@ impl Commit<'_> {
             return;
         };
         let left = match factor {
-            Factor::Totp => None,
+            Factor::Totp { .. } => None,
             Factor::Recovery { left } => Some(left),
         };
         for (event, detail) in login_events(left) {
@@ -327,6 +376,28 @@ impl Commit<'_> {
                 detail: &detail,
             });
         }
+    }
+}
+
+impl Commit<'_> {
+    /// A clock offset learned at this code: in the user's activity (with
+    /// the login's service and host, when it is a login).
+    fn record_learned_offset(&self, daemon: &Daemon, seconds: i64) {
+        let direction = if seconds > 0 { "ahead" } else { "behind" };
+        let detail = format!(
+            "the authenticator's clock is {} s {direction}: learned from consecutive codes, later codes are checked around it",
+            seconds.abs()
+        );
+        activity::record(
+            daemon,
+            &NewEvent {
+                user: Some(self.name),
+                event: EventKind::ClockOffset,
+                service: self.service,
+                rhost: self.rhost,
+                detail: &detail,
+            },
+        );
     }
 }
 
@@ -350,35 +421,41 @@ fn login_events(recovery_left: Option<u64>) -> Vec<(EventKind, String)> {
 
 /// TOTP with the replay guard. The check and the guard's update happen
 /// under one store lock, so two connections cannot both spend one code.
+/// A refused code says why when the secret explains it: already used, or
+/// right for another time (a clock that is off).
 fn check_totp(
     daemon: &Daemon,
     account: &Account,
     answer: &str,
     commit: &Commit<'_>,
-) -> Result<bool, StoreError> {
+) -> Result<TotpCheck, StoreError> {
+    const WRONG: TotpCheck = TotpCheck::Refused(Rejection::Wrong);
     let config = daemon.config();
     let now = clock::now();
     let now_u = u64::try_from(now).unwrap_or(0);
     let mut store = daemon.store();
     let Some(cred) = store.totp(account.id)? else {
-        return Ok(false);
+        return Ok(WRONG);
     };
     let Some(code) = totp_shape(answer, cred.params.digits) else {
-        return Ok(false);
+        return Ok(WRONG);
     };
     let skew = cred.skew_steps.unwrap_or(config.totp.skew_steps);
     if let Some(ahead) = Guard::of(&cred, skew).and_then(|g| g.ahead_seconds(now_u)) {
         warn_guard_ahead(daemon, &account.name, ahead);
     }
-    if let Some(m) = totp::find_match_after(
-        &cred.secret,
-        &cred.params,
-        &code,
-        now_u,
-        skew,
-        cred.learned_offset,
-        cred.last_counter,
-    ) {
+    let in_window = |learned_offset: i64, last_counter: Option<u64>| {
+        totp::find_match_after(
+            &cred.secret,
+            &cred.params,
+            &code,
+            now_u,
+            skew,
+            learned_offset,
+            last_counter,
+        )
+    };
+    if let Some(m) = in_window(cred.learned_offset, cred.last_counter) {
         let spend = Spend::Totp {
             account_id: account.id,
             counter: m.counter,
@@ -388,20 +465,35 @@ fn check_totp(
         if accepted && m.offset != 0 {
             report_server_drift(daemon, &store, cred.params.period, now);
         }
-        return Ok(accepted);
+        return Ok(if accepted {
+            TotpCheck::Accepted {
+                learned_offset: None,
+            }
+        } else {
+            TotpCheck::Refused(Rejection::AlreadyUsed)
+        });
     }
-    if !config.totp.learn_skew {
-        return Ok(false);
+    if in_window(cred.learned_offset, None).is_some() {
+        // Right for now, but the replay guard has it (or a later code).
+        return Ok(TotpCheck::Refused(Rejection::AlreadyUsed));
     }
-    // Outside the window: note where it matched, and learn an offset when
-    // consecutive codes agree (a phone or server clock that drifted).
+    // Outside the window: where did it match? A clock that is off, and
+    // when consecutive codes agree, an offset to learn (a phone or server
+    // clock that drifted).
     let Some(offset) = totp::find_wide(&cred.secret, &cred.params, &code, now_u, WIDE_STEPS) else {
-        return Ok(false);
+        return Ok(WRONG);
     };
     let server_counter = cred.params.counter_at(now_u);
     let matched = server_counter.saturating_add_signed(offset);
     if cred.last_counter.is_some_and(|last| matched <= last) {
-        return Ok(false); // a spent code: never evidence of drift
+        return Ok(WRONG); // a spent code: never evidence of drift
+    }
+    let period = i64::try_from(cred.params.period).unwrap_or(30);
+    let clock_off = TotpCheck::Refused(Rejection::ClockOff {
+        seconds: offset.saturating_mul(period),
+    });
+    if !config.totp.learn_skew {
+        return Ok(clock_off);
     }
     let history = store.add_drift_observation(account.id, server_counter, offset)?;
     let observations: Vec<Observation> = history
@@ -416,33 +508,28 @@ fn check_totp(
             "a code for {} matched {offset} time steps away from the server clock; not accepted",
             account.name
         );
-        return Ok(false);
+        return Ok(clock_off);
     };
     store.set_learned_offset(account.id, learned)?;
+    let learned_seconds = learned.saturating_mul(period);
     log::warn!(
-        "learned a clock offset of {learned} time steps ({} s) for {} from consecutive codes",
-        learned * i64::try_from(cred.params.period).unwrap_or(30),
+        "learned a clock offset of {learned} time steps ({learned_seconds} s) for {} from consecutive codes",
         account.name
     );
-    match totp::find_match_after(
-        &cred.secret,
-        &cred.params,
-        &code,
-        now_u,
-        skew,
-        learned,
-        cred.last_counter,
-    ) {
-        Some(m) => {
-            let spend = Spend::Totp {
-                account_id: account.id,
-                counter: m.counter,
-                offset: m.offset,
-            };
-            Ok(commit.spend(&mut store, spend, now)?.is_some())
-        }
-        None => Ok(false),
-    }
+    let Some(m) = in_window(learned, cred.last_counter) else {
+        return Ok(clock_off);
+    };
+    let spend = Spend::Totp {
+        account_id: account.id,
+        counter: m.counter,
+        offset: m.offset,
+    };
+    Ok(match commit.spend(&mut store, spend, now)? {
+        Some(_) => TotpCheck::Accepted {
+            learned_offset: Some(learned_seconds),
+        },
+        None => TotpCheck::Refused(Rejection::AlreadyUsed),
+    })
 }
 
 /// A guard beyond the window refuses every code until the clock catches
@@ -670,5 +757,70 @@ mod tests {
             "the lock must be durable before the answer"
         );
         assert!(current_lock(&daemon, "ann", None).unwrap().is_some());
+    }
+
+    /// `ann` with TOTP on (default parameters), and her secret.
+    fn ann_with_totp(daemon: &Daemon) -> (Account, &'static [u8]) {
+        const SECRET: &[u8] = b"12345678901234567890";
+        let mut store = daemon.store();
+        let account = store.add_account("ann", None, None, 0).unwrap();
+        let params = totp::TotpParams::default();
+        let new = store::NewTotp {
+            secret: SECRET,
+            params: &params,
+            now: 0,
+            first_counter: None,
+            skew_steps: None,
+            codes: None,
+        };
+        store.enable_totp(account.id, &new).unwrap();
+        (account, SECRET)
+    }
+
+    fn check_code(daemon: &Daemon, account: &Account, code: &str) -> CodeOutcome {
+        let origin = Origin::local(0);
+        check(
+            daemon,
+            "ann",
+            Some(account),
+            origin,
+            Some("sshd"),
+            &Secret::from(code),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_code_accepted_before_is_refused_as_already_used() {
+        let (_dir, daemon) = daemon();
+        let (account, secret) = ann_with_totp(&daemon);
+        let now = u64::try_from(clock::now()).unwrap();
+        let code = totp::code_at(secret, &totp::TotpParams::default(), now);
+        assert_eq!(
+            check_code(&daemon, &account, &code),
+            CodeOutcome::Accepted(Factor::Totp {
+                learned_offset: None
+            })
+        );
+        assert_eq!(
+            check_code(&daemon, &account, &code),
+            CodeOutcome::Rejected(Rejection::AlreadyUsed)
+        );
+    }
+
+    #[test]
+    fn a_code_for_another_time_says_how_far_the_clock_is_off() {
+        let (_dir, daemon) = daemon();
+        let (account, secret) = ann_with_totp(&daemon);
+        let now = u64::try_from(clock::now()).unwrap();
+        let slow = totp::code_at(secret, &totp::TotpParams::default(), now - 300);
+        assert_eq!(
+            check_code(&daemon, &account, &slow),
+            CodeOutcome::Rejected(Rejection::ClockOff { seconds: -300 })
+        );
+        assert_eq!(
+            check_code(&daemon, &account, "000000x"),
+            CodeOutcome::Rejected(Rejection::Wrong)
+        );
     }
 }

@@ -58,7 +58,7 @@ fn check_proof(
         };
         match code_check::check(daemon, &account.name, Some(account), origin, None, code)? {
             CodeOutcome::Accepted(_) => {}
-            CodeOutcome::Rejected => {
+            CodeOutcome::Rejected(_) => {
                 return Err(refused("the verification code is wrong or already used"))
             }
             CodeOutcome::Locked { until } => return Err(too_many_failures(until)),
@@ -115,6 +115,7 @@ pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response 
                 has_password: false,
                 policy: policy::user_policy(daemon, &name).ok(),
                 user: name,
+                clock_offset_seconds: None,
             });
         }
         Err(response) => return response,
@@ -140,6 +141,10 @@ pub fn status(daemon: &Daemon, caller: &Caller, user: Option<&str>) -> Response 
             pending,
             has_password: account.password_hash.is_some(),
             policy: None,
+            clock_offset_seconds: cred.as_ref().and_then(|c| {
+                let period = i64::try_from(c.params.period).ok()?;
+                (c.learned_offset != 0).then(|| c.learned_offset.saturating_mul(period))
+            }),
         })
     })();
     drop(store);

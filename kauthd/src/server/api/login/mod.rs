@@ -18,6 +18,7 @@ use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::escape;
+use crate::login_texts;
 use crate::names;
 use crate::passwords::change::rehash_if_outdated;
 use crate::passwords::hashing;
@@ -25,10 +26,14 @@ use crate::policy::{self, AccountVerdict, Decision};
 use crate::server::access::Caller;
 use crate::server::refusal_log;
 use crate::store::{Account, StoreError};
-use crate::twofactor::code_check::{self, Attempt, CodeOutcome, Factor, Origin};
+use crate::twofactor::code_check::{self, Attempt, CodeOutcome, Factor, Origin, Rejection};
 
 pub const PASSWORD_PROMPT: &str = "Password: ";
 pub const CODE_PROMPT: &str = "Verification code: ";
+
+/// After this many failures of a name in a row, a wrong code gets a hint
+/// about the phone's clock.
+const HINT_AFTER_FAILURES: u32 = 2;
 
 /// A conversation in progress on one connection.
 #[derive(Debug)]
@@ -277,7 +282,7 @@ impl Conversation {
                 self.first_factor_ok = false;
                 self.record(daemon, EventKind::LoginFailure, "wrong password");
             }
-            Ok(Attempt::Locked { until }) => return vec![self.refuse_locked(until)],
+            Ok(Attempt::Locked { until }) => return self.refuse_locked(until),
             Err(e) => return vec![Response::from(e)],
         }
         self.after_first_factor(daemon)
@@ -292,13 +297,21 @@ impl Conversation {
         Some(finished(Outcome::Locked))
     }
 
-    /// Locked after repeated failures (of this name or this host).
-    fn refuse_locked(&self, until: i64) -> Response {
+    /// Locked after repeated failures (of this name or this host): said
+    /// with until when, the same whether the account exists or not and
+    /// whatever was typed.
+    fn refuse_locked(&self, until: i64) -> Vec<Response> {
         self.log_locked(&format!(
             "locked after repeated failures until {}",
             clock::format_time(until)
         ));
-        finished(Outcome::Locked)
+        vec![
+            message(
+                MessageStyle::Error,
+                login_texts::locked_until(until, clock::now()),
+            ),
+            finished(Outcome::Locked),
+        ]
     }
 
     fn log_locked(&self, why: &str) {
@@ -332,7 +345,7 @@ impl Conversation {
             return vec![refused];
         }
         match code_check::current_lock(daemon, &self.user, self.rhost.as_deref()) {
-            Ok(Some(until)) => return vec![self.refuse_locked(until)],
+            Ok(Some(until)) => return self.refuse_locked(until),
             Ok(None) => {}
             Err(e) => return vec![Response::from(e)],
         }
@@ -385,8 +398,9 @@ impl Conversation {
     fn code_answer(&mut self, daemon: &Daemon, code: &Secret) -> Vec<Response> {
         self.stage = Stage::Relaying;
         if !self.first_factor_ok {
-            // The code is not even looked at after a wrong password.
-            return vec![finished(Outcome::Denied)];
+            // The code is not even looked at after a wrong password; the
+            // answer looks like that of a wrong code.
+            return self.refuse_code(daemon, Rejection::Wrong);
         }
         let account = match self.account(daemon) {
             Ok(account) => account,
@@ -404,26 +418,70 @@ impl Conversation {
             Ok(CodeOutcome::Accepted(factor)) => {
                 // The login's activity rows were stored with the spent code.
                 daemon.remember_code(self.pid, &self.user);
-                match factor {
-                    Factor::Recovery { left } => vec![
-                        message(
-                            MessageStyle::Info,
-                            format!(
-                                "Recovery code accepted. You have {left} left; if you lost your authenticator, set up 2FA again with `kauthctl 2fa enroll`."
-                            ),
-                        ),
-                        finished(Outcome::Success),
-                    ],
-                    Factor::Totp => vec![finished(Outcome::Success)],
-                }
+                let told = match factor {
+                    Factor::Recovery { left } => Some(login_texts::recovery_code_accepted(left)),
+                    Factor::Totp {
+                        learned_offset: Some(seconds),
+                    } => Some(login_texts::learned_clock_offset(seconds)),
+                    Factor::Totp {
+                        learned_offset: None,
+                    } => None,
+                };
+                let mut steps: Vec<Response> = told
+                    .map(|text| message(MessageStyle::Info, text))
+                    .into_iter()
+                    .collect();
+                steps.push(finished(Outcome::Success));
+                steps
             }
-            Ok(CodeOutcome::Rejected) => {
-                self.record(daemon, EventKind::LoginFailure, "wrong verification code");
-                vec![finished(Outcome::Denied)]
+            Ok(CodeOutcome::Rejected(why)) => {
+                let detail = match why {
+                    Rejection::AlreadyUsed => "verification code already used",
+                    Rejection::ClockOff { .. } => {
+                        "verification code for another time (the authenticator's clock is off)"
+                    }
+                    Rejection::Wrong => "wrong verification code",
+                };
+                self.record(daemon, EventKind::LoginFailure, detail);
+                self.refuse_code(daemon, why)
             }
-            Ok(CodeOutcome::Locked { until }) => vec![self.refuse_locked(until)],
+            Ok(CodeOutcome::Locked { until }) => self.refuse_locked(until),
             Err(e) => vec![Response::from(e)],
         }
+    }
+
+    /// A refused code, with what may be said about it: a code already
+    /// used; after repeated failures of this name, a hint about the
+    /// phone's clock (the offset when the code matched another time); a
+    /// lock that this failure set. Only a code that is right for some time
+    /// tells more than a wrong password does, so the answer to a wrong
+    /// password (or an unknown name) is that of a wrong code.
+    fn refuse_code(&self, daemon: &Daemon, why: Rejection) -> Vec<Response> {
+        let denied = finished(Outcome::Denied);
+        if why == Rejection::AlreadyUsed {
+            let text = login_texts::CODE_ALREADY_USED.to_owned();
+            return vec![message(MessageStyle::Error, text), denied];
+        }
+        match code_check::current_lock(daemon, &self.user, self.rhost.as_deref()) {
+            Ok(Some(until)) => {
+                let text = login_texts::locked_until(until, clock::now());
+                return vec![message(MessageStyle::Error, text), denied];
+            }
+            Ok(None) => {}
+            Err(e) => return vec![Response::from(e)],
+        }
+        let failures = match code_check::failures_of(daemon, &self.user) {
+            Ok(failures) => failures,
+            Err(e) => return vec![Response::from(e)],
+        };
+        if failures < HINT_AFTER_FAILURES {
+            return vec![denied];
+        }
+        let hint = match why {
+            Rejection::ClockOff { seconds } => login_texts::clock_looks_off(seconds),
+            _ => login_texts::CODES_KEEP_FAILING.to_owned(),
+        };
+        vec![message(MessageStyle::Info, hint), denied]
     }
 
     /// The enrollment at login, when it may run here; `None` leaves the
@@ -443,7 +501,16 @@ impl Conversation {
                 );
                 None
             }
-            Err(enroll::NotHere::Off | enroll::NotHere::NoAccount) => None,
+            Err(enroll::NotHere::NoAccount) => {
+                // Neither a kauthd account nor a system user: no one can log
+                // in under this name. Its answer is that of a user with 2FA
+                // and a wrong code (the code is checked, fails and is
+                // counted), so the refusal does not tell that the name does
+                // not exist.
+                self.stage = Stage::AwaitCode;
+                Some(vec![prompt(CODE_PROMPT)])
+            }
+            Err(enroll::NotHere::Off) => None,
             Err(enroll::NotHere::Failed(response)) => {
                 self.stage = Stage::Relaying;
                 Some(vec![*response])
@@ -473,7 +540,7 @@ impl Conversation {
             }
             enroll::Step::Locked { until } => {
                 self.stage = Stage::Relaying;
-                vec![self.refuse_locked(until)]
+                self.refuse_locked(until)
             }
             enroll::Step::Error(response) => {
                 self.stage = Stage::Relaying;
@@ -559,7 +626,13 @@ fn account_steps(daemon: &Daemon, caller: &Caller, user: &str, service: &str) ->
             ),
             finished(Outcome::Locked),
         ],
-        Ok(AccountVerdict::RateLocked) => vec![finished(Outcome::Locked)],
+        Ok(AccountVerdict::RateLocked { until }) => vec![
+            message(
+                MessageStyle::Error,
+                login_texts::locked_until(until, clock::now()),
+            ),
+            finished(Outcome::Locked),
+        ],
         Ok(AccountVerdict::Deny {
             rule,
             message: text,
