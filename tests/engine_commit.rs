@@ -43,6 +43,7 @@ fn begin(user: &str, rhost: Option<&str>) -> Request {
         ruser: None,
         mode: LoginMode::OtpOnly,
         authtok: None,
+        enroll_at_login: false,
     }
 }
 

@@ -438,6 +438,7 @@ fn a_login_conversation_held_open_past_login_timeout_is_closed() {
             ruser: None,
             mode: LoginMode::OtpOnly,
             authtok: None,
+            enroll_at_login: false,
         },
     )
     .unwrap();

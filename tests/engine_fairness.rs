@@ -64,6 +64,7 @@ fn begin(user: &str, rhost: &str, password: Option<&str>) -> Request {
         ruser: None,
         mode: LoginMode::Password,
         authtok: password.map(Secret::from),
+        enroll_at_login: false,
     }
 }
 

@@ -29,11 +29,12 @@ const USER: &str = "nobody";
 /// Linux-PAM's PAM_MAX_MSG_SIZE, the final NUL included.
 const PAM_MAX_MSG_SIZE: usize = 512;
 
-/// A PAM service running pam_kpanel in `otp_only` mode: an earlier module
-/// (or an SSH key) checked the first factor.
+/// A PAM service running pam_kpanel in `otp_only` mode, its line saying
+/// (`enroll_at_login`) that an earlier module (or an SSH key) checked the
+/// first factor.
 fn otp_only_service(daemon: &TestDaemon) -> PamConfDir {
     let conf = PamConfDir::new();
-    conf.kpanel_service(SERVICE, &daemon.socket, "otp_only");
+    conf.kpanel_service(SERVICE, &daemon.socket, "otp_only enroll_at_login");
     conf
 }
 
@@ -192,6 +193,38 @@ fn three_wrong_codes_at_login_are_refused_and_turn_nothing_on() {
     let state = status(&daemon);
     assert_eq!(state["enabled"], false, "{state}");
     assert_eq!(state["recovery_codes_left"], 0, "{state}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn after_a_failed_required_first_module_no_setup_is_shown() {
+    // The shipped unix-then-code stack: a `required` first module runs
+    // pam_kpanel even when the password was wrong. Without the line's
+    // `enroll_at_login`, kauthd must not show the setup to whoever typed
+    // it, or they could put their own app on the account.
+    let daemon = TestDaemon::start("");
+    let conf = PamConfDir::new();
+    conf.write_service(
+        SERVICE,
+        &format!(
+            "auth required pam_deny.so\nauth required {} socket={} otp_only\naccount required {} socket={}\n",
+            kauth_tests::pam::module_path().display(),
+            daemon.socket.display(),
+            kauth_tests::pam::module_path().display(),
+            daemon.socket.display(),
+        ),
+    );
+    let run = pam_login(&conf, &["123456", "", ""]);
+    assert_eq!(run.code("auth"), Some("PAM_AUTH_ERR"), "{}", run.stdout);
+    assert!(run.prompts().is_empty(), "{}", run.stdout);
+    let shown = format!("{}\n{}", run.infos().join("\n"), run.errors().join("\n"));
+    assert!(
+        !shown.contains("Setup key") && !shown.contains("QR code") && !shown.contains('█'),
+        "the setup was shown after a failed first factor:\n{shown}"
+    );
+    assert_eq!(status(&daemon)["pending"], false, "an enrollment was begun");
+    let log = daemon.stderr();
+    assert!(log.contains("without enroll_at_login"), "{log}");
 }
 
 #[test]

@@ -327,6 +327,7 @@ fn no_secret_appears_in_anything_kauthd_writes() {
             ruser: None,
             mode: kauth_proto::LoginMode::Password,
             authtok: Some(kauth_proto::Secret::from(password)),
+            enroll_at_login: false,
         },
         &[password],
     );

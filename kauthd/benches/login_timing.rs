@@ -97,6 +97,7 @@ fn failed_login(daemon: &Daemon, caller: &Caller, user: &str) -> Duration {
         rhost: None,
         mode: LoginMode::Password,
         authtok: Some(Secret::from("not the password at all")),
+        enroll_at_login: false,
     };
     let mut response = login::begin(daemon, caller, &mut slot, args);
     loop {

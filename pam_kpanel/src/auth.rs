@@ -52,6 +52,7 @@ pub fn authenticate(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamRe
         ruser: ctx.ruser,
         mode,
         authtok,
+        enroll_at_login: opts.enroll_at_login,
     };
     let (mut client, first) = match connect_and_call(&opts, &begin) {
         Ok(connected) => connected,

@@ -57,6 +57,7 @@ pub fn chauthtok(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamResul
         ruser: ctx.ruser,
         mode: LoginMode::ChangePassword,
         authtok: None,
+        enroll_at_login: false,
     };
     let result = relay(io, &mut client, &begin, flags & PAM_SILENT != 0);
     let code = hook_code(io, result, PamResultCode::PAM_AUTHTOK_ERR);

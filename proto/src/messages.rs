@@ -59,6 +59,11 @@ pub enum Request {
         /// The password an earlier PAM module collected (`use_first_pass`).
         #[serde(default)]
         authtok: Option<Secret>,
+        /// With `otp_only`: the PAM stack runs this module only once the
+        /// first factor passed (the module's `enroll_at_login` option), so
+        /// a required user without 2FA may set it up in this login.
+        #[serde(default)]
+        enroll_at_login: bool,
     },
     /// The user's answer to the last `Prompt`.
     Answer { text: Secret },

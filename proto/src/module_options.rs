@@ -49,6 +49,14 @@ pub struct Options {
     /// An extra uid trusted to run kauthd (besides root and our own euid).
     pub daemon_uid: Option<u32>,
     pub debug: bool,
+    /// With `otp_only`: the administrator vouches that the stack runs this
+    /// module only once the first factor passed (sshd's
+    /// `AuthenticationMethods publickey,keyboard-interactive`, or a
+    /// `requisite` first module), so kauthd may show a required user
+    /// without 2FA the setup of a new code. Without it, such a user is
+    /// refused: after a `required` module that failed, the setup would be
+    /// shown to whoever typed a wrong password.
+    pub enroll_at_login: bool,
 }
 
 impl Default for Options {
@@ -62,6 +70,7 @@ impl Default for Options {
             timeout: DEFAULT_TIMEOUT,
             daemon_uid: None,
             debug: false,
+            enroll_at_login: false,
         }
     }
 }
@@ -77,6 +86,7 @@ pub enum OptionError {
         why: &'static str,
     },
     SafeWithoutOtpOnly,
+    EnrollWithoutOtpOnly,
 }
 
 impl fmt::Display for OptionError {
@@ -88,6 +98,10 @@ impl fmt::Display for OptionError {
             OptionError::SafeWithoutOtpOnly => write!(
                 f,
                 "failmode=safe is only allowed together with otp_only (a password checked by kauthd cannot be skipped)"
+            ),
+            OptionError::EnrollWithoutOtpOnly => write!(
+                f,
+                "enroll_at_login is only for otp_only lines (after a kauthd password, enrollment at login needs no option)"
             ),
         }
     }
@@ -126,6 +140,9 @@ impl Options {
         if self.failmode == FailMode::Safe && !self.otp_only {
             return Err(OptionError::SafeWithoutOtpOnly);
         }
+        if self.enroll_at_login && !self.otp_only {
+            return Err(OptionError::EnrollWithoutOtpOnly);
+        }
         Ok(())
     }
 
@@ -142,6 +159,7 @@ impl Options {
                 }
                 "try_first_pass" => {}
                 "debug" => self.debug = true,
+                "enroll_at_login" => self.enroll_at_login = true,
                 _ => return Err(OptionError::Unknown(shorten(arg))),
             },
             Some(("socket", value)) => self.socket = parse_socket(value)?,
@@ -245,8 +263,10 @@ mod tests {
             "timeout=3",
             "daemon_uid=991",
             "debug",
+            "enroll_at_login",
         ])
         .unwrap();
+        assert!(o.enroll_at_login);
         assert_eq!(o.socket, PathBuf::from("/tmp/k.sock"));
         assert!(o.otp_only && o.debug);
         assert_eq!(o.first_pass, FirstPass::Try);
@@ -305,6 +325,20 @@ mod tests {
             Err(OptionError::SafeWithoutOtpOnly)
         );
         assert!(parse(&["failmode=safe", "otp_only"]).is_ok());
+    }
+
+    #[test]
+    fn enroll_at_login_without_otp_only_is_refused() {
+        assert_eq!(
+            parse(&["enroll_at_login"]),
+            Err(OptionError::EnrollWithoutOtpOnly)
+        );
+        assert!(
+            parse(&["enroll_at_login", "otp_only"])
+                .unwrap()
+                .enroll_at_login
+        );
+        assert!(!parse(&["otp_only"]).unwrap().enroll_at_login);
     }
 
     #[test]

@@ -68,19 +68,22 @@ fn request() -> BoxedStrategy<Request> {
         text().prop_map(|name| R::UserUnlock { name }),
         (
             (text(), text(), opt_text(), opt_text()),
-            (opt_text(), login_mode(), opt_secret())
+            (opt_text(), login_mode(), opt_secret(), any::<bool>())
         )
-            .prop_map(|((user, service, rhost, tty), (ruser, mode, authtok))| {
-                R::Begin {
-                    user,
-                    service,
-                    rhost,
-                    tty,
-                    ruser,
-                    mode,
-                    authtok,
+            .prop_map(
+                |((user, service, rhost, tty), (ruser, mode, authtok, enroll_at_login))| {
+                    R::Begin {
+                        user,
+                        service,
+                        rhost,
+                        tty,
+                        ruser,
+                        mode,
+                        authtok,
+                        enroll_at_login,
+                    }
                 }
-            }),
+            ),
         secret().prop_map(|text| R::Answer { text }),
         Just(R::Continue),
         (text(), text()).prop_map(|(user, service)| R::AccountCheck { user, service }),

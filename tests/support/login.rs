@@ -75,6 +75,7 @@ fn begin(user: &str, mode: LoginMode, rhost: Option<&str>) -> Request {
         ruser: None,
         mode,
         authtok: None,
+        enroll_at_login: false,
     }
 }
 

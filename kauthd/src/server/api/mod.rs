@@ -112,6 +112,7 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             rhost,
             mode,
             authtok,
+            enroll_at_login,
             ..
         } => {
             let args = login::BeginArgs {
@@ -120,6 +121,7 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
                 rhost,
                 mode,
                 authtok,
+                enroll_at_login,
             };
             login::begin(daemon, &state.caller, &mut state.pam, args)
         }

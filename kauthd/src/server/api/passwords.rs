@@ -361,6 +361,7 @@ mod tests {
             rhost: None,
             mode: LoginMode::Password,
             authtok: Some(Secret::from(password)),
+            enroll_at_login: false,
         };
         let mut response = login::begin(daemon, &caller(Role::Root, 0), &mut slot, args);
         for _ in 0..4 {

@@ -32,6 +32,9 @@ pub enum NotHere {
     Off,
     /// The service shows no texts (`[policy] prompt_only_services`).
     PromptOnly,
+    /// Nothing says the first factor passed: an `otp_only` module line
+    /// without `enroll_at_login` may run after a failed `required` module.
+    Unvouched,
     /// The name has no kauthd account and is no system user.
     NoAccount,
     /// The store or the secret generator failed.
@@ -70,6 +73,7 @@ pub fn start(
     user: &str,
     service: &str,
     account: Option<Account>,
+    first_factor_vouched: bool,
 ) -> Result<(LoginEnrollment, Vec<Response>), NotHere> {
     let policy = &daemon.config().policy;
     if !policy.enroll_at_login {
@@ -77,6 +81,13 @@ pub fn start(
     }
     if !crate::policy::enrolls_at_login(policy, service) {
         return Err(NotHere::PromptOnly);
+    }
+    let known = account.is_some() || unix_users::user_by_name(user).is_some();
+    if !known {
+        return Err(NotHere::NoAccount);
+    }
+    if !first_factor_vouched {
+        return Err(NotHere::Unvouched);
     }
     let account = match account {
         Some(account) => account,

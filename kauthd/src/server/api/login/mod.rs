@@ -49,6 +49,12 @@ struct Conversation {
     stage: Stage,
     /// The first factor passed (always true in `otp_only` mode).
     first_factor_ok: bool,
+    /// Whether the first factor is known to have passed: kauthd checked
+    /// the password, or the module's `enroll_at_login` option vouches that
+    /// its stack runs it only after the first factor passed. Only then may
+    /// the setup of a new code be shown (`otp_only` alone says nothing
+    /// when an earlier `required` module failed).
+    first_factor_vouched: bool,
     /// A PAM `password` change (mode `change_password`).
     change: Option<ChangeConversation>,
     /// An enrollment at login (stages `AwaitEnrollCode`, `AwaitSavedCodes`).
@@ -77,6 +83,8 @@ pub struct BeginArgs {
     pub rhost: Option<String>,
     pub mode: LoginMode,
     pub authtok: Option<Secret>,
+    /// The module's `enroll_at_login` option (see `first_factor_vouched`).
+    pub enroll_at_login: bool,
 }
 
 fn finished(outcome: Outcome) -> Response {
@@ -168,6 +176,10 @@ pub fn begin(
         uid: caller.uid,
         stage: Stage::Relaying,
         first_factor_ok: true,
+        first_factor_vouched: match args.mode {
+            LoginMode::OtpOnly => args.enroll_at_login,
+            LoginMode::Password | LoginMode::ChangePassword => true,
+        },
         change: None,
         enroll: None,
     };
@@ -487,7 +499,8 @@ impl Conversation {
     /// The enrollment at login, when it may run here; `None` leaves the
     /// policy's refusal standing.
     fn try_enroll(&mut self, daemon: &Daemon, account: Option<Account>) -> Option<Vec<Response>> {
-        match enroll::start(daemon, &self.user, &self.service, account) {
+        let vouched = self.first_factor_vouched;
+        match enroll::start(daemon, &self.user, &self.service, account, vouched) {
             Ok((enrollment, steps)) => {
                 self.enroll = Some(enrollment);
                 self.stage = Stage::AwaitEnrollCode;
@@ -511,6 +524,14 @@ impl Conversation {
                 Some(vec![prompt(CODE_PROMPT)])
             }
             Err(enroll::NotHere::Off) => None,
+            Err(enroll::NotHere::Unvouched) => {
+                log::info!(
+                    "{} must set up two-factor authentication, but the {} PAM line has otp_only without enroll_at_login, so kauthd cannot tell that an earlier module checked the first factor: the login is refused; add enroll_at_login to a stack that runs pam_kpanel only after the first factor passed (a key with AuthenticationMethods, or a requisite first module)",
+                    escape::for_log(&self.user),
+                    escape::for_log(&self.service)
+                );
+                None
+            }
             Err(enroll::NotHere::Failed(response)) => {
                 self.stage = Stage::Relaying;
                 Some(vec![*response])

@@ -297,6 +297,7 @@ mod tests {
             rhost: None,
             mode: LoginMode::ChangePassword,
             authtok: None,
+            enroll_at_login: false,
         };
         let (mut prompts, mut texts) = (Vec::new(), Vec::new());
         let mut answers = answers.iter();
