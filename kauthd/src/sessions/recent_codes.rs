@@ -2,7 +2,7 @@
 //! `account` step of the same login knows the code was given. A process is
 //! its pid and its start time: a new process that reuses the pid is not it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::sessions::procinfo::ProcessId;
@@ -14,9 +14,15 @@ use crate::sessions::procinfo::ProcessId;
 /// remembered too) passes the account step on an earlier code.
 pub const REMEMBERED_FOR: Duration = Duration::from_secs(10);
 
+type Key = (ProcessId, String);
+
 #[derive(Debug, Default)]
 pub struct RecentCodes {
-    passed: HashMap<(ProcessId, String), Instant>,
+    passed: HashMap<Key, Instant>,
+    /// The same notes in the order they were made, so the stale ones are
+    /// dropped from the front: forgetting costs nothing per login however
+    /// many logins the last ten seconds had.
+    order: VecDeque<(Instant, Key)>,
 }
 
 impl RecentCodes {
@@ -24,7 +30,9 @@ impl RecentCodes {
     pub fn remember(&mut self, processes: &[ProcessId], user: &str, now: Instant) {
         self.forget_stale(now);
         for process in processes {
-            self.passed.insert((*process, user.to_owned()), now);
+            let key = (*process, user.to_owned());
+            self.passed.insert(key.clone(), now);
+            self.order.push_back((now, key));
         }
     }
 
@@ -32,13 +40,29 @@ impl RecentCodes {
     /// [`REMEMBERED_FOR`] before `now`.
     pub fn given(&mut self, process: ProcessId, user: &str, now: Instant) -> bool {
         self.forget_stale(now);
-        self.passed.contains_key(&(process, user.to_owned()))
+        self.passed
+            .get(&(process, user.to_owned()))
+            .is_some_and(|at| fresh(*at, now))
     }
 
     fn forget_stale(&mut self, now: Instant) {
-        self.passed
-            .retain(|_, at| now.saturating_duration_since(*at) < REMEMBERED_FOR);
+        while let Some((at, _)) = self.order.front() {
+            if fresh(*at, now) {
+                break;
+            }
+            let Some((at, key)) = self.order.pop_front() else {
+                break;
+            };
+            // Noted again since: that later note stands.
+            if self.passed.get(&key) == Some(&at) {
+                self.passed.remove(&key);
+            }
+        }
     }
+}
+
+fn fresh(at: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(at) < REMEMBERED_FOR
 }
 
 #[cfg(test)]
@@ -85,5 +109,18 @@ mod tests {
         assert!(recent.given(SSHD, "ann", just_before));
         assert!(!recent.given(SSHD, "ann", t + REMEMBERED_FOR));
         assert!(recent.passed.is_empty(), "stale entries are dropped");
+        assert!(recent.order.is_empty());
+    }
+
+    #[test]
+    fn a_process_noted_again_is_remembered_from_its_last_note() {
+        let mut recent = RecentCodes::default();
+        let t = Instant::now();
+        recent.remember(&[SSHD], "ann", t);
+        let later = t + Duration::from_secs(5);
+        recent.remember(&[SSHD], "ann", later);
+        // The first note is stale, the second is not.
+        assert!(recent.given(SSHD, "ann", t + REMEMBERED_FOR));
+        assert!(!recent.given(SSHD, "ann", later + REMEMBERED_FOR));
     }
 }
