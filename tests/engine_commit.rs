@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kauth_proto::{Client, LoginMode, Outcome, Request, Response, Secret};
 use kauth_tests::daemon::{json, running_as_root, stderr, TestDaemon};
-use kauth_tests::login::{login_code, login_code_from, now, oathtool_at_step};
+use kauth_tests::login::{begin, login_code, login_code_from, now, oathtool_at_step};
 
 /// Secrets of the form oathtool takes; one per user, so that no two users
 /// share codes.
@@ -34,24 +34,11 @@ fn secret_of(n: usize) -> String {
 /// rate-limit lock in the way.
 const CONFIG: &str = "[totp]\nskew_steps = 2\n[ratelimit]\nmax_failures = 100000\n";
 
-fn begin(user: &str, rhost: Option<&str>) -> Request {
-    Request::Begin {
-        user: user.to_owned(),
-        service: "kauth-test".to_owned(),
-        rhost: rhost.map(str::to_owned),
-        tty: None,
-        ruser: None,
-        mode: LoginMode::OtpOnly,
-        authtok: None,
-        enroll_at_login: false,
-    }
-}
-
 /// A code-only login that tells a refusal from a daemon that went away:
 /// `Some(outcome)` when the daemon answered, `None` when it did not.
 fn try_login(socket: &Path, user: &str, code: &str) -> Option<Outcome> {
     let mut client = Client::connect(socket, Duration::from_secs(20), &[0], "test").ok()?;
-    match client.call(&begin(user, None)).ok()? {
+    match client.call(&begin(user, LoginMode::OtpOnly, None)).ok()? {
         Response::Prompt { .. } => {}
         Response::Finished { outcome } => return Some(outcome),
         _ => return None,
@@ -264,7 +251,9 @@ fn one_code_on_sixteen_connections_at_once_is_spent_exactly_once() {
                 std::thread::spawn(move || {
                     let mut client =
                         Client::connect(&socket, Duration::from_secs(20), &[0], "test").unwrap();
-                    let first = client.call(&begin(&user, None)).unwrap();
+                    let first = client
+                        .call(&begin(&user, LoginMode::OtpOnly, None))
+                        .unwrap();
                     assert!(matches!(first, Response::Prompt { .. }), "{first:?}");
                     // Every connection is at the code prompt: answer together.
                     ready.wait();

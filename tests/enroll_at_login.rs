@@ -12,7 +12,7 @@
 use std::fs;
 
 use kauth_tests::daemon::{json, TestDaemon};
-use kauth_tests::login::{oathtool_at_step, step_with_margin};
+use kauth_tests::login::{oathtool_at_step, step_with_margin, wrong_code_near};
 use kauth_tests::pam::{Harness, HarnessRun, PamConfDir};
 use kauth_tests::qr_screen::{qr_rows, to_pbm, zbarimg};
 use kauth_tests::sshd::{
@@ -76,17 +76,6 @@ fn grouped(secret: &str) -> String {
         .join(" ")
 }
 
-/// A 6-digit code that matches none of the steps around `step`.
-fn wrong_code(secret: &str, step: u64) -> String {
-    let near: Vec<String> = (step - 2..=step + 2)
-        .map(|s| oathtool_at_step(secret, s))
-        .collect();
-    (0..)
-        .map(|n| format!("{:06}", 100_000 + n * 7919))
-        .find(|c| !near.contains(c))
-        .unwrap()
-}
-
 /// The setup texts of a run: an intro, the QR code, the setup key; each
 /// text short enough for PAM.
 fn assert_setup_shown(run: &HarnessRun, secret: &str) {
@@ -144,7 +133,7 @@ fn enrollment_at_login_in_otp_only_mode_completes_and_the_next_login_asks_for_a_
     // (The longest conversation: it stays within the module's step limit.)
     let step = step_with_margin(8);
     let code = oathtool_at_step(&secret, step);
-    let typo = wrong_code(&secret, step);
+    let typo = wrong_code_near(&secret, step, 2);
     let run = pam_login(&conf, &[&typo, &typo, &code, ""]);
     assert_eq!(run.code("auth"), Some("PAM_SUCCESS"), "{}", run.stdout);
     assert_eq!(run.code("account"), Some("PAM_SUCCESS"), "{}", run.stdout);
@@ -178,7 +167,7 @@ fn three_wrong_codes_at_login_are_refused_and_turn_nothing_on() {
     let daemon = TestDaemon::start("");
     let conf = otp_only_service(&daemon);
     let (secret, _) = begin_as_root(&daemon);
-    let wrong = wrong_code(&secret, step_with_margin(5));
+    let wrong = wrong_code_near(&secret, step_with_margin(5), 2);
 
     let run = pam_login(&conf, &[&wrong, &wrong, &wrong, "unused"]);
     assert_eq!(run.code("auth"), Some("PAM_AUTH_ERR"), "{}", run.stdout);

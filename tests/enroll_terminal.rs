@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kauth_tests::daemon::{binary, json, TestDaemon};
-use kauth_tests::login::{oathtool_at_step, step_with_margin};
+use kauth_tests::login::{oathtool_at_step, step_with_margin, wrong_code_near};
 use kauth_tests::qr_screen::{qr_rows, to_pbm, zbarimg};
 use kauth_tests::sshd::random_hex;
 
@@ -146,17 +146,6 @@ fn kauthctl_for_anyone(daemon: &TestDaemon) -> PathBuf {
     copy
 }
 
-/// A 6-digit code that matches none of the steps around `step`.
-fn wrong_code(secret: &str, step: u64) -> String {
-    let near: Vec<String> = (step - 2..=step + 2)
-        .map(|s| oathtool_at_step(secret, s))
-        .collect();
-    (0..)
-        .map(|n| format!("{:06}", 200_000 + n * 7919))
-        .find(|c| !near.contains(c))
-        .unwrap()
-}
-
 /// `kauthctl 2fa enroll` as nobody in a new 80×24 tmux window.
 fn enroll_in_tmux(daemon: &TestDaemon) -> Tmux {
     let kauthctl = kauthctl_for_anyone(daemon);
@@ -254,7 +243,7 @@ fn the_qr_code_fits_80_by_24_decodes_to_the_uri_and_a_typo_gets_a_second_try() {
 
     // A typo: told so, with the tries left, and asked again.
     let step = step_with_margin(8);
-    tmux.type_line(&wrong_code(&secret, step));
+    tmux.type_line(&wrong_code_near(&secret, step, 2));
     let screen = tmux.wait_for("2 tries left");
     let asked = screen.iter().filter(|l| l.contains(CODE_PROMPT)).count();
     assert_eq!(asked, 2, "{}", screen.join("\n"));

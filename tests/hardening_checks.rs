@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use kauth_tests::daemon::{stderr, stdout, TestDaemon};
-use kauth_tests::login::{oathtool_at_step, step_with_margin};
+use kauth_tests::login::{oathtool_at_step, step_with_margin, wrong_code_near};
 use kauth_tests::pam::{Harness, HarnessRun, PamConfDir};
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_kauth-pam-harness");
@@ -55,22 +55,11 @@ fn pam_login(conf: &PamConfDir, user: &str, password: &str, rhost: Option<&str>)
     run
 }
 
-/// What the person at the terminal sees of a run: every prompt and
-/// message with its style, and the PAM result, nothing else.
-fn seen(run: &HarnessRun) -> serde_json::Value {
-    serde_json::json!({
-        "auth": run.code("auth"),
-        "prompts": run.prompts(),
-        "infos": run.infos(),
-        "errors": run.errors(),
-    })
-}
-
 /// [`seen`], with the minute a lock ends written `HH:MM`: two locks set a
 /// second apart may end in different minutes.
 fn seen_of_a_lock(run: &HarnessRun) -> serde_json::Value {
     const LOCKED_UNTIL: &str = "locked until ";
-    let mut seen = seen(run);
+    let mut seen = run.seen();
     for text in seen["errors"].as_array_mut().unwrap() {
         let mut line = text.as_str().unwrap().to_owned();
         if let Some(at) = line.find(LOCKED_UNTIL) {
@@ -91,13 +80,13 @@ fn pam_service(daemon: &TestDaemon) -> PamConfDir {
 /// Locked attempts answer alike whatever the password, and far faster than
 /// the fastest attempt that ran argon2.
 fn assert_locked_alike(locked: &[HarnessRun], slowest_allowed: Duration) {
-    let first = seen(&locked[0]);
+    let first = locked[0].seen();
     let took: Vec<Duration> = locked.iter().map(|r| r.elapsed).collect();
     eprintln!("locked attempts took {took:?}; the limit was {slowest_allowed:?}");
     assert_eq!(first["auth"], "PAM_MAXTRIES", "{first}");
     for run in locked {
         assert_eq!(
-            seen(run),
+            run.seen(),
             first,
             "a locked attempt must not depend on the password"
         );
@@ -233,17 +222,6 @@ fn begin_enrollment(daemon: &TestDaemon) -> String {
     begun["secret"].as_str().unwrap().to_owned()
 }
 
-/// A 6-digit code that matches none of the steps around `step`.
-fn wrong_code(secret: &str, step: u64) -> String {
-    let near: Vec<String> = (step - 2..=step + 2)
-        .map(|s| oathtool_at_step(secret, s))
-        .collect();
-    (0..)
-        .map(|n| format!("{:06}", 100_000 + n))
-        .find(|c| !near.contains(c))
-        .unwrap()
-}
-
 fn confirm(daemon: &TestDaemon, code: &str) -> std::process::Output {
     as_nobody(daemon, &["2fa", "enroll", "--confirm", code])
 }
@@ -258,7 +236,7 @@ fn wrong_enrollment_codes_lock_and_the_right_one_is_then_refused() {
     let daemon = TestDaemon::start(LIMITS);
     let secret = begin_enrollment(&daemon);
     let step = step_with_margin(10);
-    let wrong = wrong_code(&secret, step);
+    let wrong = wrong_code_near(&secret, step, 2);
     for _ in 0..3 {
         let out = confirm(&daemon, &wrong);
         assert_eq!(out.status.code(), Some(1));
@@ -285,7 +263,7 @@ fn five_wrong_enrollment_codes_drop_the_pending_enrollment() {
     let daemon = TestDaemon::start("[ratelimit]\nmax_failures = 20\n");
     let secret = begin_enrollment(&daemon);
     let step = step_with_margin(10);
-    let wrong = wrong_code(&secret, step);
+    let wrong = wrong_code_near(&secret, step, 2);
     for _ in 0..4 {
         let out = confirm(&daemon, &wrong);
         assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
@@ -327,7 +305,7 @@ fn wrong_proofs_for_disable_lock_and_the_right_one_is_then_refused() {
     assert!(confirm(&daemon, &oathtool_at_step(&secret, step))
         .status
         .success());
-    let wrong = wrong_code(&secret, step);
+    let wrong = wrong_code_near(&secret, step, 2);
     for _ in 0..3 {
         let out = as_nobody(&daemon, &["2fa", "disable", "--code", &wrong]);
         assert!(stderr(&out).contains("wrong"), "{}", stderr(&out));

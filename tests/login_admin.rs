@@ -13,7 +13,9 @@
 use std::process::{Command, Output};
 
 use kauth_tests::daemon::{json, running_as_root, stderr, stdout, TestDaemon};
-use kauth_tests::login::{login_code_from, now, oathtool_at_step, step_with_margin};
+use kauth_tests::login::{
+    login_code_from, now, oathtool_at_step, step_with_margin, wrong_code_near,
+};
 use kauth_tests::pam::{Harness, HarnessRun, PamConfDir};
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_kauth-pam-harness");
@@ -60,17 +62,6 @@ fn pam_code_login(conf: &PamConfDir, user: &str, code: &str, rhost: &str) -> Har
     run
 }
 
-/// A code that is not the current one (nor a neighbour in the window).
-fn wrong_code(step: u64) -> String {
-    let near: Vec<String> = (step - 2..=step + 2)
-        .map(|s| oathtool_at_step(SECRET, s))
-        .collect();
-    (0..1000)
-        .map(|n| format!("{:06}", 100_000 + n * 7))
-        .find(|c| !near.contains(c))
-        .unwrap()
-}
-
 #[test]
 #[ignore = "needs root"]
 fn user_unlock_lifts_the_host_lock_and_a_fresh_code_from_that_host_then_works() {
@@ -82,7 +73,7 @@ fn user_unlock_lifts_the_host_lock_and_a_fresh_code_from_that_host_then_works() 
     conf.kpanel_service(SERVICE, &daemon.socket, "otp_only");
     let host = "203.0.113.7";
     let step = step_with_margin(12);
-    let wrong = wrong_code(step);
+    let wrong = wrong_code_near(SECRET, step, 2);
 
     // ann fails once and bob twice from the host: the host is locked,
     // neither account is.
@@ -133,7 +124,12 @@ fn locks_lists_account_and_host_locks_until_when_and_clear_lifts_a_host() {
     let step = step_with_margin(12);
     let before = i64::try_from(now()).unwrap();
     for _ in 0..3 {
-        let r = login_code_from(&daemon.socket, "carol", &wrong_code(step), host);
+        let r = login_code_from(
+            &daemon.socket,
+            "carol",
+            &wrong_code_near(SECRET, step, 2),
+            host,
+        );
         assert!(!r.succeeded());
     }
 

@@ -14,7 +14,9 @@
 use std::time::Duration;
 
 use kauth_tests::daemon::{json, stderr, TestDaemon};
-use kauth_tests::login::{login_code, now, oathtool_at_step, recovery_codes, step_with_margin};
+use kauth_tests::login::{
+    login_code, now, oathtool_at_step, recovery_codes, step_with_margin, wrong_code_near,
+};
 use kauth_tests::pam::{Harness, HarnessRun, PamConfDir};
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_kauth-pam-harness");
@@ -80,31 +82,8 @@ fn code_login(conf: &PamConfDir, user: &str, code: &str) -> HarnessRun {
     pam_auth(conf, OTP_SERVICE, user, &[code], None)
 }
 
-/// What the person at the terminal sees of a run: every prompt and
-/// message with its style, and the PAM result, nothing else.
-fn seen(run: &HarnessRun) -> serde_json::Value {
-    serde_json::json!({
-        "auth": run.code("auth"),
-        "prompts": run.prompts(),
-        "infos": run.infos(),
-        "errors": run.errors(),
-    })
-}
-
 fn status(daemon: &TestDaemon, user: &str) -> serde_json::Value {
     json(&daemon.ctl(&["--json", "2fa", "status", "--user", user]))
-}
-
-/// A 6-digit code that matches no step within 30 of `step`, so it is
-/// plainly wrong (not even a clock that is off).
-fn wrong_code(step: u64) -> String {
-    let near: Vec<String> = (step - 30..=step + 30)
-        .map(|s| oathtool_at_step(SECRET, s))
-        .collect();
-    (0..1_000_000u32)
-        .map(|n| format!("{:06}", (n * 7919 + 123_457) % 1_000_000))
-        .find(|c| !near.contains(c))
-        .unwrap()
 }
 
 /// `HH:MM` of a Unix time, UTC.
@@ -121,15 +100,15 @@ fn a_code_already_used_says_so() {
     let step = step_with_margin(8);
     let code = oathtool_at_step(SECRET, step);
     let first = code_login(&conf, "ann", &code);
-    assert_eq!(first.code("auth"), Some("PAM_SUCCESS"), "{}", seen(&first));
+    assert_eq!(first.code("auth"), Some("PAM_SUCCESS"), "{}", first.seen());
     assert!(first.errors().is_empty() && first.infos().is_empty());
 
     let again = code_login(&conf, "ann", &code);
-    assert_eq!(again.code("auth"), Some("PAM_AUTH_ERR"), "{}", seen(&again));
-    assert_eq!(again.errors(), vec![USED.to_owned()], "{}", seen(&again));
+    assert_eq!(again.code("auth"), Some("PAM_AUTH_ERR"), "{}", again.seen());
+    assert_eq!(again.errors(), vec![USED.to_owned()], "{}", again.seen());
     // Through the password service as well, after the right password.
     let again = pam_auth(&conf, PASSWORD_SERVICE, "ann", &[PASSWORD, &code], None);
-    assert_eq!(again.errors(), vec![USED.to_owned()], "{}", seen(&again));
+    assert_eq!(again.errors(), vec![USED.to_owned()], "{}", again.seen());
     assert_eq!(again.code("auth"), Some("PAM_AUTH_ERR"));
 }
 
@@ -140,14 +119,14 @@ fn plain_wrong_codes_get_the_generic_clock_hint_from_the_second_on() {
     add_user(&daemon, "ann");
     let conf = services(&daemon);
     let step = step_with_margin(8);
-    let wrong = wrong_code(step);
+    let wrong = wrong_code_near(SECRET, step, 30);
 
     let first = code_login(&conf, "ann", &wrong);
     assert_eq!(first.code("auth"), Some("PAM_AUTH_ERR"));
     assert!(
         first.infos().is_empty() && first.errors().is_empty(),
         "one wrong code says nothing more: {}",
-        seen(&first)
+        first.seen()
     );
     let second = code_login(&conf, "ann", &wrong);
     assert_eq!(second.code("auth"), Some("PAM_AUTH_ERR"));
@@ -155,7 +134,7 @@ fn plain_wrong_codes_get_the_generic_clock_hint_from_the_second_on() {
         second.infos(),
         vec![KEEP_FAILING.to_owned()],
         "{}",
-        seen(&second)
+        second.seen()
     );
 
     // A right code clears the count: the next wrong one says nothing.
@@ -164,7 +143,7 @@ fn plain_wrong_codes_get_the_generic_clock_hint_from_the_second_on() {
         Some("PAM_SUCCESS")
     );
     let after = code_login(&conf, "ann", &wrong);
-    assert!(after.infos().is_empty(), "{}", seen(&after));
+    assert!(after.infos().is_empty(), "{}", after.seen());
 }
 
 #[test]
@@ -178,14 +157,14 @@ fn a_phone_five_minutes_slow_is_told_then_learned_and_told_once() {
     // The phone is 5.5 then 5 minutes behind: outside the window.
     let first = code_login(&conf, "ann", &oathtool_at_step(SECRET, step - 11));
     assert_eq!(first.code("auth"), Some("PAM_AUTH_ERR"));
-    assert!(first.infos().is_empty(), "{}", seen(&first));
+    assert!(first.infos().is_empty(), "{}", first.seen());
     let second = code_login(&conf, "ann", &oathtool_at_step(SECRET, step - 10));
     assert_eq!(second.code("auth"), Some("PAM_AUTH_ERR"));
     let hint = second.infos().join("\n");
     assert!(
         hint.contains("clock looks about 5 minutes behind") && hint.contains("automatic"),
         "{}",
-        seen(&second)
+        second.seen()
     );
 
     // In the next server step, a third code that agrees: the offset is
@@ -198,7 +177,7 @@ fn a_phone_five_minutes_slow_is_told_then_learned_and_told_once() {
         learned.code("auth"),
         Some("PAM_SUCCESS"),
         "{}",
-        seen(&learned)
+        learned.seen()
     );
     assert_eq!(
         learned.infos(),
@@ -210,11 +189,11 @@ fn a_phone_five_minutes_slow_is_told_then_learned_and_told_once() {
 
     // The next login (the phone still slow) is not told again.
     let next = code_login(&conf, "ann", &oathtool_at_step(SECRET, step - 8));
-    assert_eq!(next.code("auth"), Some("PAM_SUCCESS"), "{}", seen(&next));
+    assert_eq!(next.code("auth"), Some("PAM_SUCCESS"), "{}", next.seen());
     assert!(
         next.infos().is_empty() && next.errors().is_empty(),
         "{}",
-        seen(&next)
+        next.seen()
     );
 
     let state = status(&daemon, "ann");
@@ -242,7 +221,7 @@ fn a_locked_account_says_until_when_whatever_the_password() {
     add_user(&daemon, "ann");
     let conf = services(&daemon);
     let step = step_with_margin(8);
-    let wrong = wrong_code(step);
+    let wrong = wrong_code_near(SECRET, step, 30);
     let before = now();
     for _ in 0..2 {
         assert_eq!(
@@ -261,7 +240,7 @@ fn a_locked_account_says_until_when_whatever_the_password() {
             .iter()
             .any(|t| text.contains(&format!("Sign-in is locked until {t} UTC"))),
         "expected one of {untils:?}: {}",
-        seen(&locking)
+        locking.seen()
     );
     assert!(text.contains("kauthctl user unlock"), "{text}");
 
@@ -272,7 +251,7 @@ fn a_locked_account_says_until_when_whatever_the_password() {
         right_code.code("auth"),
         Some("PAM_MAXTRIES"),
         "{}",
-        seen(&right_code)
+        right_code.seen()
     );
     assert_eq!(right_code.errors().join("\n"), text);
     let right = pam_auth(&conf, PASSWORD_SERVICE, "ann", &[PASSWORD, "123456"], None);
@@ -283,7 +262,7 @@ fn a_locked_account_says_until_when_whatever_the_password() {
         &[WRONG_PASSWORD, "123456"],
         None,
     );
-    assert_eq!(seen(&right), seen(&wrong));
+    assert_eq!(right.seen(), wrong.seen());
     assert_eq!(right.errors().join("\n"), text);
     assert_eq!(right.code("auth"), Some("PAM_MAXTRIES"));
 
@@ -332,15 +311,15 @@ fn a_locked_host_says_the_same_to_a_known_user_with_the_right_password_and_to_an
         &[PASSWORD, "123456"],
         Some(host),
     );
-    assert_eq!(seen(&ann), seen(&ghost));
-    assert_eq!(ann.code("auth"), Some("PAM_MAXTRIES"), "{}", seen(&ann));
+    assert_eq!(ann.seen(), ghost.seen());
+    assert_eq!(ann.code("auth"), Some("PAM_MAXTRIES"), "{}", ann.seen());
     let text = ann.errors().join("\n");
     assert!(
         (before + 900..=after + 900)
             .map(hhmm)
             .any(|t| text.contains(&format!("locked until {t} UTC"))),
         "{}",
-        seen(&ann)
+        ann.seen()
     );
     // From elsewhere, ann is not locked.
     let step = step_with_margin(5);
@@ -355,7 +334,7 @@ fn a_locked_host_says_the_same_to_a_known_user_with_the_right_password_and_to_an
         elsewhere.code("auth"),
         Some("PAM_SUCCESS"),
         "{}",
-        seen(&elsewhere)
+        elsewhere.seen()
     );
 }
 
@@ -366,7 +345,7 @@ fn an_unknown_name_sees_what_a_known_user_with_a_wrong_password_sees() {
     add_user(&daemon, "ann");
     let conf = services(&daemon);
     let step = step_with_margin(8);
-    let wrong = wrong_code(step);
+    let wrong = wrong_code_near(SECRET, step, 30);
     // Twice each: the second attempt of each name gets the hint alike.
     for attempt in 1..=2 {
         let known = pam_auth(
@@ -383,7 +362,7 @@ fn an_unknown_name_sees_what_a_known_user_with_a_wrong_password_sees() {
             &[WRONG_PASSWORD, &wrong],
             None,
         );
-        assert_eq!(seen(&known), seen(&unknown), "attempt {attempt}");
+        assert_eq!(known.seen(), unknown.seen(), "attempt {attempt}");
         assert_eq!(known.code("auth"), Some("PAM_AUTH_ERR"));
         assert_eq!(
             known.prompts(),
@@ -396,7 +375,7 @@ fn an_unknown_name_sees_what_a_known_user_with_a_wrong_password_sees() {
     // A right password with a wrong code looks the same as a wrong one.
     let right_password = pam_auth(&conf, PASSWORD_SERVICE, "ann", &[PASSWORD, &wrong], None);
     let unknown = pam_auth(&conf, PASSWORD_SERVICE, "ghost", &[PASSWORD, &wrong], None);
-    assert_eq!(seen(&right_password), seen(&unknown));
+    assert_eq!(right_password.seen(), unknown.seen());
 
     // otp_only (an earlier module checked the first factor): a name that
     // is neither a kauthd account nor a system user sees what a user with
@@ -407,7 +386,7 @@ fn an_unknown_name_sees_what_a_known_user_with_a_wrong_password_sees() {
     for attempt in 1..=2 {
         let known = code_login(&conf, "carol", &wrong);
         let unknown = code_login(&conf, "ghost2", &wrong);
-        assert_eq!(seen(&known), seen(&unknown), "otp_only attempt {attempt}");
+        assert_eq!(known.seen(), unknown.seen(), "otp_only attempt {attempt}");
         assert_eq!(known.code("auth"), Some("PAM_AUTH_ERR"));
         assert_eq!(known.prompts(), vec!["Verification code: ".to_owned()]);
     }
@@ -432,7 +411,7 @@ fn a_recovery_code_login_updates_last_used_and_advises_when_few_are_left() {
 
     let before = now();
     let first = code_login(&conf, "ann", &codes[0]);
-    assert_eq!(first.code("auth"), Some("PAM_SUCCESS"), "{}", seen(&first));
+    assert_eq!(first.code("auth"), Some("PAM_SUCCESS"), "{}", first.seen());
     let infos = first.infos().join("\n");
     assert!(infos.contains("You have 9 left"), "{infos}");
     assert!(
@@ -466,6 +445,6 @@ fn a_recovery_code_login_updates_last_used_and_advises_when_few_are_left() {
             "You have no recovery codes left; make new ones with `kauthctl 2fa recovery-codes --regenerate`."
         ),
         "{}",
-        seen(&none_left)
+        none_left.seen()
     );
 }

@@ -66,7 +66,8 @@ pub fn converse(client: &mut Client, begin: Request, answers: &[&str]) -> LoginR
     panic!("conversation did not finish");
 }
 
-fn begin(user: &str, mode: LoginMode, rhost: Option<&str>) -> Request {
+/// The `begin` of a login of `user` on the test service.
+pub fn begin(user: &str, mode: LoginMode, rhost: Option<&str>) -> Request {
     Request::Begin {
         user: user.to_owned(),
         service: "kauth-test".to_owned(),
@@ -137,6 +138,18 @@ pub fn oathtool(secret: &str, args: &[&str], unix_time: u64) -> String {
 /// The current 30-second time step, after waiting (if needed) until at
 /// least `margin` seconds of it are left, so a test is not cut by a step
 /// change.
+/// A 6-digit code that matches none of the steps within `steps` of
+/// `step` for `secret`: plainly wrong, not a code for a clock that is off.
+pub fn wrong_code_near(secret: &str, step: u64, steps: u64) -> String {
+    let near: Vec<String> = (step - steps..=step + steps)
+        .map(|s| oathtool_at_step(secret, s))
+        .collect();
+    (0..1_000_000u32)
+        .map(|n| format!("{:06}", (n * 7919 + 123_457) % 1_000_000))
+        .find(|c| !near.contains(c))
+        .expect("a code outside the window")
+}
+
 pub fn step_with_margin(margin: u64) -> u64 {
     loop {
         let t = now();

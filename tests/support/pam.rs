@@ -209,6 +209,17 @@ impl HarnessRun {
         self.strings("errors")
     }
 
+    /// What the person at the terminal sees of the run: every prompt and
+    /// message with its style, and the PAM result of `auth`, nothing else.
+    pub fn seen(&self) -> Value {
+        serde_json::json!({
+            "auth": self.code("auth"),
+            "prompts": self.prompts(),
+            "infos": self.infos(),
+            "errors": self.errors(),
+        })
+    }
+
     pub fn session_id(&self) -> Option<&str> {
         self.json.get("session_id").and_then(Value::as_str)
     }
