@@ -26,6 +26,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub sessions: SessionsConfig,
     pub activity: ActivityConfig,
+    pub store: StoreConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +49,9 @@ pub struct DaemonConfig {
     pub reserved_connections: Option<usize>,
     /// Seconds a whole login conversation may take, from `begin` to its end.
     pub login_timeout: u64,
+    /// This server's name in sessions and activity (servers sharing one
+    /// database tell theirs apart by it); unset: the machine's hostname.
+    pub host_name: Option<String>,
 }
 
 impl DaemonConfig {
@@ -56,6 +60,13 @@ impl DaemonConfig {
     pub fn reserved(&self) -> usize {
         self.reserved_connections
             .unwrap_or(self.max_connections / 4)
+    }
+
+    /// This server's name in records: `host_name`, or the hostname.
+    pub fn host_name(&self) -> String {
+        self.host_name
+            .clone()
+            .unwrap_or_else(crate::clock::hostname)
     }
 }
 
@@ -70,6 +81,7 @@ impl Default for DaemonConfig {
             max_connections_per_uid: 8,
             reserved_connections: None,
             login_timeout: 300,
+            host_name: None,
         }
     }
 }
@@ -297,6 +309,85 @@ impl Default for ActivityConfig {
 }
 
 /// A config file that cannot be used, with the key and the reason.
+/// Which engine holds kauthd's records (`[store] backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// An SQLite file in `[daemon] state_dir` (one server).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database several servers share (`[store] url`).
+    Postgres,
+}
+
+/// `[store]`: where the records live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// The PostgreSQL database: a `postgresql://` url or a libpq
+    /// `key=value` string (several hosts with
+    /// `target_session_attrs=read-write`). No password in it.
+    pub url: Option<String>,
+    /// The file with the database password (owner-only, root or kauthd).
+    pub password_file: Option<PathBuf>,
+    /// Connections kauthd keeps to the database at most.
+    pub pool_size: u32,
+    /// Seconds to wait for a connection to the database.
+    pub connect_timeout: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Sqlite,
+            url: None,
+            password_file: None,
+            pool_size: 8,
+            connect_timeout: 3,
+        }
+    }
+}
+
+impl StoreConfig {
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |key: &str, why: &str| Err(Error::invalid(format!("key `{key}`: {why}")));
+        if self.backend == StoreBackend::Postgres && self.url.is_none() {
+            return bad(
+                "store.url",
+                "must be set with backend = \"postgres\" (e.g. \"postgresql://kauthd@db1,db2/kauthd?target_session_attrs=read-write\")",
+            );
+        }
+        if self.pool_size == 0 || self.pool_size > 100 {
+            return bad("store.pool_size", "must be between 1 and 100");
+        }
+        if self.connect_timeout == 0 || self.connect_timeout > 60 {
+            return bad("store.connect_timeout", "must be between 1 and 60 seconds");
+        }
+        if let Some(path) = &self.password_file {
+            if !path.is_absolute() {
+                return bad("store.password_file", "must be an absolute path");
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings of the PostgreSQL backend.
+    pub fn postgres_settings(&self) -> Result<crate::store::PgSettings, crate::store::StoreError> {
+        let url = self.url.clone().ok_or_else(|| {
+            crate::store::StoreError::Config(
+                "[store] backend is \"postgres\" but [store] url is not set".to_owned(),
+            )
+        })?;
+        Ok(crate::store::PgSettings {
+            url,
+            password_file: self.password_file.clone(),
+            pool_size: self.pool_size,
+            connect_timeout: std::time::Duration::from_secs(self.connect_timeout),
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct ConfigError {
     pub path: PathBuf,
@@ -422,6 +513,15 @@ impl Config {
         if self.activity.retention_days == 0 {
             return bad("activity.retention_days", "must be at least 1");
         }
+        if let Some(name) = &self.daemon.host_name {
+            if name.is_empty() || name.len() > 253 || !name.chars().all(|c| c.is_ascii_graphic()) {
+                return bad(
+                    "daemon.host_name",
+                    "must be 1 to 253 visible ASCII characters (no spaces)",
+                );
+            }
+        }
+        self.store.validate()?;
         Ok(())
     }
 

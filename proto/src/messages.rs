@@ -497,6 +497,9 @@ pub struct SessionInfo {
     /// `"open"`, `"closed"` or `"revoked"`.
     pub state: String,
     pub ended: Option<i64>,
+    /// The server (`[daemon] host_name`) the session was opened on.
+    #[serde(default)]
+    pub host: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -511,6 +514,10 @@ pub struct ActivityEvent {
     pub rhost: Option<String>,
     /// Free text for people; never a secret.
     pub detail: String,
+    /// The server (`[daemon] host_name`) that recorded the event; absent
+    /// in events recorded before servers were named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

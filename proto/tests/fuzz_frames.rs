@@ -323,6 +323,7 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
                 started,
                 state,
                 ended,
+                host: String::new(),
             },
         )
 }
@@ -343,6 +344,7 @@ fn activity_event() -> impl Strategy<Value = ActivityEvent> {
             service,
             rhost,
             detail,
+            host: None,
         })
 }
 

@@ -22,13 +22,36 @@ use crate::store::Store;
 /// then fail, each with the same explanation.
 pub fn open_store(state_dir: &Path, key_path: &Path) -> Result<Store, Error> {
     let key = key_file::load_or_create(key_path)?;
-    let pending = key_file::read(&key_file::pending_path(key_path))?;
-    let mut store = Store::open(state_dir, key).map_err(|e| {
+    let store = Store::open(state_dir, key).map_err(|e| {
         Error::failed(format!(
             "cannot open the store in {}: {e}",
             state_dir.display()
         ))
     })?;
+    settle_key(store, key_path)
+}
+
+/// Opens the store `[store]` names (SQLite in the state dir, or the
+/// shared PostgreSQL database) as [`open_store`] does.
+pub fn open_configured_store(config: &crate::config::Config) -> Result<Store, Error> {
+    let key_path = &config.daemon.secret_key_file;
+    let key = key_file::load_or_create(key_path)?;
+    let store = Store::open_configured(config, key).map_err(|e| match config.store.backend {
+        crate::config::StoreBackend::Sqlite => Error::failed(format!(
+            "cannot open the store in {}: {e}",
+            config.daemon.state_dir.display()
+        )),
+        crate::config::StoreBackend::Postgres => {
+            Error::failed(format!("cannot open the PostgreSQL store: {e}"))
+        }
+    })?;
+    settle_key(store, key_path)
+}
+
+/// Settles an interrupted rotation and reports secrets sealed with
+/// another key.
+fn settle_key(mut store: Store, key_path: &Path) -> Result<Store, Error> {
+    let pending = key_file::read(&key_file::pending_path(key_path))?;
     let in_use = store
         .key_use()
         .map_err(|e| Error::failed(format!("cannot read the database: {e}")))?;

@@ -34,7 +34,7 @@ pub fn run(options: &Options) -> Result<(), Error> {
     let socket_path = config.daemon.socket.clone();
     let listener = bind(&socket_path)?;
     let bound_inode = fs::metadata(&socket_path).map(|m| m.ino()).ok();
-    let store = match rekey::open_store(&config.daemon.state_dir, &config.daemon.secret_key_file) {
+    let store = match rekey::open_configured_store(&config) {
         Ok(store) => store,
         Err(e) => {
             remove_own_socket(&socket_path, bound_inode);

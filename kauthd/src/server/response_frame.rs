@@ -71,6 +71,7 @@ mod tests {
             service: Some("sshd".to_owned()),
             rhost: Some("203.0.113.9".to_owned()),
             detail: "with a verification code".to_owned(),
+            host: None,
         };
         Response::ActivityList {
             events: vec![event; n],

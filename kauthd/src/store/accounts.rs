@@ -1,8 +1,8 @@
 //! Accounts: a login name and what kauthd holds for it.
 
 use kauth_proto::UserSummary;
-use rusqlite::{params, OptionalExtension, Row};
 
+use super::db::{values, Row};
 use super::{Store, StoreError, StoreResult};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct Account {
 
 const COLUMNS: &str = "id, name, uid, password_hash, locked, created";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+fn from_row(row: &Row) -> StoreResult<Account> {
     Ok(Account {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -36,29 +36,24 @@ impl Store {
         password_hash: Option<&str>,
         now: i64,
     ) -> StoreResult<Account> {
-        let result = self
-            .conn
-            .prepare_cached(
+        let result = self.db.run(|c| {
+            c.execute(
                 "INSERT INTO accounts (name, uid, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![name, uid, password_hash, now]);
+                values![name, uid, password_hash, now],
+            )
+        });
         match result {
             Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                return Err(StoreError::AlreadyExists)
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) if e.is_unique_violation() => return Err(StoreError::AlreadyExists),
+            Err(e) => return Err(e),
         }
         self.account(name)?.ok_or(StoreError::NotFound)
     }
 
     pub fn delete_account(&mut self, name: &str) -> StoreResult<()> {
         let n = self
-            .conn
-            .prepare_cached("DELETE FROM accounts WHERE name = ?1")?
-            .execute(params![name])?;
+            .db
+            .run(|c| c.execute("DELETE FROM accounts WHERE name = ?1", values![name]))?;
         if n == 0 {
             return Err(StoreError::NotFound);
         }
@@ -67,20 +62,30 @@ impl Store {
 
     pub fn account(&self, name: &str) -> StoreResult<Option<Account>> {
         let sql = format!("SELECT {COLUMNS} FROM accounts WHERE name = ?1");
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row(params![name], from_row)
-            .optional()?)
+        self.db
+            .run(|c| c.query_opt(&sql, values![name]))?
+            .as_ref()
+            .map(from_row)
+            .transpose()
     }
 
     pub fn account_by_uid(&self, uid: u32) -> StoreResult<Option<Account>> {
         let sql = format!("SELECT {COLUMNS} FROM accounts WHERE uid = ?1");
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row(params![uid], from_row)
-            .optional()?)
+        self.db
+            .run(|c| c.query_opt(&sql, values![uid]))?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    /// Every account, by id (for copying a store: `store migrate`).
+    pub fn all_accounts(&self) -> StoreResult<Vec<Account>> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY id");
+        self.db
+            .run(|c| c.query(&sql, &[]))?
+            .iter()
+            .map(from_row)
+            .collect()
     }
 
     /// One page of `kauthctl user list`: at most `limit` accounts whose
@@ -90,39 +95,44 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<UserSummary>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT a.name, a.uid, a.password_hash IS NOT NULL, a.locked, a.created,
-                    EXISTS (SELECT 1 FROM totp t WHERE t.account_id = a.id)
-             FROM accounts a WHERE a.name > ?1 ORDER BY a.name LIMIT ?2",
-        )?;
         // Every name is at least one byte long, so all sort after "".
-        let rows = stmt.query_map(params![after.unwrap_or(""), limit], |r| {
-            Ok(UserSummary {
-                name: r.get(0)?,
-                uid: r.get(1)?,
-                has_password: r.get(2)?,
-                locked: r.get(3)?,
-                created: r.get(4)?,
-                two_factor: r.get(5)?,
-            })
+        let rows = self.db.run(|c| {
+            c.query(
+                "SELECT a.name, a.uid, a.password_hash IS NOT NULL, a.locked, a.created,
+                        EXISTS (SELECT 1 FROM totp t WHERE t.account_id = a.id)
+                 FROM accounts a WHERE a.name > ?1 ORDER BY a.name LIMIT ?2",
+                values![after.unwrap_or(""), limit],
+            )
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.iter()
+            .map(|r| {
+                Ok(UserSummary {
+                    name: r.get(0)?,
+                    uid: r.get(1)?,
+                    has_password: r.get(2)?,
+                    locked: r.get(3)?,
+                    created: r.get(4)?,
+                    two_factor: r.get(5)?,
+                })
+            })
+            .collect()
     }
 
     pub fn count_accounts(&self) -> StoreResult<u64> {
         let n: i64 = self
-            .conn
-            .prepare_cached("SELECT COUNT(*) FROM accounts")?
-            .query_row([], |r| r.get(0))?;
+            .db
+            .run(|c| c.query_one("SELECT COUNT(*) FROM accounts", &[])?.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Sets (or replaces) the account's password hash.
     pub fn set_password_hash(&mut self, account_id: i64, hash: &str) -> StoreResult<()> {
-        let n = self
-            .conn
-            .prepare_cached("UPDATE accounts SET password_hash = ?2 WHERE id = ?1")?
-            .execute(params![account_id, hash])?;
+        let n = self.db.run(|c| {
+            c.execute(
+                "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
+                values![account_id, hash],
+            )
+        })?;
         if n == 0 {
             return Err(StoreError::NotFound);
         }
@@ -137,20 +147,22 @@ impl Store {
         old: &str,
         new: &str,
     ) -> StoreResult<bool> {
-        let n = self
-            .conn
-            .prepare_cached(
+        let n = self.db.run(|c| {
+            c.execute(
                 "UPDATE accounts SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
-            )?
-            .execute(params![account_id, old, new])?;
+                values![account_id, old, new],
+            )
+        })?;
         Ok(n == 1)
     }
 
     pub fn set_locked(&mut self, name: &str, locked: bool) -> StoreResult<()> {
-        let n = self
-            .conn
-            .prepare_cached("UPDATE accounts SET locked = ?2 WHERE name = ?1")?
-            .execute(params![name, locked])?;
+        let n = self.db.run(|c| {
+            c.execute(
+                "UPDATE accounts SET locked = ?2 WHERE name = ?1",
+                values![name, locked],
+            )
+        })?;
         if n == 0 {
             return Err(StoreError::NotFound);
         }

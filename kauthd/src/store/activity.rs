@@ -1,10 +1,9 @@
 //! The activity log: logins, enrollments, sign-outs, admin actions.
 
-use kauth_proto::ActivityEvent;
-use rusqlite::{params, Connection};
-
+use super::db::{values, Exec, Row};
 use super::{Store, StoreResult};
 use crate::activity::EventKind;
+use kauth_proto::ActivityEvent;
 
 /// One event to record. `detail` is for people and never holds a secret.
 #[derive(Debug, Clone)]
@@ -17,10 +16,24 @@ pub struct NewEvent<'a> {
 }
 
 /// Stores one event.
-pub(super) fn insert(conn: &Connection, event: &NewEvent<'_>, now: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO activity (at, user, event, service, rhost, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(
-        params![now, event.user, event.event.as_str(), event.service, event.rhost, event.detail],
+pub(super) fn insert(
+    conn: &mut dyn Exec,
+    event: &NewEvent<'_>,
+    host: &str,
+    now: i64,
+) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO activity (at, \"user\", event, service, rhost, detail, host)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        values![
+            now,
+            event.user,
+            event.event.as_str(),
+            event.service,
+            event.rhost,
+            event.detail,
+            host
+        ],
     )?;
     Ok(())
 }
@@ -43,13 +56,10 @@ pub struct ActivityRow {
 
 impl Store {
     pub fn record_activity(&mut self, event: &NewEvent<'_>, now: i64) -> StoreResult<()> {
-        Ok(insert(&self.conn, event, now)?)
+        let host = self.host_name.as_str();
+        self.db.run(|c| insert(c, event, host, now))
     }
 
-    /// Events newest first, for one user or everyone: at most `limit` of
-    /// those at or after `since` that come after `from` (the last event of
-    /// the previous page). Keyset paging over the `(user, at)` and `at`
-    /// indexes, whose entries end with the id: each page costs the same.
     pub fn activity(
         &self,
         user: Option<&str>,
@@ -61,43 +71,45 @@ impl Store {
             at: i64::MAX,
             id: i64::MAX,
         });
-        let who = if user.is_some() { "user = ?5 AND" } else { "" };
+        let who = if user.is_some() {
+            "\"user\" = ?5 AND"
+        } else {
+            ""
+        };
         let sql = format!(
-            "SELECT id, at, user, event, service, rhost, detail FROM activity
+            "SELECT id, at, \"user\", event, service, rhost, detail, host FROM activity
              WHERE {who} at >= ?1 AND (at, id) < (?2, ?3)
              ORDER BY at DESC, id DESC LIMIT ?4"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let read = |r: &rusqlite::Row<'_>| {
-            Ok(ActivityRow {
-                position: ActivityPosition {
-                    at: r.get(1)?,
-                    id: r.get(0)?,
-                },
-                event: ActivityEvent {
-                    at: r.get(1)?,
-                    user: r.get(2)?,
-                    event: r.get(3)?,
-                    service: r.get(4)?,
-                    rhost: r.get(5)?,
-                    detail: r.get(6)?,
-                },
-            })
-        };
-        let rows = match user {
-            Some(user) => stmt.query_map(params![since, from.at, from.id, limit, user], read)?,
-            None => stmt.query_map(params![since, from.at, from.id, limit], read)?,
-        };
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.db.run(|c| match user {
+            Some(user) => c.query(&sql, values![since, from.at, from.id, limit, user]),
+            None => c.query(&sql, values![since, from.at, from.id, limit]),
+        })?;
+        rows.iter().map(activity_row).collect()
     }
 
-    /// Drops events older than `before`.
     pub fn prune_activity(&mut self, before: i64) -> StoreResult<usize> {
-        Ok(self
-            .conn
-            .prepare_cached("DELETE FROM activity WHERE at < ?1")?
-            .execute(params![before])?)
+        self.db
+            .run(|c| c.execute("DELETE FROM activity WHERE at < ?1", values![before]))
     }
+}
+
+fn activity_row(r: &Row) -> StoreResult<ActivityRow> {
+    Ok(ActivityRow {
+        position: ActivityPosition {
+            at: r.get(1)?,
+            id: r.get(0)?,
+        },
+        event: ActivityEvent {
+            at: r.get(1)?,
+            user: r.get(2)?,
+            event: r.get(3)?,
+            service: r.get(4)?,
+            rhost: r.get(5)?,
+            detail: r.get(6)?,
+            host: r.get(7)?,
+        },
+    })
 }
 
 #[cfg(test)]

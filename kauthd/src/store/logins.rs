@@ -2,8 +2,7 @@
 //! the login's activity rows in one transaction, so a login costs one
 //! commit (made durable by one shared sync before it is acknowledged).
 
-use rusqlite::Transaction;
-
+use super::db::Exec;
 use super::{activity, ratelimit, twofactor, LimitKey, NewEvent, Store, StoreResult};
 use crate::activity::EventKind;
 
@@ -53,30 +52,31 @@ impl Store {
         login: Option<&LoginEvents<'_>>,
         now: i64,
     ) -> StoreResult<Option<Option<u64>>> {
-        let tx = self.conn.transaction()?;
-        let Some(left) = spend_in(&tx, spend, now)? else {
-            return Ok(None); // dropped: rolled back, though nothing changed
-        };
-        ratelimit::clear_failures_in(&tx, clear)?;
-        if let Some(login) = login {
-            for (event, detail) in (login.events)(left) {
-                let row = NewEvent {
-                    user: Some(login.user),
-                    event,
-                    service: Some(login.service),
-                    rhost: login.rhost,
-                    detail: &detail,
-                };
-                activity::insert(&tx, &row, now)?;
+        let host = self.host_name.clone();
+        self.db.transaction(|tx| {
+            let Some(left) = spend_in(tx, spend, now)? else {
+                return Ok(None); // nothing was changed
+            };
+            ratelimit::clear_failures_in(tx, clear)?;
+            if let Some(login) = login {
+                for (event, detail) in (login.events)(left) {
+                    let row = NewEvent {
+                        user: Some(login.user),
+                        event,
+                        service: Some(login.service),
+                        rhost: login.rhost,
+                        detail: &detail,
+                    };
+                    activity::insert(tx, &row, &host, now)?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(Some(left))
+            Ok(Some(left))
+        })
     }
 }
 
 /// The conditional update of `spend`; `None` if the code was spent before.
-fn spend_in(tx: &Transaction<'_>, spend: Spend, now: i64) -> StoreResult<Option<Option<u64>>> {
+fn spend_in(tx: &mut dyn Exec, spend: Spend, now: i64) -> StoreResult<Option<Option<u64>>> {
     match spend {
         Spend::Totp {
             account_id,
@@ -156,9 +156,9 @@ mod tests {
                 .is_empty());
         }
         // The same step again: nothing changes, nothing is recorded.
-        let changes = store.conn.total_changes();
+        let changes = store.db.total_changes();
         assert_eq!(store.spend_code(totp, key, Some(&login), 21).unwrap(), None);
-        assert_eq!(store.conn.total_changes(), changes);
+        assert_eq!(store.db.total_changes(), changes);
         assert_eq!(store.activity(Some("ann"), 0, None, 10).unwrap().len(), 1);
 
         let code_id = store.unused_recovery_codes(account.id).unwrap()[0].id;

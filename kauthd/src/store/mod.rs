@@ -14,9 +14,11 @@
 
 mod accounts;
 mod activity;
+pub mod db;
 pub mod durability;
 mod logins;
 mod policy_overrides;
+pub mod postgres;
 mod ratelimit;
 mod reset_tokens;
 mod schema;
@@ -34,6 +36,8 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, ErrorCode};
 
+use db::{Db, Dialect};
+
 use crate::secrets::secret_box::{SealError, SecretKey};
 
 pub use accounts::Account;
@@ -41,6 +45,7 @@ pub use activity::{ActivityPosition, ActivityRow, NewEvent};
 pub use durability::{Durability, StoreGuard};
 pub use logins::{LoginEvents, Spend};
 pub use policy_overrides::Override;
+pub use postgres::PgSettings;
 pub use ratelimit::{LimitKey, Limits, LockRow};
 pub use sealing::KeyUse;
 pub use sessions::{NewSession, SessionPosition, SessionRecord};
@@ -65,6 +70,14 @@ pub enum StoreError {
     Sealed(SealError),
     /// Another process (another kauthd) holds the database.
     InUse(PathBuf),
+    /// PostgreSQL refused or failed a query.
+    Postgres(::postgres::Error),
+    /// The database cannot be reached now (PostgreSQL down or unreachable).
+    Unavailable(String),
+    /// `[store]` settings that cannot be used.
+    Config(String),
+    /// A row holds a value kauthd cannot read (a damaged row).
+    BadRow(String),
 }
 
 impl fmt::Display for StoreError {
@@ -84,6 +97,9 @@ impl fmt::Display for StoreError {
                 "{} is in use by another process (another kauthd on the same state directory?); stop it first",
                 path.display()
             ),
+            StoreError::Postgres(e) => write!(f, "database error: {e}"),
+            StoreError::Unavailable(why) | StoreError::Config(why) => f.write_str(why),
+            StoreError::BadRow(why) => write!(f, "a database row cannot be read: {why}"),
         }
     }
 }
@@ -93,7 +109,38 @@ impl std::error::Error for StoreError {}
 impl StoreError {
     /// True when SQLite could not write because the filesystem is full.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StoreError::Sqlite(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull))
+        match self {
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(ErrorCode::DiskFull),
+            StoreError::Postgres(e) => e.code() == Some(&::postgres::error::SqlState::DISK_FULL),
+            _ => false,
+        }
+    }
+
+    /// True when the database cannot be reached (the request is refused;
+    /// it works again once the database is back).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
+            _ => false,
+        }
+    }
+
+    /// True when an insert broke a uniqueness rule (the record exists).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation),
+            StoreError::Postgres(e) => {
+                e.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        StoreError::Postgres(e)
     }
 }
 
@@ -115,7 +162,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// check-and-update runs alone.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    db: Db,
+    /// This server's name in sessions and activity (`[daemon] host_name`).
+    host_name: String,
     /// The key that seals TOTP secrets.
     key: SecretKey,
     /// The group fsync that makes acknowledged writes durable.
@@ -157,18 +206,65 @@ impl Store {
         // directory that names it.
         let durability =
             Durability::start(state_dir, &path).map_err(|e| StoreError::Io(path.clone(), e))?;
+        // A database from before sealing may hold plaintext secrets, also
+        // in free pages of deleted rows: scrub it once.
+        let scrub = !schema::seals_secrets(&conn)?;
         let mut store = Store {
-            conn,
+            db: Db::Sqlite(conn),
+            host_name: crate::clock::hostname(),
             key,
             durability,
         };
-        // A database from before sealing may hold plaintext secrets, also
-        // in free pages of deleted rows: scrub it once.
-        let scrub = !schema::seals_secrets(&store.conn)?;
-        schema::migrate(&mut store.conn)?;
+        schema::migrate(&store.db)?;
         store.seal_plaintext_secrets(scrub)?;
         store.checkpoint();
         Ok(store)
+    }
+
+    /// Connects to the PostgreSQL database the fleet shares and brings its
+    /// schema up to date (under an advisory lock, so kauthd on several
+    /// hosts starting at once do not race). Every host must seal with the
+    /// same key (the same `secret_key_file` content).
+    pub fn open_postgres(settings: &PgSettings, key: SecretKey) -> StoreResult<Store> {
+        let pool = postgres::PgPool::new(settings)?;
+        let mut store = Store {
+            db: Db::Postgres(pool),
+            host_name: crate::clock::hostname(),
+            key,
+            durability: Durability::by_the_server(),
+        };
+        schema::migrate(&store.db)?;
+        store.seal_plaintext_secrets(false)?;
+        Ok(store)
+    }
+
+    /// Opens the store `[store]` names: SQLite in `[daemon] state_dir`,
+    /// or the shared PostgreSQL database. Records are tagged with
+    /// `[daemon] host_name`.
+    pub fn open_configured(config: &crate::config::Config, key: SecretKey) -> StoreResult<Store> {
+        let mut store = match config.store.backend {
+            crate::config::StoreBackend::Sqlite => Store::open(&config.daemon.state_dir, key)?,
+            crate::config::StoreBackend::Postgres => {
+                Store::open_postgres(&config.store.postgres_settings()?, key)?
+            }
+        };
+        store.set_host_name(&config.daemon.host_name());
+        Ok(store)
+    }
+
+    /// Names this server in the sessions and activity it records.
+    pub fn set_host_name(&mut self, name: &str) {
+        name.clone_into(&mut self.host_name);
+    }
+
+    /// This server's name in the records.
+    pub fn host_name(&self) -> &str {
+        &self.host_name
+    }
+
+    /// Which engine holds the store.
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
     }
 
     /// The group fsync of this database, to wait on outside the store lock.
@@ -178,9 +274,7 @@ impl Store {
 
     /// The schema version the database is at.
     pub fn schema_version(&self) -> StoreResult<i64> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        schema::version(&self.db)
     }
 }
 

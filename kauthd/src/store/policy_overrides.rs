@@ -1,7 +1,7 @@
 //! Per-user policy overrides (`kauthctl policy require|exempt|default`),
 //! keyed by login name so that a system user needs no account for one.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::values;
 
 use super::{Store, StoreResult};
 
@@ -31,39 +31,39 @@ impl Override {
 
 impl Store {
     pub fn policy_override(&self, name: &str) -> StoreResult<Option<Override>> {
-        let rule: Option<String> = self
-            .conn
-            .prepare_cached("SELECT rule FROM policy_overrides WHERE name = ?1")?
-            .query_row(params![name], |r| r.get(0))
-            .optional()?;
+        let row = self.db.run(|c| {
+            c.query_opt(
+                "SELECT rule FROM policy_overrides WHERE name = ?1",
+                values![name],
+            )
+        })?;
+        let rule: Option<String> = row.map(|r| r.get(0)).transpose()?;
         Ok(rule.as_deref().and_then(Override::parse))
     }
 
-    /// Sets (or with `None`, removes) a user's override.
     pub fn set_policy_override(&mut self, name: &str, rule: Option<Override>) -> StoreResult<()> {
-        match rule {
-            Some(rule) => self
-                .conn
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO policy_overrides (name, rule) VALUES (?1, ?2)",
-                )?
-                .execute(params![name, rule.as_str()])?,
-            None => self
-                .conn
-                .prepare_cached("DELETE FROM policy_overrides WHERE name = ?1")?
-                .execute(params![name])?,
-        };
+        self.db.run(|c| match rule {
+            Some(rule) => c.execute(
+                "INSERT INTO policy_overrides (name, rule) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET rule = excluded.rule",
+                values![name, rule.as_str()],
+            ),
+            None => c.execute(
+                "DELETE FROM policy_overrides WHERE name = ?1",
+                values![name],
+            ),
+        })?;
         Ok(())
     }
 
     pub fn policy_overrides(&self) -> StoreResult<Vec<(String, Override)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT name, rule FROM policy_overrides ORDER BY name")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = self
+            .db
+            .run(|c| c.query("SELECT name, rule FROM policy_overrides ORDER BY name", &[]))?;
         let mut out = Vec::new();
         for row in rows {
-            let (name, rule) = row?;
+            let name: String = row.get(0)?;
+            let rule: String = row.get(1)?;
             if let Some(rule) = Override::parse(&rule) {
                 out.push((name, rule));
             }

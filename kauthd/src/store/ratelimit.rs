@@ -1,8 +1,7 @@
 //! Failed attempts and the temporary locks they lead to, per account and
 //! per remote host.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
+use super::db::{values, Dialect, Exec};
 use super::{Store, StoreResult};
 
 /// What is being counted: an account name or a remote host.
@@ -58,10 +57,12 @@ pub struct LockRow {
 }
 
 /// Forgets the failures counted against `key`.
-pub(super) fn clear_failures_in(conn: &Connection, key: LimitKey<'_>) -> rusqlite::Result<()> {
+pub(super) fn clear_failures_in(conn: &mut dyn Exec, key: LimitKey<'_>) -> StoreResult<()> {
     let (kind, name) = key.parts();
-    conn.prepare_cached("DELETE FROM failures WHERE kind = ?1 AND key = ?2")?
-        .execute(params![kind, name])?;
+    conn.execute(
+        "DELETE FROM failures WHERE kind = ?1 AND key = ?2",
+        values![kind, name],
+    )?;
     Ok(())
 }
 
@@ -72,18 +73,20 @@ impl Store {
     /// When the lock on `key` ends, if it is locked now.
     pub fn locked_until(&self, key: LimitKey<'_>, now: i64) -> StoreResult<Option<i64>> {
         let (kind, key) = key.parts();
-        Ok(self
-            .conn
-            .prepare_cached(
+        let row = self.db.run(|c| {
+            c.query_opt(
                 "SELECT until FROM lockouts WHERE kind = ?1 AND key = ?2 AND until > ?3",
-            )?
-            .query_row(params![kind, key, now], |r| r.get(0))
-            .optional()?)
+                values![kind, key, now],
+            )
+        })?;
+        row.map(|r| r.get(0)).transpose()
     }
 
     /// Counts a failure against each key, in one transaction; a key that
     /// reaches the limit within the window is locked. Returns the keys that
-    /// became locked.
+    /// became locked. On a shared database, failures counted by every
+    /// server add up (each key's count is taken under a lock of its own,
+    /// so two servers cannot both miss the limit).
     pub fn record_failure<'a>(
         &mut self,
         keys: &[LimitKey<'a>],
@@ -92,29 +95,44 @@ impl Store {
     ) -> StoreResult<Vec<LimitKey<'a>>> {
         let window_start = now - i64::try_from(limits.window_seconds).unwrap_or(i64::MAX);
         let until = now + i64::try_from(limits.lock_seconds).unwrap_or(i64::MAX / 2);
-        let tx = self.conn.transaction()?;
-        let mut locked = Vec::new();
-        for key in keys {
-            let (kind, name) = key.parts();
-            tx.prepare_cached("DELETE FROM failures WHERE kind = ?1 AND key = ?2 AND at <= ?3")?
-                .execute(params![kind, name, window_start])?;
-            tx.prepare_cached("INSERT INTO failures (kind, key, at) VALUES (?1, ?2, ?3)")?
-                .execute(params![kind, name, now])?;
-            let count: i64 = tx
-                .prepare_cached("SELECT COUNT(*) FROM failures WHERE kind = ?1 AND key = ?2")?
-                .query_row(params![kind, name], |r| r.get(0))?;
-            if count >= i64::from(limits.max_failures) {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO lockouts (kind, key, until) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![kind, name, until])?;
-                tx.prepare_cached("DELETE FROM failures WHERE kind = ?1 AND key = ?2")?
-                    .execute(params![kind, name])?;
-                locked.push(*key);
+        let dialect = self.db.dialect();
+        self.db.transaction(|tx| {
+            let mut locked = Vec::new();
+            for key in keys {
+                let (kind, name) = key.parts();
+                if dialect == Dialect::Postgres {
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(
+                             CAST(?1 AS TEXT) || ':' || CAST(?2 AS TEXT), 0))",
+                        values![kind, name],
+                    )?;
+                }
+                tx.execute(
+                    "DELETE FROM failures WHERE kind = ?1 AND key = ?2 AND at <= ?3",
+                    values![kind, name, window_start],
+                )?;
+                tx.execute(
+                    "INSERT INTO failures (kind, key, at) VALUES (?1, ?2, ?3)",
+                    values![kind, name, now],
+                )?;
+                let count: i64 = tx
+                    .query_one(
+                        "SELECT COUNT(*) FROM failures WHERE kind = ?1 AND key = ?2",
+                        values![kind, name],
+                    )?
+                    .get(0)?;
+                if count >= i64::from(limits.max_failures) {
+                    tx.execute(
+                        "INSERT INTO lockouts (kind, key, until) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (kind, key) DO UPDATE SET until = excluded.until",
+                        values![kind, name, until],
+                    )?;
+                    clear_failures_in(tx, *key)?;
+                    locked.push(*key);
+                }
             }
-        }
-        tx.commit()?;
-        Ok(locked)
+            Ok(locked)
+        })
     }
 
     /// The failures counted against `key` within the window before `now`
@@ -122,17 +140,19 @@ impl Store {
     pub fn failure_count(&self, key: LimitKey<'_>, limits: Limits, now: i64) -> StoreResult<u32> {
         let (kind, key) = key.parts();
         let window_start = now - i64::try_from(limits.window_seconds).unwrap_or(i64::MAX);
-        let count: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM failures WHERE kind = ?1 AND key = ?2 AND at > ?3",
-            params![kind, key, window_start],
-            |r| r.get(0),
-        )?;
+        let count: i64 = self.db.run(|c| {
+            c.query_one(
+                "SELECT COUNT(*) FROM failures WHERE kind = ?1 AND key = ?2 AND at > ?3",
+                values![kind, key, window_start],
+            )?
+            .get(0)
+        })?;
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
     /// Forgets the failures counted against `key` (after a success).
     pub fn clear_failures(&mut self, key: LimitKey<'_>) -> StoreResult<()> {
-        Ok(clear_failures_in(&self.conn, key)?)
+        self.db.run(|c| clear_failures_in(c, key))
     }
 
     /// Deletes failures older than the window and locks that have ended;
@@ -141,15 +161,16 @@ impl Store {
     pub fn prune_limits(&mut self, limits: Limits, now: i64) -> StoreResult<usize> {
         let window_start = now - i64::try_from(limits.window_seconds).unwrap_or(i64::MAX);
         let mut total = 0;
-        for (table, column, before) in
-            [("failures", "at", window_start), ("lockouts", "until", now)]
-        {
+        for (table, key, column, before) in [
+            ("failures", "id", "at", window_start),
+            ("lockouts", "kind, key", "until", now),
+        ] {
             let sql = format!(
-                "DELETE FROM {table} WHERE rowid IN \
-                 (SELECT rowid FROM {table} WHERE {column} <= ?1 LIMIT {PRUNE_BATCH_ROWS})"
+                "DELETE FROM {table} WHERE ({key}) IN \
+                 (SELECT {key} FROM {table} WHERE {column} <= ?1 LIMIT {PRUNE_BATCH_ROWS})"
             );
             loop {
-                let n = self.conn.prepare_cached(&sql)?.execute(params![before])?;
+                let n = self.db.run(|c| c.execute(&sql, values![before]))?;
                 total += n;
                 if n < PRUNE_BATCH_ROWS {
                     break;
@@ -162,13 +183,14 @@ impl Store {
     /// Lifts a lock and its failures. True if there was a lock.
     pub fn unlock(&mut self, key: LimitKey<'_>) -> StoreResult<bool> {
         let (kind, name) = key.parts();
-        let tx = self.conn.transaction()?;
-        let n = tx
-            .prepare_cached("DELETE FROM lockouts WHERE kind = ?1 AND key = ?2")?
-            .execute(params![kind, name])?;
-        tx.prepare_cached("DELETE FROM failures WHERE kind = ?1 AND key = ?2")?
-            .execute(params![kind, name])?;
-        tx.commit()?;
+        let n = self.db.transaction(|tx| {
+            let n = tx.execute(
+                "DELETE FROM lockouts WHERE kind = ?1 AND key = ?2",
+                values![kind, name],
+            )?;
+            clear_failures_in(tx, key)?;
+            Ok(n)
+        })?;
         Ok(n > 0)
     }
 
@@ -184,13 +206,12 @@ impl Store {
         // each host's lock (its primary key), never the other way round.
         let sql = format!(
             "SELECT DISTINCT l.key, l.until FROM activity a CROSS JOIN lockouts l
-             WHERE a.user = ?1 AND a.at >= ?2 AND {FAILED_FROM_HOST}
+             WHERE a.\"user\" = ?1 AND a.at >= ?2 AND {FAILED_FROM_HOST}
                AND l.kind = 'host' AND l.key = a.rhost AND l.until > ?3
              ORDER BY l.key"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![user, since, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.db.run(|c| c.query(&sql, values![user, since, now]))?;
+        rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect()
     }
 
     /// Up to `limit` names that failed from `host` since `since`, by
@@ -203,15 +224,16 @@ impl Store {
         limit: u32,
     ) -> StoreResult<Vec<String>> {
         let sql = format!(
-            "SELECT DISTINCT user FROM (
-                 SELECT user, rhost, event FROM activity WHERE at >= ?2
-                 ORDER BY at DESC LIMIT {RECENT_EVENTS_SEARCHED})
-             WHERE rhost = ?1 AND user IS NOT NULL AND {FAILED_FROM_HOST}
-             ORDER BY user LIMIT ?3"
+            "SELECT DISTINCT \"user\" FROM (
+                 SELECT \"user\", rhost, event FROM activity WHERE at >= ?2
+                 ORDER BY at DESC LIMIT {RECENT_EVENTS_SEARCHED}) AS recent
+             WHERE rhost = ?1 AND \"user\" IS NOT NULL AND {FAILED_FROM_HOST}
+             ORDER BY \"user\" LIMIT ?3"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![host, since, limit], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self
+            .db
+            .run(|c| c.query(&sql, values![host, since, limit]))?;
+        rows.iter().map(|r| r.get(0)).collect()
     }
 
     /// The locks in force at `now`, by kind and name: locks from failures
@@ -226,28 +248,33 @@ impl Store {
         let (kind, key) = after.unwrap_or(("", ""));
         // Each side gives at most a page after the cursor (the lockouts
         // over their primary key), then the two are merged.
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT kind, key, MAX(until), MAX(by_root) FROM (
-                 SELECT * FROM (
-                     SELECT kind, key, until, 0 AS by_root FROM lockouts
-                     WHERE (kind, key) > (?2, ?3) AND until > ?1
-                     ORDER BY kind, key LIMIT ?4)
-                 UNION ALL
-                 SELECT * FROM (
-                     SELECT 'account' AS kind, name AS key, NULL AS until, 1 AS by_root
-                     FROM accounts WHERE locked = 1 AND ('account', name) > (?2, ?3)
-                     ORDER BY name LIMIT ?4))
-             GROUP BY kind, key ORDER BY kind, key LIMIT ?4",
-        )?;
-        let rows = stmt.query_map(params![now, kind, key, limit], |r| {
-            Ok(LockRow {
-                kind: r.get(0)?,
-                key: r.get(1)?,
-                until: r.get(2)?,
-                by_root: r.get::<_, i64>(3)? != 0,
-            })
+        let rows = self.db.run(|c| {
+            c.query(
+                "SELECT kind, key, MAX(until), MAX(by_root) FROM (
+                     SELECT * FROM (
+                         SELECT kind, key, until, 0 AS by_root FROM lockouts
+                         WHERE (kind, key) > (?2, ?3) AND until > ?1
+                         ORDER BY kind, key LIMIT ?4) AS timed
+                     UNION ALL
+                     SELECT * FROM (
+                         SELECT CAST('account' AS TEXT) AS kind, name AS key,
+                                CAST(NULL AS BIGINT) AS until, 1 AS by_root
+                         FROM accounts WHERE locked = 1 AND ('account', name) > (?2, ?3)
+                         ORDER BY name LIMIT ?4) AS by_root_locks) AS merged
+                 GROUP BY kind, key ORDER BY kind, key LIMIT ?4",
+                values![now, kind, key, limit],
+            )
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.iter()
+            .map(|r| {
+                Ok(LockRow {
+                    kind: r.get(0)?,
+                    key: r.get(1)?,
+                    until: r.get(2)?,
+                    by_root: r.get::<i64>(3)? != 0,
+                })
+            })
+            .collect()
     }
 }
 

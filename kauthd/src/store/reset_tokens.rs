@@ -3,14 +3,11 @@
 //! a token is spent in the same transaction as the password it sets, so
 //! two requests cannot both use it.
 
-use rusqlite::params;
+use super::db::values;
 
-use super::{Store, StoreResult};
+use super::{Store, StoreError, StoreResult};
 
 impl Store {
-    /// Stores a new token for the account. The account's earlier unused
-    /// tokens stop working (the newest mail's link is the one that works)
-    /// and spent or expired tokens of anyone are dropped.
     pub fn add_reset_token(
         &mut self,
         account_id: i64,
@@ -18,42 +15,38 @@ impl Store {
         now: i64,
         expires: i64,
     ) -> StoreResult<()> {
-        let tx = self.conn.transaction()?;
-        tx.prepare_cached(
-            "DELETE FROM reset_tokens WHERE account_id = ?1 OR used IS NOT NULL OR expires <= ?2",
-        )?
-        .execute(params![account_id, now])?;
-        tx.prepare_cached(
-            "INSERT INTO reset_tokens (account_id, token_hash, created, expires)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![account_id, &token_hash[..], now, expires])?;
-        tx.commit()?;
-        Ok(())
+        self.db.transaction(|tx| {
+            tx.execute(
+                "DELETE FROM reset_tokens
+                 WHERE account_id = ?1 OR used IS NOT NULL OR expires <= ?2",
+                values![account_id, now],
+            )?;
+            tx.execute(
+                "INSERT INTO reset_tokens (account_id, token_hash, created, expires)
+                 VALUES (?1, ?2, ?3, ?4)",
+                values![account_id, &token_hash[..], now, expires],
+            )?;
+            Ok(())
+        })
     }
 
-    /// Whether the token belongs to the account and is unused and not
-    /// expired. A cheap look before the new password is hashed; spending
-    /// it checks again.
     pub fn reset_token_usable(
         &self,
         account_id: i64,
         token_hash: &[u8; 32],
         now: i64,
     ) -> StoreResult<bool> {
-        let n: i64 = self
-            .conn
-            .prepare_cached(
+        let n: i64 = self.db.run(|c| {
+            c.query_one(
                 "SELECT COUNT(*) FROM reset_tokens
-             WHERE account_id = ?1 AND token_hash = ?2 AND used IS NULL AND expires > ?3",
+                 WHERE account_id = ?1 AND token_hash = ?2 AND used IS NULL AND expires > ?3",
+                values![account_id, &token_hash[..], now],
             )?
-            .query_row(params![account_id, &token_hash[..], now], |r| r.get(0))?;
+            .get(0)
+        })?;
         Ok(n > 0)
     }
 
-    /// Spends the token and sets the account's password hash, in one
-    /// transaction. False, with nothing changed, when the token is not the
-    /// account's, already used or expired.
     pub fn reset_password(
         &mut self,
         account_id: i64,
@@ -61,34 +54,43 @@ impl Store {
         new_hash: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let tx = self.conn.transaction()?;
-        let spent = tx
-            .prepare_cached(
+        let done = self.db.transaction(|tx| {
+            let spent = tx.execute(
                 "UPDATE reset_tokens SET used = ?3
-             WHERE account_id = ?1 AND token_hash = ?2 AND used IS NULL AND expires > ?3",
-            )?
-            .execute(params![account_id, &token_hash[..], now])?;
-        if spent != 1 {
-            return Ok(false); // the transaction rolls back on drop
+                 WHERE account_id = ?1 AND token_hash = ?2 AND used IS NULL AND expires > ?3",
+                values![account_id, &token_hash[..], now],
+            )?;
+            if spent != 1 {
+                return Err(StoreError::NotFound);
+            }
+            let updated = tx.execute(
+                "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
+                values![account_id, new_hash],
+            )?;
+            if updated != 1 {
+                // Rolls the spent token back too.
+                return Err(StoreError::NotFound);
+            }
+            tx.execute(
+                "DELETE FROM reset_tokens WHERE account_id = ?1 AND used IS NULL",
+                values![account_id],
+            )?;
+            Ok(())
+        });
+        match done {
+            Ok(()) => Ok(true),
+            Err(StoreError::NotFound) => Ok(false),
+            Err(e) => Err(e),
         }
-        let updated = tx
-            .prepare_cached("UPDATE accounts SET password_hash = ?2 WHERE id = ?1")?
-            .execute(params![account_id, new_hash])?;
-        if updated != 1 {
-            return Ok(false);
-        }
-        tx.prepare_cached("DELETE FROM reset_tokens WHERE account_id = ?1 AND used IS NULL")?
-            .execute(params![account_id])?;
-        tx.commit()?;
-        Ok(true)
     }
 
-    /// Voids the account's unused tokens (its password was just changed).
     pub fn void_reset_tokens(&mut self, account_id: i64) -> StoreResult<usize> {
-        Ok(self
-            .conn
-            .prepare_cached("DELETE FROM reset_tokens WHERE account_id = ?1 AND used IS NULL")?
-            .execute(params![account_id])?)
+        self.db.run(|c| {
+            c.execute(
+                "DELETE FROM reset_tokens WHERE account_id = ?1 AND used IS NULL",
+                values![account_id],
+            )
+        })
     }
 }
 

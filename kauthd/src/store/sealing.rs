@@ -2,8 +2,7 @@
 //! plaintext rows of a database from before encryption at rest (at the
 //! first start), or every row under a new key (`kauthctl rekey`).
 
-use rusqlite::params;
-
+use super::db::{values, Db};
 use super::twofactor::{table_of, Sealed};
 use super::{Store, StoreResult};
 use crate::secrets::secret_box::{self, Purpose, SecretKey};
@@ -31,13 +30,10 @@ impl Store {
                 "SELECT key_id, COUNT(*) FROM {} GROUP BY key_id",
                 table_of(purpose)
             );
-            let mut stmt = self.conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, Option<u32>>(0)?, r.get::<_, i64>(1)?))
-            })?;
+            let rows = self.db.run(|c| c.query(&sql, &[]))?;
             for row in rows {
-                let (key_id, n) = row?;
-                let n = u64::try_from(n).unwrap_or(0);
+                let key_id: Option<u32> = row.get(0)?;
+                let n = u64::try_from(row.get::<i64>(1)?).unwrap_or(0);
                 match uses.iter_mut().find(|u| u.key_id == key_id) {
                     Some(u) => u.secrets += n,
                     None => uses.push(KeyUse { key_id, secrets: n }),
@@ -50,20 +46,19 @@ impl Store {
     /// Seals the secrets still stored in plain text (a database from before
     /// encryption at rest), then, if any were or `scrub` is set, rewrites
     /// the file so that no plaintext is left in it (deleted rows included)
-    /// or in its WAL. Returns how many were sealed.
+    /// or in its WAL (SQLite). Returns how many were sealed.
     pub(super) fn seal_plaintext_secrets(&mut self, scrub: bool) -> StoreResult<u64> {
         let key = self.key.clone();
         let sealed = self.reseal(&key, true)?;
-        if sealed > 0 || scrub {
-            self.conn.execute_batch("VACUUM;")?;
-            self.conn
-                .prepare_cached("PRAGMA wal_checkpoint(TRUNCATE)")?
-                .query_row([], |_| Ok(()))?;
-            if sealed > 0 {
-                log::info!(
-                    "encrypted {sealed} TOTP secrets stored in plain text by an older kauthd"
-                );
+        if let Db::Sqlite(conn) = &self.db {
+            if sealed > 0 || scrub {
+                conn.execute_batch("VACUUM;")?;
+                conn.prepare_cached("PRAGMA wal_checkpoint(TRUNCATE)")?
+                    .query_row([], |_| Ok(()))?;
             }
+        }
+        if sealed > 0 {
+            log::info!("encrypted {sealed} TOTP secrets stored in plain text by an older kauthd");
         }
         Ok(sealed)
     }
@@ -84,44 +79,45 @@ impl Store {
     }
 
     fn reseal(&mut self, new: &SecretKey, only_plaintext: bool) -> StoreResult<u64> {
-        let tx = self.conn.transaction()?;
-        let mut count = 0;
-        for purpose in PURPOSES {
-            let table = table_of(purpose);
-            let filter = if only_plaintext {
-                " WHERE key_id IS NULL"
-            } else {
-                ""
-            };
-            let rows = {
-                let mut stmt = tx.prepare_cached(&format!(
-                    "SELECT secret, key_id, account_id FROM {table}{filter}"
-                ))?;
-                let rows =
-                    stmt.query_map([], |r| Ok((Sealed::from_row(r)?, r.get::<_, i64>(2)?)))?;
-                rows.collect::<Result<Vec<_>, _>>()?
-            };
-            for (stored, account_id) in rows {
-                let plain = match stored.key_id {
-                    None => stored.bytes,
-                    Some(_) => secret_box::open(
-                        &self.key,
-                        purpose,
-                        account_id,
-                        stored.key_id,
-                        &stored.bytes,
-                    )?,
+        let current = &self.key;
+        self.db.transaction(|tx| {
+            let mut count = 0;
+            for purpose in PURPOSES {
+                let table = table_of(purpose);
+                let filter = if only_plaintext {
+                    " WHERE key_id IS NULL"
+                } else {
+                    ""
                 };
-                let sealed = secret_box::seal(new, purpose, account_id, &plain)?;
-                tx.execute(
-                    &format!("UPDATE {table} SET secret = ?2, key_id = ?3 WHERE account_id = ?1"),
-                    params![account_id, sealed, new.id()],
+                let rows = tx.query(
+                    &format!("SELECT secret, key_id, account_id FROM {table}{filter}"),
+                    &[],
                 )?;
-                count += 1;
+                for row in rows {
+                    let stored = Sealed::from_row(&row)?;
+                    let account_id: i64 = row.get(2)?;
+                    let plain = match stored.key_id {
+                        None => stored.bytes,
+                        Some(_) => secret_box::open(
+                            current,
+                            purpose,
+                            account_id,
+                            stored.key_id,
+                            &stored.bytes,
+                        )?,
+                    };
+                    let sealed = secret_box::seal(new, purpose, account_id, &plain)?;
+                    tx.execute(
+                        &format!(
+                            "UPDATE {table} SET secret = ?2, key_id = ?3 WHERE account_id = ?1"
+                        ),
+                        values![account_id, &sealed, new.id()],
+                    )?;
+                    count += 1;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(count)
+            Ok(count)
+        })
     }
 }
 
@@ -160,7 +156,7 @@ mod tests {
             conn.execute(
                 "INSERT INTO totp (account_id, secret, algorithm, digits, period, enabled_at)
                  VALUES (?1, ?2, 'SHA1', 6, 30, 1)",
-                params![id, secret],
+                rusqlite::params![id, secret],
             )
             .unwrap();
         }

@@ -1,21 +1,21 @@
 //! Recorded PAM sessions.
 
 use kauth_proto::SessionInfo;
-use rusqlite::{params, OptionalExtension, Row};
 
-use super::{Store, StoreResult};
+use super::db::{values, Row};
+use super::{Store, StoreError, StoreResult};
 use crate::sessions::SessionState;
 
-/// A session as stored, with what is needed to recognise its process.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
     pub info: SessionInfo,
-    /// `info.state`, typed.
     pub state: SessionState,
     pub pid_start: Option<u64>,
+    /// Another server asked for this session to be signed out, and this
+    /// one (its own) has not ended it yet.
+    pub signout_requested: Option<i64>,
 }
 
-/// What `SessionOpen` records.
 #[derive(Debug, Clone)]
 pub struct NewSession<'a> {
     pub id: &'a str,
@@ -27,7 +27,7 @@ pub struct NewSession<'a> {
     pub pid_start: Option<u64>,
 }
 
-/// Where a session sits in the oldest-first order: a page cursor.
+/// Where a page of sessions starts: after this (started, id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionPosition {
     pub started: i64,
@@ -43,19 +43,16 @@ impl SessionPosition {
     }
 }
 
-const COLUMNS: &str = "id, user, service, rhost, tty, pid, started, state, ended, pid_start";
+const COLUMNS: &str =
+    "id, \"user\", service, rhost, tty, pid, started, state, ended, pid_start, host, signout_requested";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+/// A session row; `here` names a row without a host (from before the
+/// fleet, so recorded by this server).
+fn from_row(r: &Row, here: &str) -> StoreResult<SessionRecord> {
     let pid_start: Option<i64> = r.get(9)?;
     let name: String = r.get(7)?;
-    // A state kauthd never writes is a damaged row.
-    let state = SessionState::from_name(&name).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            7,
-            rusqlite::types::Type::Text,
-            format!("unknown session state {name:?}").into(),
-        )
-    })?;
+    let state = SessionState::from_name(&name)
+        .ok_or_else(|| StoreError::BadRow(format!("unknown session state {name:?}")))?;
     Ok(SessionRecord {
         info: SessionInfo {
             id: r.get(0)?,
@@ -67,54 +64,80 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
             started: r.get(6)?,
             state: state.as_str().to_owned(),
             ended: r.get(8)?,
+            host: r
+                .get::<Option<String>>(10)?
+                .unwrap_or_else(|| here.to_owned()),
         },
         state,
         pid_start: pid_start.and_then(|v| u64::try_from(v).ok()),
+        signout_requested: r.get(11)?,
     })
 }
 
 impl Store {
+    fn sessions_from(&self, rows: &[Row]) -> StoreResult<Vec<SessionRecord>> {
+        rows.iter().map(|r| from_row(r, &self.host_name)).collect()
+    }
+
     pub fn add_session(&mut self, s: &NewSession<'_>, now: i64) -> StoreResult<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO sessions (id, user, service, rhost, tty, pid, pid_start, started)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                s.id,
-                s.user,
-                s.service,
-                s.rhost,
-                s.tty,
-                s.pid,
-                s.pid_start.and_then(|v| i64::try_from(v).ok()),
-                now
-            ])?;
+        let host = self.host_name.as_str();
+        self.db.run(|c| {
+            c.execute(
+                "INSERT INTO sessions (id, \"user\", service, rhost, tty, pid, pid_start, started,
+                                       host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                values![
+                    s.id,
+                    s.user,
+                    s.service,
+                    s.rhost,
+                    s.tty,
+                    s.pid,
+                    s.pid_start.and_then(|v| i64::try_from(v).ok()),
+                    now,
+                    host
+                ],
+            )
+        })?;
         Ok(())
     }
 
     pub fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1");
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row(params![id], from_row)
-            .optional()?)
+        let row = self.db.run(|c| c.query_opt(&sql, values![id]))?;
+        row.map(|r| from_row(&r, &self.host_name)).transpose()
     }
 
-    /// Open sessions, of one user or of everyone, oldest first.
+    /// The open sessions of every server (of `user`, if given).
     pub fn open_sessions(&self, user: Option<&str>) -> StoreResult<Vec<SessionRecord>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM sessions WHERE state = ?2 AND (?1 IS NULL OR user = ?1) ORDER BY started, id"
+            "SELECT {COLUMNS} FROM sessions
+             WHERE state = ?2 AND (CAST(?1 AS TEXT) IS NULL OR \"user\" = ?1)
+             ORDER BY started, id"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![user, SessionState::Open.as_str()], from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self
+            .db
+            .run(|c| c.query(&sql, values![user, SessionState::Open.as_str()]))?;
+        self.sessions_from(&rows)
     }
 
-    /// One page of open sessions, of one user or of everyone, oldest
-    /// first: at most `limit` of those after `from` (the last session of
-    /// the previous page), over the `(state, started, id)` index.
+    /// The open sessions of this server (of `user`, if given): those whose
+    /// processes this server can see and end. Rows without a host are from
+    /// before the fleet, so from here.
+    pub fn open_sessions_here(&self, user: Option<&str>) -> StoreResult<Vec<SessionRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sessions
+             WHERE state = ?2 AND (CAST(?1 AS TEXT) IS NULL OR \"user\" = ?1)
+               AND (host = ?3 OR host IS NULL)
+             ORDER BY started, id"
+        );
+        let open = SessionState::Open.as_str();
+        let rows = self
+            .db
+            .run(|c| c.query(&sql, values![user, open, self.host_name.as_str()]))?;
+        self.sessions_from(&rows)
+    }
+
     pub fn open_sessions_page(
         &self,
         user: Option<&str>,
@@ -122,23 +145,23 @@ impl Store {
         limit: u32,
     ) -> StoreResult<Vec<SessionRecord>> {
         let (started, id) = from.map_or((i64::MIN, ""), |p| (p.started, p.id.as_str()));
-        let who = if user.is_some() { "AND user = ?5" } else { "" };
+        let who = if user.is_some() {
+            "AND \"user\" = ?5"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT {COLUMNS} FROM sessions WHERE state = ?1 {who} AND (started, id) > (?2, ?3)
              ORDER BY started, id LIMIT ?4"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
         let open = SessionState::Open.as_str();
-        let rows = match user {
-            Some(user) => stmt.query_map(params![open, started, id, limit, user], from_row)?,
-            None => stmt.query_map(params![open, started, id, limit], from_row)?,
-        };
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.db.run(|c| match user {
+            Some(user) => c.query(&sql, values![open, started, id, limit, user]),
+            None => c.query(&sql, values![open, started, id, limit]),
+        })?;
+        self.sessions_from(&rows)
     }
 
-    /// Up to `limit` open sessions whose id starts with `prefix` (lower
-    /// case hex digits), by id: a range of the id index, as every id that
-    /// starts with the prefix sorts before the prefix followed by `g`.
     pub fn open_sessions_with_prefix(
         &self,
         prefix: &str,
@@ -148,28 +171,48 @@ impl Store {
             "SELECT {COLUMNS} FROM sessions WHERE id >= ?1 AND id < ?1 || 'g' AND state = ?2
              ORDER BY id LIMIT ?3"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(
-            params![prefix, SessionState::Open.as_str(), limit],
-            from_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let open = SessionState::Open.as_str();
+        let rows = self
+            .db
+            .run(|c| c.query(&sql, values![prefix, open, limit]))?;
+        self.sessions_from(&rows)
     }
 
-    /// Moves an open session to `closed` or `revoked`. False if it was not open.
     pub fn end_session(&mut self, id: &str, state: SessionState, now: i64) -> StoreResult<bool> {
-        let n = self
-            .conn
-            .prepare_cached(
+        let n = self.db.run(|c| {
+            c.execute(
                 "UPDATE sessions SET state = ?2, ended = ?3 WHERE id = ?1 AND state = ?4",
-            )?
-            .execute(params![
-                id,
-                state.as_str(),
-                now,
-                SessionState::Open.as_str()
-            ])?;
+                values![id, state.as_str(), now, SessionState::Open.as_str()],
+            )
+        })?;
         Ok(n == 1)
+    }
+
+    /// Asks the server that owns an open session to sign it out (it ends
+    /// its own process, see `sessions::end_requested`). False if the
+    /// session is not open.
+    pub fn request_sign_out(&mut self, id: &str, now: i64) -> StoreResult<bool> {
+        let n = self.db.run(|c| {
+            c.execute(
+                "UPDATE sessions SET signout_requested = ?2
+                 WHERE id = ?1 AND state = ?3 AND signout_requested IS NULL",
+                values![id, now, SessionState::Open.as_str()],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
+    /// This server's open sessions that another server asked to sign out.
+    pub fn sign_outs_requested_here(&self) -> StoreResult<Vec<SessionRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sessions
+             WHERE host = ?1 AND state = ?2 AND signout_requested IS NOT NULL ORDER BY id"
+        );
+        let open = SessionState::Open.as_str();
+        let rows = self
+            .db
+            .run(|c| c.query(&sql, values![self.host_name.as_str(), open]))?;
+        self.sessions_from(&rows)
     }
 }
 

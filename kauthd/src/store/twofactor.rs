@@ -2,10 +2,10 @@
 //! sealed on the way in and opened on the way out (`secret_box`): the
 //! database holds only ciphertext and the id of the key.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use zeroize::Zeroizing;
 
-use super::{Store, StoreResult};
+use super::db::{values, Exec, Row};
+use super::{Store, StoreError, StoreResult};
 use crate::secrets::secret_box::{self, Purpose};
 use crate::twofactor::totp::TotpParams;
 
@@ -81,9 +81,9 @@ pub(super) struct Sealed {
 
 impl Sealed {
     /// From columns 0 (`secret`) and 1 (`key_id`) of a row.
-    pub fn from_row(row: &Row<'_>) -> rusqlite::Result<Sealed> {
+    pub fn from_row(row: &Row) -> StoreResult<Sealed> {
         Ok(Sealed {
-            bytes: Zeroizing::new(row.get(0)?),
+            bytes: row.get(0)?,
             key_id: row.get(1)?,
         })
     }
@@ -97,16 +97,16 @@ pub(super) fn table_of(purpose: Purpose) -> &'static str {
     }
 }
 
-fn params_from(row: &Row<'_>, first: usize) -> rusqlite::Result<TotpParams> {
+fn params_from(row: &Row, first: usize) -> StoreResult<TotpParams> {
     let algorithm: String = row.get(first)?;
     // An unknown value is a damaged row, never a silent SHA1.
-    let algorithm = algorithm.parse().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(first, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+    let algorithm = algorithm
+        .parse()
+        .map_err(|e| StoreError::BadRow(format!("column {first}: {e}")))?;
     Ok(TotpParams {
         algorithm,
         digits: row.get(first + 1)?,
-        period: u64::try_from(row.get::<_, i64>(first + 2)?).unwrap_or(0),
+        period: u64::try_from(row.get::<i64>(first + 2)?).unwrap_or(0),
     })
 }
 
@@ -120,33 +120,28 @@ fn to_i64(value: u64) -> i64 {
 
 impl Store {
     pub fn totp(&self, account_id: i64) -> StoreResult<Option<TotpCredential>> {
-        let found = self
-            .conn
-            .prepare_cached(
+        let row = self.db.run(|c| {
+            c.query_opt(
                 "SELECT secret, key_id, algorithm, digits, period, enabled_at, last_counter,
                         last_used, last_offset, learned_offset, skew_steps
                  FROM totp WHERE account_id = ?1",
-            )?
-            .query_row(params![account_id], |row| {
-                let sealed = Sealed::from_row(row)?;
-                let cred = TotpCredential {
-                    secret: Zeroizing::new(Vec::new()),
-                    params: params_from(row, 2)?,
-                    enabled_at: row.get(5)?,
-                    last_counter: counter_from(row.get(6)?),
-                    last_used: row.get(7)?,
-                    last_offset: row.get(8)?,
-                    learned_offset: row.get(9)?,
-                    skew_steps: row.get(10)?,
-                };
-                Ok((sealed, cred))
-            })
-            .optional()?;
-        let Some((sealed, mut cred)) = found else {
+                values![account_id],
+            )
+        })?;
+        let Some(row) = row else {
             return Ok(None);
         };
-        cred.secret = self.open_secret(Purpose::Enrolled, account_id, &sealed)?;
-        Ok(Some(cred))
+        let sealed = Sealed::from_row(&row)?;
+        Ok(Some(TotpCredential {
+            secret: self.open_secret(Purpose::Enrolled, account_id, &sealed)?,
+            params: params_from(&row, 2)?,
+            enabled_at: row.get(5)?,
+            last_counter: counter_from(row.get(6)?),
+            last_used: row.get(7)?,
+            last_offset: row.get(8)?,
+            learned_offset: row.get(9)?,
+            skew_steps: row.get(10)?,
+        }))
     }
 
     /// Seals a secret for one row with the store's key.
@@ -188,84 +183,91 @@ impl Store {
         } = *new;
         let sealed = self.seal_secret(Purpose::Enrolled, account_id, secret)?;
         let key_id = self.key.id();
-        let tx = self.conn.transaction()?;
-        delete_rows(&tx, "totp", account_id)?;
-        delete_rows(&tx, "totp_pending", account_id)?;
-        delete_rows(&tx, "drift_observations", account_id)?;
-        tx.prepare_cached(
-            "INSERT INTO totp (account_id, secret, algorithm, digits, period, enabled_at,
-                               last_counter, last_used, skew_steps, key_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?
-        .execute(params![
-            account_id,
-            sealed,
-            params.algorithm.as_str(),
-            params.digits,
-            to_i64(params.period),
-            now,
-            first_counter.map(to_i64),
-            first_counter.map(|_| now),
-            skew_steps,
-            key_id
-        ])?;
-        if let Some((salt, hashes)) = codes {
-            replace_codes(&tx, account_id, salt, hashes)?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.db.transaction(|tx| {
+            delete_rows(tx, "totp", account_id)?;
+            delete_rows(tx, "totp_pending", account_id)?;
+            delete_rows(tx, "drift_observations", account_id)?;
+            tx.execute(
+                "INSERT INTO totp (account_id, secret, algorithm, digits, period, enabled_at,
+                                   last_counter, last_used, skew_steps, key_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                values![
+                    account_id,
+                    &sealed,
+                    params.algorithm.as_str(),
+                    params.digits,
+                    to_i64(params.period),
+                    now,
+                    first_counter.map(to_i64),
+                    first_counter.map(|_| now),
+                    skew_steps,
+                    key_id
+                ],
+            )?;
+            if let Some((salt, hashes)) = codes {
+                replace_codes(tx, account_id, salt, hashes)?;
+            }
+            Ok(())
+        })
     }
 
     /// Removes TOTP, any pending enrollment and all recovery codes.
     pub fn disable_totp(&mut self, account_id: i64) -> StoreResult<bool> {
-        let tx = self.conn.transaction()?;
-        let n = delete_rows(&tx, "totp", account_id)?;
-        delete_rows(&tx, "totp_pending", account_id)?;
-        delete_rows(&tx, "recovery_codes", account_id)?;
-        delete_rows(&tx, "drift_observations", account_id)?;
-        tx.commit()?;
+        let n = self.db.transaction(|tx| {
+            let n = delete_rows(tx, "totp", account_id)?;
+            delete_rows(tx, "totp_pending", account_id)?;
+            delete_rows(tx, "recovery_codes", account_id)?;
+            delete_rows(tx, "drift_observations", account_id)?;
+            Ok(n)
+        })?;
         Ok(n > 0)
     }
 
     /// Puts the replay guard back to `counter` when it is beyond it (never
     /// forward). False when it was not beyond it.
     pub fn lower_guard(&mut self, account_id: i64, counter: u64) -> StoreResult<bool> {
-        let n = self
-            .conn
-            .prepare_cached(
+        let n = self.db.run(|c| {
+            c.execute(
                 "UPDATE totp SET last_counter = ?2 WHERE account_id = ?1 AND last_counter > ?2",
-            )?
-            .execute(params![account_id, to_i64(counter)])?;
+                values![account_id, to_i64(counter)],
+            )
+        })?;
         Ok(n == 1)
     }
 
     /// Every user's replay guard (users who never used a code have none).
     pub fn guards(&self) -> StoreResult<Vec<GuardRow>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT a.name, t.last_counter, t.algorithm, t.digits, t.period, t.learned_offset,
-                    t.skew_steps
-             FROM totp t JOIN accounts a ON a.id = t.account_id
-             WHERE t.last_counter IS NOT NULL ORDER BY a.name",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(GuardRow {
-                name: r.get(0)?,
-                last_counter: counter_from(r.get(1)?).unwrap_or(0),
-                params: params_from(r, 2)?,
-                learned_offset: r.get(5)?,
-                skew_steps: r.get(6)?,
-            })
+        let rows = self.db.run(|c| {
+            c.query(
+                "SELECT a.name, t.last_counter, t.algorithm, t.digits, t.period, t.learned_offset,
+                        t.skew_steps
+                 FROM totp t JOIN accounts a ON a.id = t.account_id
+                 WHERE t.last_counter IS NOT NULL ORDER BY a.name",
+                &[],
+            )
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.iter()
+            .map(|r| {
+                Ok(GuardRow {
+                    name: r.get(0)?,
+                    last_counter: counter_from(r.get(1)?).unwrap_or(0),
+                    params: params_from(r, 2)?,
+                    learned_offset: r.get(5)?,
+                    skew_steps: r.get(6)?,
+                })
+            })
+            .collect()
     }
 
     pub fn set_learned_offset(&mut self, account_id: i64, offset: i64) -> StoreResult<()> {
-        let tx = self.conn.transaction()?;
-        tx.prepare_cached("UPDATE totp SET learned_offset = ?2 WHERE account_id = ?1")?
-            .execute(params![account_id, offset])?;
-        delete_rows(&tx, "drift_observations", account_id)?;
-        tx.commit()?;
-        Ok(())
+        self.db.transaction(|tx| {
+            tx.execute(
+                "UPDATE totp SET learned_offset = ?2 WHERE account_id = ?1",
+                values![account_id, offset],
+            )?;
+            delete_rows(tx, "drift_observations", account_id)?;
+            Ok(())
+        })
     }
 
     /// Keeps the newest few out-of-window observations per account.
@@ -275,61 +277,57 @@ impl Store {
         server_counter: u64,
         offset: i64,
     ) -> StoreResult<Vec<(u64, i64)>> {
-        let tx = self.conn.transaction()?;
-        tx.prepare_cached(
-            "INSERT INTO drift_observations (account_id, server_counter, offset_steps) VALUES (?1, ?2, ?3)")?.execute(
-            params![account_id, to_i64(server_counter), offset],
-        )?;
-        tx.prepare_cached(
-            "DELETE FROM drift_observations WHERE account_id = ?1 AND id NOT IN
-               (SELECT id FROM drift_observations WHERE account_id = ?1 ORDER BY id DESC LIMIT 5)",
-        )?
-        .execute(params![account_id])?;
-        let rows = {
-            let mut stmt = tx.prepare_cached(
+        self.db.transaction(|tx| {
+            tx.execute(
+                "INSERT INTO drift_observations (account_id, server_counter, offset_steps)
+                 VALUES (?1, ?2, ?3)",
+                values![account_id, to_i64(server_counter), offset],
+            )?;
+            tx.execute(
+                "DELETE FROM drift_observations WHERE account_id = ?1 AND id NOT IN
+                   (SELECT id FROM drift_observations WHERE account_id = ?1 ORDER BY id DESC LIMIT 5)",
+                values![account_id],
+            )?;
+            let rows = tx.query(
                 "SELECT server_counter, offset_steps FROM drift_observations
                  WHERE account_id = ?1 ORDER BY id",
+                values![account_id],
             )?;
-            let rows = stmt.query_map(params![account_id], |r| {
-                Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?))
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        tx.commit()?;
-        Ok(rows)
+            rows.iter()
+                .map(|r| Ok((u64::try_from(r.get::<i64>(0)?).unwrap_or(0), r.get(1)?)))
+                .collect()
+        })
     }
 
     /// The offset of every user's last accepted code (for clock-drift checks).
     pub fn recent_offsets(&self, since: i64) -> StoreResult<Vec<i64>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT last_offset FROM totp WHERE last_offset IS NOT NULL AND last_used >= ?1",
-        )?;
-        let rows = stmt.query_map(params![since], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.db.run(|c| {
+            c.query(
+                "SELECT last_offset FROM totp WHERE last_offset IS NOT NULL AND last_used >= ?1",
+                values![since],
+            )
+        })?;
+        rows.iter().map(|r| r.get(0)).collect()
     }
 
     pub fn pending_totp(&self, account_id: i64) -> StoreResult<Option<PendingTotp>> {
-        let found = self
-            .conn
-            .prepare_cached(
+        let row = self.db.run(|c| {
+            c.query_opt(
                 "SELECT secret, key_id, algorithm, digits, period, created
                  FROM totp_pending WHERE account_id = ?1",
-            )?
-            .query_row(params![account_id], |row| {
-                let sealed = Sealed::from_row(row)?;
-                let pending = PendingTotp {
-                    secret: Zeroizing::new(Vec::new()),
-                    params: params_from(row, 2)?,
-                    created: row.get(5)?,
-                };
-                Ok((sealed, pending))
-            })
-            .optional()?;
-        let Some((sealed, mut pending)) = found else {
+                values![account_id],
+            )
+        })?;
+        let Some(row) = row else {
             return Ok(None);
         };
-        pending.secret = self.open_secret(Purpose::Pending, account_id, &sealed)?;
-        Ok(Some(pending))
+        let sealed = Sealed::from_row(&row)?;
+        let params = params_from(&row, 2)?;
+        Ok(Some(PendingTotp {
+            secret: self.open_secret(Purpose::Pending, account_id, &sealed)?,
+            params,
+            created: row.get(5)?,
+        }))
     }
 
     pub fn set_pending_totp(
@@ -340,88 +338,105 @@ impl Store {
         now: i64,
     ) -> StoreResult<()> {
         let sealed = self.seal_secret(Purpose::Pending, account_id, secret)?;
-        self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO totp_pending (account_id, secret, algorithm, digits, period,
-                                                  created, key_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
-            params![
-                account_id,
-                sealed,
-                params.algorithm.as_str(),
-                params.digits,
-                to_i64(params.period),
-                now,
-                self.key.id()
-            ],
-        )?;
+        let key_id = self.key.id();
+        self.db.run(|c| {
+            c.execute(
+                "INSERT INTO totp_pending (account_id, secret, algorithm, digits, period,
+                                           created, key_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (account_id) DO UPDATE SET
+                     secret = excluded.secret, algorithm = excluded.algorithm,
+                     digits = excluded.digits, period = excluded.period,
+                     created = excluded.created, key_id = excluded.key_id, wrong_codes = 0",
+                values![
+                    account_id,
+                    &sealed,
+                    params.algorithm.as_str(),
+                    params.digits,
+                    to_i64(params.period),
+                    now,
+                    key_id
+                ],
+            )
+        })?;
         Ok(())
     }
 
     /// Restarts the pending enrollment's time window at `now`, keeping its
     /// secret and its count of wrong codes.
     pub fn renew_pending_totp(&mut self, account_id: i64, now: i64) -> StoreResult<()> {
-        self.conn
-            .prepare_cached("UPDATE totp_pending SET created = ?2 WHERE account_id = ?1")?
-            .execute(params![account_id, now])?;
+        self.db.run(|c| {
+            c.execute(
+                "UPDATE totp_pending SET created = ?2 WHERE account_id = ?1",
+                values![account_id, now],
+            )
+        })?;
         Ok(())
     }
 
     pub fn clear_pending_totp(&mut self, account_id: i64) -> StoreResult<()> {
-        self.conn
-            .prepare_cached("DELETE FROM totp_pending WHERE account_id = ?1")?
-            .execute(params![account_id])?;
+        self.db.run(|c| {
+            c.execute(
+                "DELETE FROM totp_pending WHERE account_id = ?1",
+                values![account_id],
+            )
+        })?;
         Ok(())
     }
 
     /// Counts a wrong code given to confirm the pending enrollment; returns
     /// how many wrong codes it has had (0 if there is none pending).
     pub fn count_wrong_pending_code(&mut self, account_id: i64) -> StoreResult<u32> {
-        Ok(self
-            .conn
-            .prepare_cached(
+        let row = self.db.run(|c| {
+            c.query_opt(
                 "UPDATE totp_pending SET wrong_codes = wrong_codes + 1
                  WHERE account_id = ?1 RETURNING wrong_codes",
-            )?
-            .query_row(params![account_id], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0))
+                values![account_id],
+            )
+        })?;
+        Ok(match row {
+            Some(row) => row.get(0)?,
+            None => 0,
+        })
     }
 
     pub fn unused_recovery_codes(&self, account_id: i64) -> StoreResult<Vec<StoredRecoveryCode>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, salt, hash FROM recovery_codes WHERE account_id = ?1 AND used_at IS NULL ORDER BY id",
-        )?;
-        let rows = stmt.query_map(params![account_id], |r| {
-            let hash: Vec<u8> = r.get(2)?;
-            let mut fixed = [0u8; 32];
-            if hash.len() == 32 {
-                fixed.copy_from_slice(&hash);
-            }
-            Ok(StoredRecoveryCode {
-                id: r.get(0)?,
-                salt: r.get(1)?,
-                hash: fixed,
-            })
+        let rows = self.db.run(|c| {
+            c.query(
+                "SELECT id, salt, hash FROM recovery_codes
+                 WHERE account_id = ?1 AND used_at IS NULL ORDER BY id",
+                values![account_id],
+            )
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.iter()
+            .map(|r| {
+                let hash: Vec<u8> = r.get(2)?;
+                let mut fixed = [0u8; 32];
+                if hash.len() == 32 {
+                    fixed.copy_from_slice(&hash);
+                }
+                Ok(StoredRecoveryCode {
+                    id: r.get(0)?,
+                    salt: r.get(1)?,
+                    hash: fixed,
+                })
+            })
+            .collect()
     }
 
-    /// Marks a recovery code used. False if it was used meanwhile (another
-    /// connection got there first).
+    /// Replaces the account's recovery codes with a new set.
     pub fn replace_recovery_codes(
         &mut self,
         account_id: i64,
         salt: &[u8],
         hashes: &[[u8; 32]],
     ) -> StoreResult<()> {
-        let tx = self.conn.transaction()?;
-        replace_codes(&tx, account_id, salt, hashes)?;
-        tx.commit()?;
-        Ok(())
+        self.db
+            .transaction(|tx| replace_codes(tx, account_id, salt, hashes))
     }
 
     pub fn recovery_codes_left(&self, account_id: i64) -> StoreResult<u64> {
-        Ok(recovery_codes_left_in(&self.conn, account_id)?)
+        self.db.run(|c| recovery_codes_left_in(c, account_id))
     }
 
     /// One page of `kauthctl 2fa list`: at most `limit` users with TOTP on
@@ -431,102 +446,114 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<TwoFactorRow>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT a.name, t.enabled_at, t.last_used,
-                    (SELECT COUNT(*) FROM recovery_codes r WHERE r.account_id = a.id AND r.used_at IS NULL)
-             FROM accounts a JOIN totp t ON t.account_id = a.id
-             WHERE a.name > ?1 ORDER BY a.name LIMIT ?2",
-        )?;
         // Every name is at least one byte long, so all sort after "".
-        let rows = stmt.query_map(params![after.unwrap_or(""), limit], |r| {
-            Ok(TwoFactorRow {
-                name: r.get(0)?,
-                enabled_at: r.get(1)?,
-                last_used: r.get(2)?,
-                codes_left: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
-            })
+        let rows = self.db.run(|c| {
+            c.query(
+                "SELECT a.name, t.enabled_at, t.last_used,
+                        (SELECT COUNT(*) FROM recovery_codes r
+                         WHERE r.account_id = a.id AND r.used_at IS NULL)
+                 FROM accounts a JOIN totp t ON t.account_id = a.id
+                 WHERE a.name > ?1 ORDER BY a.name LIMIT ?2",
+                values![after.unwrap_or(""), limit],
+            )
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.iter()
+            .map(|r| {
+                Ok(TwoFactorRow {
+                    name: r.get(0)?,
+                    enabled_at: r.get(1)?,
+                    last_used: r.get(2)?,
+                    codes_left: u64::try_from(r.get::<i64>(3)?).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
-    /// Names of accounts with TOTP on.
+    /// Whether the account has TOTP on.
     pub fn has_totp(&self, account_id: i64) -> StoreResult<bool> {
-        let n: i64 = self
-            .conn
-            .prepare_cached("SELECT COUNT(*) FROM totp WHERE account_id = ?1")?
-            .query_row(params![account_id], |r| r.get(0))?;
+        let n: i64 = self.db.run(|c| {
+            c.query_one(
+                "SELECT COUNT(*) FROM totp WHERE account_id = ?1",
+                values![account_id],
+            )?
+            .get(0)
+        })?;
         Ok(n > 0)
     }
 }
 
-/// Deletes an account's rows from one of this module's tables.
 /// Records an accepted code: the replay guard moves to `counter`, only
 /// forward. Returns the rows changed: 0 (nothing changed) if a code at or
-/// after `counter` was accepted before.
+/// after `counter` was accepted before, on this server or any other one
+/// sharing the database (the conditional update is the atomic step).
 pub(super) fn accept_totp_in(
-    conn: &Connection,
+    conn: &mut dyn Exec,
     account_id: i64,
     counter: u64,
     offset: i64,
     now: i64,
-) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
+) -> StoreResult<usize> {
+    conn.execute(
         "UPDATE totp SET last_counter = ?2, last_used = ?3, last_offset = ?4
          WHERE account_id = ?1 AND (last_counter IS NULL OR last_counter < ?2)",
-    )?
-    .execute(params![account_id, to_i64(counter), now, offset])
+        values![account_id, to_i64(counter), now, offset],
+    )
 }
 
 /// Marks a recovery code used; 0 rows changed if it was used before.
 pub(super) fn spend_recovery_code_in(
-    conn: &Connection,
+    conn: &mut dyn Exec,
     code_id: i64,
     now: i64,
-) -> rusqlite::Result<usize> {
-    conn.prepare_cached("UPDATE recovery_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL")?
-        .execute(params![code_id, now])
+) -> StoreResult<usize> {
+    conn.execute(
+        "UPDATE recovery_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
+        values![code_id, now],
+    )
 }
 
 /// Sets when the account's second factor was last used (a recovery-code
 /// login; a TOTP code sets it in [`accept_totp_in`]).
 pub(super) fn touch_last_used_in(
-    conn: &Connection,
+    conn: &mut dyn Exec,
     account_id: i64,
     now: i64,
-) -> rusqlite::Result<usize> {
+) -> StoreResult<usize> {
     conn.execute(
         "UPDATE totp SET last_used = ?2 WHERE account_id = ?1",
-        params![account_id, now],
+        values![account_id, now],
     )
 }
 
-pub(super) fn recovery_codes_left_in(conn: &Connection, account_id: i64) -> rusqlite::Result<u64> {
+pub(super) fn recovery_codes_left_in(conn: &mut dyn Exec, account_id: i64) -> StoreResult<u64> {
     let n: i64 = conn
-        .prepare_cached(
+        .query_one(
             "SELECT COUNT(*) FROM recovery_codes WHERE account_id = ?1 AND used_at IS NULL",
+            values![account_id],
         )?
-        .query_row(params![account_id], |r| r.get(0))?;
+        .get(0)?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-fn delete_rows(tx: &rusqlite::Transaction<'_>, table: &str, account_id: i64) -> StoreResult<usize> {
+/// Deletes an account's rows from one of this module's tables.
+fn delete_rows(tx: &mut dyn Exec, table: &str, account_id: i64) -> StoreResult<usize> {
     // `table` is always one of this file's constant names, never input.
     let sql = format!("DELETE FROM {table} WHERE account_id = ?1");
-    Ok(tx.prepare_cached(&sql)?.execute(params![account_id])?)
+    tx.execute(&sql, values![account_id])
 }
 
 fn replace_codes(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &mut dyn Exec,
     account_id: i64,
     salt: &[u8],
     hashes: &[[u8; 32]],
 ) -> StoreResult<()> {
     delete_rows(tx, "recovery_codes", account_id)?;
     for hash in hashes {
-        tx.prepare_cached(
+        tx.execute(
             "INSERT INTO recovery_codes (account_id, salt, hash) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![account_id, salt, &hash[..]])?;
+            values![account_id, salt, &hash[..]],
+        )?;
     }
     Ok(())
 }
@@ -561,12 +588,12 @@ mod tests {
             .set_pending_totp(ann.id, &[1; 20], &TotpParams::default(), 10)
             .unwrap();
         store
-            .conn
-            .execute("UPDATE totp_pending SET algorithm = 'MD5'", [])
+            .db
+            .run(|c| c.execute("UPDATE totp_pending SET algorithm = 'MD5'", &[]))
             .unwrap();
         assert!(matches!(
             store.pending_totp(ann.id),
-            Err(crate::store::StoreError::Sqlite(_))
+            Err(crate::store::StoreError::BadRow(_))
         ));
     }
 }

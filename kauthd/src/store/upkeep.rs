@@ -3,6 +3,7 @@
 
 use rusqlite::Connection;
 
+use super::db::Db;
 use super::Store;
 
 /// Pages (4 KiB each) the WAL may grow to before SQLite copies it into
@@ -25,13 +26,15 @@ impl Store {
     /// failure is logged: the WAL then stays as it was and the next
     /// checkpoint tries again.
     pub fn checkpoint(&self) {
+        // PostgreSQL checkpoints by itself.
+        let Db::Sqlite(conn) = &self.db else {
+            return;
+        };
         // The result row says (busy, WAL pages, pages copied); with the
         // exclusive lock nothing else can hold the WAL.
-        let done = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            });
+        let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        });
         match done {
             Ok(0) => {}
             Ok(_) => log::warn!("the WAL checkpoint could not finish; the next one will retry"),
@@ -47,12 +50,13 @@ mod tests {
     #[test]
     fn a_checkpoint_truncates_the_wal() {
         let (dir, store) = test_store();
-        store
-            .conn
-            .execute_batch(
-                "CREATE TABLE filler (x BLOB); INSERT INTO filler VALUES (zeroblob(100000));",
-            )
-            .unwrap();
+        let crate::store::Db::Sqlite(conn) = &store.db else {
+            unreachable!()
+        };
+        conn.execute_batch(
+            "CREATE TABLE filler (x BLOB); INSERT INTO filler VALUES (zeroblob(100000));",
+        )
+        .unwrap();
         let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
         assert!(std::fs::metadata(&wal).unwrap().len() > 0);
         store.checkpoint();

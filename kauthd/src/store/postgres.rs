@@ -1,0 +1,359 @@
+//! The PostgreSQL backend: a bounded pool of connections to the database
+//! the fleet shares, and the conversions between its values and ours.
+//!
+//! A connection that fails is dropped from the pool and a new one is
+//! opened (with several hosts and `target_session_attrs=read-write` in the
+//! url, the new one finds a promoted standby). While the database cannot
+//! be reached every store call fails (requests are refused, never answered
+//! from a cache); after one failed attempt to get a connection, calls in
+//! the next [`FAIL_FAST`] fail at once rather than each waiting
+//! `connect_timeout` again while holding the store. The outage is logged
+//! at most once every [`UNREACHABLE_LOG_SECONDS`], and its end once.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::NoTls;
+use zeroize::Zeroizing;
+
+use super::db::{Cell, Row, Value};
+use super::{StoreError, StoreResult};
+use crate::clock;
+
+/// After a failed attempt to reach the database, how long calls fail at
+/// once instead of waiting for a connection.
+pub const FAIL_FAST: Duration = Duration::from_millis(1000);
+
+/// Seconds between two log lines about an unreachable database.
+const UNREACHABLE_LOG_SECONDS: i64 = 60;
+
+/// A pooled connection not used for this long is checked (one empty
+/// query) before it is handed out: the server may have restarted.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// The largest password file read.
+const MAX_PASSWORD_FILE: u64 = 4096;
+
+/// How to reach the shared database (`[store]`).
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// A `postgresql://` url or a libpq `key=value` string, without a
+    /// password.
+    pub url: String,
+    /// The file holding the connection's password, if it needs one.
+    pub password_file: Option<std::path::PathBuf>,
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
+}
+
+/// One pooled connection and the statements prepared on it.
+pub struct PgConn {
+    pub client: postgres::Client,
+    pub statements: HashMap<String, postgres::Statement>,
+    checked: Instant,
+}
+
+impl std::fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConn").finish_non_exhaustive()
+    }
+}
+
+/// Opens connections for the pool.
+#[derive(Debug)]
+pub struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        let client = self.config.connect(NoTls)?;
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+            checked: Instant::now(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        if conn.checked.elapsed() >= CHECK_AFTER_IDLE {
+            conn.client.simple_query("")?;
+        }
+        conn.checked = Instant::now();
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// The bounded pool, with the outage bookkeeping.
+pub struct PgPool {
+    pool: r2d2::Pool<Manager>,
+    /// When the last attempt to get a connection failed.
+    failed_at: Mutex<Option<Instant>>,
+    /// The database is known to be unreachable (logged as such).
+    down: AtomicBool,
+    last_log: AtomicI64,
+    /// Where the database is, for messages (never the password).
+    pub(super) target: String,
+}
+
+impl std::fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPool")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgPool {
+    /// Builds the pool (connections are opened as they are needed; the
+    /// first use says whether the database can be reached).
+    pub fn new(settings: &PgSettings) -> StoreResult<PgPool> {
+        let mut config: postgres::Config = settings.url.parse().map_err(|e| {
+            StoreError::Config(format!(
+                "[store] url cannot be used: {e}; give a postgresql:// url or a libpq key=value string"
+            ))
+        })?;
+        if config.get_password().is_some() {
+            return Err(StoreError::Config(
+                "[store] url holds a password; remove it from the url and put it in the file named by [store] password_file (readable only by kauthd)".to_owned(),
+            ));
+        }
+        if let Some(path) = &settings.password_file {
+            let password = read_password_file(path)?;
+            config.password(password.as_bytes());
+        }
+        config.connect_timeout(settings.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("kauthd");
+        }
+        let target = describe(&config);
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(settings.connect_timeout)
+            .test_on_check_out(true)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(Manager { config });
+        Ok(PgPool {
+            pool,
+            failed_at: Mutex::new(None),
+            down: AtomicBool::new(false),
+            last_log: AtomicI64::new(i64::MIN),
+            target,
+        })
+    }
+
+    /// A connection, or `Unavailable` at once while the database is known
+    /// to be unreachable, or after `connect_timeout`.
+    pub fn get(&self) -> StoreResult<r2d2::PooledConnection<Manager>> {
+        let recent_failure = lock(&self.failed_at).is_some_and(|at| at.elapsed() < FAIL_FAST);
+        if recent_failure {
+            return Err(StoreError::Unavailable(format!(
+                "the database at {} could not be reached a moment ago",
+                self.target
+            )));
+        }
+        match self.pool.get() {
+            Ok(conn) => {
+                *lock(&self.failed_at) = None;
+                if self.down.swap(false, Ordering::SeqCst) {
+                    log::warn!(
+                        "the database at {} can be reached again; requests are served",
+                        self.target
+                    );
+                }
+                Ok(conn)
+            }
+            Err(e) => {
+                *lock(&self.failed_at) = Some(Instant::now());
+                let why = format!("cannot reach the database at {}: {e}", self.target);
+                self.note_down(&why);
+                Err(StoreError::Unavailable(why))
+            }
+        }
+    }
+
+    /// Notes a call's outcome: a lost connection is an outage too (the
+    /// connection is dropped when it goes back to the pool).
+    pub fn note_result<T>(&self, result: &StoreResult<T>) {
+        if let Err(StoreError::Postgres(e)) = result {
+            if e.is_closed() || e.as_db_error().is_none() {
+                self.note_down(&format!(
+                    "lost the connection to the database at {}: {e}",
+                    self.target
+                ));
+            }
+        }
+    }
+
+    /// Logs an outage, at most once every `UNREACHABLE_LOG_SECONDS`.
+    fn note_down(&self, why: &str) {
+        self.down.store(true, Ordering::SeqCst);
+        let now = clock::now();
+        let last = self.last_log.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= UNREACHABLE_LOG_SECONDS
+            && self
+                .last_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::error!(
+                "{why}; code checks, enrollments and other requests that need the database are refused until it is back (check that PostgreSQL runs and [store] url); kauthd reconnects by itself"
+            );
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Hosts and database of a connection config, for messages.
+fn describe(config: &postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    format!(
+        "{} (database {})",
+        hosts.join(","),
+        config.get_dbname().unwrap_or("(default)")
+    )
+}
+
+/// Reads the password file: a regular file (not a symlink), owned by root
+/// or by kauthd's user, readable by its owner only, at most 4 KiB. The
+/// trailing newline is not part of the password.
+pub fn read_password_file(path: &Path) -> StoreResult<Zeroizing<String>> {
+    let bad = |why: String| {
+        StoreError::Config(format!("[store] password_file {}: {why}", path.display()))
+    };
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            bad(format!(
+                "cannot be opened ({e}); it must be a regular file, not a symlink"
+            ))
+        })?;
+    let meta = file.metadata().map_err(|e| bad(e.to_string()))?;
+    if !meta.file_type().is_file() {
+        return Err(bad("is not a regular file".to_owned()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(bad(format!(
+            "is owned by uid {}; it must belong to root or to kauthd's user (chown root {})",
+            meta.uid(),
+            path.display()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(bad(format!(
+            "can be read by others (mode {:o}); run chmod 600 {}",
+            meta.mode() & 0o777,
+            path.display()
+        )));
+    }
+    if meta.len() > MAX_PASSWORD_FILE {
+        return Err(bad(format!(
+            "is larger than {MAX_PASSWORD_FILE} bytes; it must hold only the password"
+        )));
+    }
+    let mut text = Zeroizing::new(String::new());
+    (&mut file)
+        .take(MAX_PASSWORD_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| bad(format!("cannot be read as text: {e}")))?;
+    let trimmed = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
+    if trimmed.is_empty() {
+        return Err(bad("is empty".to_owned()));
+    }
+    Ok(trimmed)
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) => match *ty {
+                Type::INT8 => v.to_sql(ty, out),
+                Type::INT4 => i32::try_from(v)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(v)?.to_sql(ty, out),
+                Type::BOOL => (v != 0).to_sql(ty, out),
+                _ => Err(format!("an integer cannot be sent as {ty}").into()),
+            },
+            Value::Text(v) => v.to_sql(ty, out),
+            Value::Blob(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// A PostgreSQL row as owned cells. Booleans become 0 and 1, as SQLite
+/// stores them.
+pub fn row_from(row: &postgres::Row) -> StoreResult<Row> {
+    let mut cells = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let cell = match *ty {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Cell::Int),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)?
+                .map(|v| Cell::Int(v.into())),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)?
+                .map(|v| Cell::Int(v.into())),
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)?
+                .map(|v| Cell::Int(v.into())),
+            Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN => {
+                row.try_get::<_, Option<String>>(i)?.map(Cell::Text)
+            }
+            Type::BYTEA => row
+                .try_get::<_, Option<Vec<u8>>>(i)?
+                .map(|v| Cell::Blob(Zeroizing::new(v))),
+            _ => {
+                return Err(StoreError::BadRow(format!(
+                    "column {} has type {ty}, which kauthd does not read",
+                    column.name()
+                )))
+            }
+        };
+        cells.push(cell.unwrap_or(Cell::Null));
+    }
+    Ok(Row(cells))
+}
