@@ -24,6 +24,7 @@ use kauth_tests::sshd::{
     example_lines, example_pam_stack, require_root_and_openssh, SshLogin, SshdSetup, SystemUser,
     TestSshd,
 };
+use serde_json::Value;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_kauth-pam-harness");
 const SERVICE: &str = "kauth-fleet";
@@ -453,4 +454,160 @@ fn postgres_cluster_standby_and_promotion_work() {
     standby.sql("INSERT INTO t VALUES (3);");
     let after = psql(&PgCluster::failover_url(&[&primary, &standby]), &password);
     assert!(after.status.success(), "{}", stderr(&after));
+}
+
+/// `count` random base32 TOTP secrets (20 bytes each).
+fn random_secrets(count: usize) -> Vec<String> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; 20 * count];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes
+        .chunks(20)
+        .map(|c| data_encoding::BASE32_NOPAD.encode(c))
+        .collect()
+}
+
+/// Imports `secrets[i]` for `{prefix}{i}` over one connection.
+fn import_all(daemon: &TestDaemon, prefix: &str, secrets: &[String]) {
+    let mut client = connect(&daemon.socket);
+    for (i, secret) in secrets.iter().enumerate() {
+        let import = Request::TwoFactorImport {
+            user: format!("{prefix}{i}"),
+            secret: Secret::from(secret.as_str()),
+            algorithm: None,
+            digits: None,
+            period: None,
+        };
+        match client.call(&import) {
+            Ok(Response::Done) => {}
+            other => panic!("importing {prefix}{i}: {other:?}"),
+        }
+    }
+}
+
+/// `kauthctl --json store migrate` from `local`'s state into `pg`, sealing
+/// with `fleet_key`.
+fn migrate(
+    local: &TestDaemon,
+    pg: &PgCluster,
+    fleet_key: &std::path::Path,
+    extra: &[&str],
+) -> Value {
+    let config = local.config_path.to_str().unwrap();
+    let password = pg.password_file();
+    let url = pg.url();
+    let mut args = vec![
+        "--json",
+        "store",
+        "migrate",
+        "--to",
+        &url,
+        "--config",
+        config,
+        "--password-file",
+        password.to_str().unwrap(),
+        "--key-file",
+        fleet_key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    json(&local.ctl(&args))
+}
+
+fn names(doc: &Value, key: &str) -> Vec<String> {
+    doc[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {doc}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn store_migrate_moves_1000_enrolled_users_and_a_name_on_both_sides_is_reported() {
+    const USERS: usize = 1000;
+    let pg = PgCluster::start();
+    let mut local = TestDaemon::start("");
+    let secrets = random_secrets(USERS + 2);
+    let (clash_local, clash_shared) = (&secrets[USERS], &secrets[USERS + 1]);
+    import_all(&local, "u", &secrets[..USERS]);
+    local.import_secret("clash", clash_local);
+    assert!(local
+        .ctl(&["policy", "exempt", "--user", "u0"])
+        .status
+        .success());
+    local.stop();
+
+    // A fleet host with its own key (the fleet's) already knows "clash".
+    let shared = fleet_on(&pg, "").remove(0);
+    shared.import_secret("clash", clash_shared);
+
+    let started = Instant::now();
+    let doc = migrate(&local, &pg, &shared.key_file(), &[]);
+    eprintln!("migrated {USERS} users in {:?}", started.elapsed());
+    assert_eq!(names(&doc, "copied").len(), USERS, "{doc}");
+    assert_eq!(names(&doc, "conflicts"), vec!["clash"], "{doc}");
+    assert_eq!(doc["policy_copied"], 1, "{doc}");
+
+    let step = step_with_margin(20);
+    let clash = login_code(
+        &shared.socket,
+        "clash",
+        &oathtool_at_step(clash_shared, step),
+    );
+    assert!(
+        clash.succeeded(),
+        "the shared clash was replaced: {clash:?}"
+    );
+    // Every migrated user logs in with an oathtool code through a daemon
+    // on the shared database.
+    let failed: Vec<usize> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (shared, secrets) = (&shared, &secrets);
+                scope.spawn(move || {
+                    (w..USERS)
+                        .step_by(4)
+                        .filter(|&i| {
+                            let code = oathtool_at_step(&secrets[i], step);
+                            !login_code(&shared.socket, &format!("u{i}"), &code).succeeded()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert!(failed.is_empty(), "users whose codes failed: {failed:?}");
+    let doc = json(&shared.ctl(&["--json", "policy", "show", "--user", "u0"]));
+    assert!(doc.to_string().contains("exempt"), "{doc}");
+
+    // Again, preferring this server's records: "clash" is replaced, the
+    // others were copied already, and the shared guard still holds.
+    let doc = migrate(&local, &pg, &shared.key_file(), &["--prefer", "local"]);
+    assert_eq!(names(&doc, "overwritten"), vec!["clash"], "{doc}");
+    assert_eq!(names(&doc, "already_there").len(), USERS, "{doc}");
+    let spent = login_code(
+        &shared.socket,
+        "clash",
+        &oathtool_at_step(clash_local, step),
+    );
+    assert!(
+        !spent.succeeded(),
+        "a step the shared record spent worked again"
+    );
+    let now_local = login_code(
+        &shared.socket,
+        "clash",
+        &oathtool_at_step(clash_local, step + 1),
+    );
+    assert!(
+        now_local.succeeded(),
+        "this server's clash does not log in: {now_local:?}"
+    );
 }
