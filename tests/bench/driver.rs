@@ -217,8 +217,19 @@ impl Throughput {
 /// taking the next user; timed from the moment all threads start until the
 /// last login ends.
 pub fn concurrent(target: &Target, users: &[usize], answer: Answer, clients: usize) -> Throughput {
+    concurrent_spread(&[target], users, answer, clients)
+}
+
+/// Like [`concurrent`], over several targets that know the same users (the
+/// hosts of a fleet): the `i`-th login goes to target `i % targets.len()`.
+pub fn concurrent_spread(
+    targets: &[&Target],
+    users: &[usize],
+    answer: Answer,
+    clients: usize,
+) -> Throughput {
     if answer == Answer::Valid {
-        target.wait_for_fresh_step();
+        targets.iter().for_each(|t| t.wait_for_fresh_step());
     }
     let next = AtomicUsize::new(0);
     let start = Barrier::new(clients + 1);
@@ -231,6 +242,7 @@ pub fn concurrent(target: &Target, users: &[usize], answer: Answer, clients: usi
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(&user) = users.get(i) else { break };
+                    let target = targets[i % targets.len()];
                     let (rc, _) = target.login(user, answer);
                     if rc != expected(answer) {
                         unexpected.lock().expect("lock").push(code_name(rc));

@@ -7,11 +7,13 @@
 //! ```text
 //! cargo bench -p kauth-tests --bench pam_logins -- [--users N] [--clients N]
 //!     [--concurrent-users N] [--password-users N] [--password-clients N] [--large N]
+//!     [--fleet]
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod driver;
+mod fleet;
 mod setup;
 mod totp;
 
@@ -41,6 +43,9 @@ struct Options {
     password_users: usize,
     password_clients: usize,
     large: usize,
+    /// Only the fleet comparison (three kauthd on PostgreSQL next to one
+    /// on SQLite).
+    fleet: bool,
 }
 
 fn parse_options() -> Options {
@@ -51,11 +56,16 @@ fn parse_options() -> Options {
         password_users: 256,
         password_clients: 8,
         large: 100_000,
+        fleet: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         // `cargo bench` passes --bench to the binary.
         if flag == "--bench" {
+            continue;
+        }
+        if flag == "--fleet" {
+            o.fleet = true;
             continue;
         }
         let value: usize = args
@@ -83,7 +93,7 @@ fn parse_options() -> Options {
 fn usage(why: &str) -> ! {
     eprintln!(
         "pam_logins: {why}\nusage: pam_logins [--users N] [--clients N] [--concurrent-users N] \
-         [--password-users N] [--password-clients N] [--large N]"
+         [--password-users N] [--password-clients N] [--large N] [--fleet]"
     );
     std::process::exit(2);
 }
@@ -100,6 +110,11 @@ fn main() {
     check_codes_against_oathtool();
     println!("pam_logins: {options:?}");
     println!("machine: {} cores, load {}", cores(), load_average());
+    if options.fleet {
+        let all_as_expected = fleet::run(options.concurrent_users, options.clients);
+        println!("machine load at the end: {}", load_average());
+        std::process::exit(if all_as_expected { 0 } else { 1 });
+    }
 
     let all_secrets = totp::random_secrets(options.large);
     // One kauthd per size, so that sizes are compared login by login in

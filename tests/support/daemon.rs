@@ -44,6 +44,19 @@ impl TestDaemon {
     /// and state dir into a fresh temp dir (readable by others, so that an
     /// unprivileged client can reach the socket).
     pub fn start(extra: &str) -> TestDaemon {
+        Self::start_prepared(extra, |_| {})
+    }
+
+    /// Starts kauthd like [`TestDaemon::start`] with a copy of `key_file` as
+    /// its secret key (the hosts of a fleet share one key).
+    pub fn start_with_key(extra: &str, key_file: &Path) -> TestDaemon {
+        Self::start_prepared(extra, |daemon| {
+            fs::copy(key_file, daemon.key_file()).expect("copy the secret key");
+        })
+    }
+
+    /// Creates the directory and config, runs `prepare`, then starts kauthd.
+    fn start_prepared(extra: &str, prepare: impl FnOnce(&TestDaemon)) -> TestDaemon {
         let dir = tempfile::Builder::new()
             .prefix("kauthd-test-")
             .tempdir()
@@ -63,6 +76,7 @@ impl TestDaemon {
             syslog: None,
         };
         daemon.write_config(extra);
+        prepare(&daemon);
         daemon.spawn();
         daemon
     }

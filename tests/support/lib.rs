@@ -5,5 +5,6 @@ pub mod daemon;
 pub mod login;
 pub mod pam;
 pub mod pam_ffi;
+pub mod postgres;
 pub mod qr_screen;
 pub mod sshd;
