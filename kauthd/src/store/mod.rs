@@ -123,7 +123,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable(_) => true,
-            StoreError::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
+            StoreError::Postgres(e) => postgres::is_connection_error(e),
             _ => false,
         }
     }

@@ -172,6 +172,11 @@ impl PgPool {
             config.password(password.as_bytes());
         }
         config.connect_timeout(settings.connect_timeout);
+        // A server that stops answering mid-query (a network that drops
+        // packets) ends the connection rather than holding the store.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(settings.connect_timeout.saturating_mul(2));
+        }
         if config.get_application_name().is_none() {
             config.application_name("kauthd");
         }
@@ -226,10 +231,11 @@ impl PgPool {
     /// connection is dropped when it goes back to the pool).
     pub fn note_result<T>(&self, result: &StoreResult<T>) {
         if let Err(StoreError::Postgres(e)) = result {
-            if e.is_closed() || e.as_db_error().is_none() {
+            if is_connection_error(e) {
                 self.note_down(&format!(
-                    "lost the connection to the database at {}: {e}",
-                    self.target
+                    "lost the connection to the database at {}: {}",
+                    self.target,
+                    describe_error(e)
                 ));
             }
         }
@@ -249,6 +255,22 @@ impl PgPool {
             log::error!(
                 "{why}; code checks, enrollments and other requests that need the database are refused until it is back (check that PostgreSQL runs and [store] url); kauthd reconnects by itself"
             );
+        }
+    }
+}
+
+/// Whether an error is about the connection, not the query: the server
+/// went away, refused us, or is shutting down (SQLSTATE classes 08 and
+/// 57). The request is refused as "database unreachable".
+pub fn is_connection_error(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        None => e.as_db_error().is_none(),
+        Some(code) => {
+            let class = code.code().get(..2).unwrap_or("");
+            class == "08" || class == "57"
         }
     }
 }
@@ -348,53 +370,6 @@ pub fn read_password_file(path: &Path) -> StoreResult<Zeroizing<String>> {
     Ok(trimmed)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_list_of_socket_hosts_in_a_url_names_each_host() {
-        let url = "postgresql://kauthd@/kauthd?host=/run/a,/run/b&port=5432,5433&target_session_attrs=read-write";
-        let config: postgres::Config = split_host_lists(url).parse().unwrap();
-        assert_eq!(config.get_hosts().len(), 2);
-        assert_eq!(config.get_ports(), [5432, 5433]);
-        let plain = "host=/run/a,/run/b port=1,2 user=kauthd";
-        assert_eq!(split_host_lists(plain), plain);
-    }
-
-    #[test]
-    fn a_password_file_must_be_private_and_not_a_symlink() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("pw");
-        fs::write(&file, "s3cret\n").unwrap();
-        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(read_password_file(&file).is_err(), "group/world readable");
-        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(read_password_file(&file).unwrap().as_str(), "s3cret");
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&file, &link).unwrap();
-        assert!(read_password_file(&link).is_err(), "symlink");
-        fs::write(&file, vec![b'x'; 5000]).unwrap();
-        assert!(read_password_file(&file).is_err(), "too large");
-    }
-
-    #[test]
-    fn a_password_in_the_url_is_refused() {
-        let settings = PgSettings {
-            url: "postgresql://kauthd:hunter2@db/kauthd".to_owned(),
-            password_file: None,
-            pool_size: 1,
-            connect_timeout: Duration::from_secs(1),
-        };
-        let err = PgPool::new(&settings).unwrap_err().to_string();
-        assert!(
-            err.contains("password_file") && !err.contains("hunter2"),
-            "{err}"
-        );
-    }
-}
-
 impl ToSql for Value<'_> {
     fn to_sql(
         &self,
@@ -455,4 +430,51 @@ pub fn row_from(row: &postgres::Row) -> StoreResult<Row> {
         cells.push(cell.unwrap_or(Cell::Null));
     }
     Ok(Row(cells))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_socket_hosts_in_a_url_names_each_host() {
+        let url = "postgresql://kauthd@/kauthd?host=/run/a,/run/b&port=5432,5433&target_session_attrs=read-write";
+        let config: postgres::Config = split_host_lists(url).parse().unwrap();
+        assert_eq!(config.get_hosts().len(), 2);
+        assert_eq!(config.get_ports(), [5432, 5433]);
+        let plain = "host=/run/a,/run/b port=1,2 user=kauthd";
+        assert_eq!(split_host_lists(plain), plain);
+    }
+
+    #[test]
+    fn a_password_file_must_be_private_and_not_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        fs::write(&file, "s3cret\n").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read_password_file(&file).is_err(), "group/world readable");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_password_file(&file).unwrap().as_str(), "s3cret");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(read_password_file(&link).is_err(), "symlink");
+        fs::write(&file, vec![b'x'; 5000]).unwrap();
+        assert!(read_password_file(&file).is_err(), "too large");
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_refused() {
+        let settings = PgSettings {
+            url: "postgresql://kauthd:hunter2@db/kauthd".to_owned(),
+            password_file: None,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(1),
+        };
+        let err = PgPool::new(&settings).unwrap_err().to_string();
+        assert!(
+            err.contains("password_file") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
 }
