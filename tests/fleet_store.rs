@@ -249,3 +249,48 @@ fn kauthd_starting_at_once_on_a_fresh_database_migrate_it_once() {
         assert_eq!(*status, Some(0), "{log}");
     }
 }
+
+#[test]
+#[ignore = "needs root"]
+fn doctor_checks_the_connection_the_schema_version_and_the_database_clock() {
+    let mut pg = PgCluster::start();
+    let daemon = daemon_on(&pg, "solo", None);
+    let doctor = || {
+        let config = daemon.config_path.to_str().unwrap().to_owned();
+        let out = daemon.ctl(&[
+            "--json", "doctor", "--config", &config, "--skip", "pam", "--skip", "sshd", "--skip",
+            "clock",
+        ]);
+        // A problem makes doctor exit 1; the report is printed either way.
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("doctor printed JSON")
+    };
+    let texts = |doc: &serde_json::Value, key: &str| -> Vec<String> {
+        doc[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == "store")
+            .map(|f| f["what"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let doc = doctor();
+    let passed = texts(&doc, "passed");
+    assert!(
+        passed.iter().any(|t| t.starts_with("connected to")),
+        "{doc}"
+    );
+    assert!(passed.contains(&"schema version 8".to_owned()), "{doc}");
+    assert!(
+        passed.iter().any(|t| t.contains("clock differs")),
+        "the clocks of one machine agree: {doc}"
+    );
+    assert!(texts(&doc, "findings").is_empty(), "{doc}");
+
+    pg.stop();
+    let doc = doctor();
+    let problems = texts(&doc, "findings");
+    assert!(
+        problems.iter().any(|t| t.contains("cannot be used")),
+        "{doc}"
+    );
+}

@@ -5,6 +5,8 @@
 //!   kauthd observed in users' recent codes;
 //! - files: the state directory (owner-only), the database (0600), the
 //!   config file (not writable by others), the socket;
+//! - store: with `[store] backend = "postgres"`, the database can be
+//!   reached, its schema version, and its clock against this host's;
 //! - daemon: reachable, the running version and config, users whose
 //!   replay guard a clock that ran ahead left in the future;
 //! - pam: every stack in /etc/pam.d that uses pam_kpanel, evaluated the way
@@ -17,6 +19,7 @@
 
 mod pam;
 mod sshd;
+mod store;
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -61,6 +64,7 @@ pub enum Check {
     Daemon,
     Pam,
     Sshd,
+    Store,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -192,8 +196,15 @@ fn examine(args: &DoctorArgs) -> Report {
         report.ok("files", "skipped (--skip files)");
     } else {
         check_config_file(&config_path, &mut report);
-        check_state(&config, &mut report);
+        if config.store.backend == kauthd::config::StoreBackend::Sqlite {
+            check_state(&config, &mut report);
+        }
         check_socket_path(&config, &mut report);
+    }
+    if skip(Check::Store) {
+        report.ok("store", "skipped (--skip store)");
+    } else {
+        store::check(&config, &mut report);
     }
     if skip(Check::Daemon) {
         report.ok("daemon", "skipped (--skip daemon)");

@@ -280,6 +280,11 @@ impl Store {
     }
 }
 
+/// The schema version this kauthd migrates a database to.
+pub fn known_schema_version() -> i64 {
+    i64::try_from(schema::MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
 /// The connection's settings. Exclusive locking must come before the first
 /// access so that SQLite keeps the WAL index in memory; that first access
 /// (switching to WAL) takes the lock, and fails if another process has it.

@@ -73,6 +73,36 @@ pub struct Manager {
     config: postgres::Config,
 }
 
+/// The driver's config for `settings` (the password read from its file)
+/// and a description of where it points, for messages.
+fn connect_config(settings: &PgSettings) -> StoreResult<(postgres::Config, String)> {
+    let mut config: postgres::Config = split_host_lists(&settings.url).parse().map_err(|e| {
+        StoreError::Config(format!(
+            "[store] url cannot be used: {e}; give a postgresql:// url or a libpq key=value string"
+        ))
+    })?;
+    if config.get_password().is_some() {
+        return Err(StoreError::Config(
+                "[store] url holds a password; remove it from the url and put it in the file named by [store] password_file (readable only by kauthd)".to_owned(),
+            ));
+    }
+    if let Some(path) = &settings.password_file {
+        let password = read_password_file(path)?;
+        config.password(password.as_bytes());
+    }
+    config.connect_timeout(settings.connect_timeout);
+    // A server that stops answering mid-query (a network that drops
+    // packets) ends the connection rather than holding the store.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(settings.connect_timeout.saturating_mul(2));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("kauthd");
+    }
+    let target = describe(&config);
+    Ok((config, target))
+}
+
 /// A failed connection attempt, with its causes (postgres's own text for
 /// some errors is only "invalid configuration" or "db error").
 #[derive(Debug)]
@@ -157,30 +187,7 @@ impl PgPool {
     /// Builds the pool (connections are opened as they are needed; the
     /// first use says whether the database can be reached).
     pub fn new(settings: &PgSettings) -> StoreResult<PgPool> {
-        let mut config: postgres::Config = split_host_lists(&settings.url).parse().map_err(|e| {
-            StoreError::Config(format!(
-                "[store] url cannot be used: {e}; give a postgresql:// url or a libpq key=value string"
-            ))
-        })?;
-        if config.get_password().is_some() {
-            return Err(StoreError::Config(
-                "[store] url holds a password; remove it from the url and put it in the file named by [store] password_file (readable only by kauthd)".to_owned(),
-            ));
-        }
-        if let Some(path) = &settings.password_file {
-            let password = read_password_file(path)?;
-            config.password(password.as_bytes());
-        }
-        config.connect_timeout(settings.connect_timeout);
-        // A server that stops answering mid-query (a network that drops
-        // packets) ends the connection rather than holding the store.
-        if config.get_tcp_user_timeout().is_none() {
-            config.tcp_user_timeout(settings.connect_timeout.saturating_mul(2));
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("kauthd");
-        }
-        let target = describe(&config);
+        let (config, target) = connect_config(settings)?;
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size.max(1))
             .min_idle(Some(1))
@@ -280,6 +287,66 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     }
+}
+
+/// What one connection to the database showed (`kauthctl doctor`).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Where the database is (never the password).
+    pub target: String,
+    /// The schema version in the database; `None` before kauthd's first
+    /// start on it.
+    pub schema_version: Option<i64>,
+    /// The database server's clock minus this host's, in milliseconds
+    /// (the round trip's midpoint stands for this host's time).
+    pub clock_offset_ms: i64,
+    /// The server accepts writes (a primary, not a standby).
+    pub writable: bool,
+}
+
+/// Connects once, as kauthd would (no pool, nothing written), and reads
+/// the schema version, the server's clock and whether it takes writes.
+pub fn probe(settings: &PgSettings) -> StoreResult<Probe> {
+    let (config, target) = connect_config(settings)?;
+    let mut client = config.connect(NoTls).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot reach the database at {target}: {}",
+            describe_error(&e)
+        ))
+    })?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('kauthd_schema') IS NOT NULL", &[])?
+        .try_get(0)?;
+    let schema_version = if exists {
+        Some(
+            client
+                .query_one("SELECT version FROM kauthd_schema", &[])?
+                .try_get(0)?,
+        )
+    } else {
+        None
+    };
+    let before = now_ms();
+    let row = client.query_one(
+        "SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT), NOT pg_is_in_recovery()",
+        &[],
+    )?;
+    let after = now_ms();
+    let server_ms: i64 = row.try_get(0)?;
+    Ok(Probe {
+        target,
+        schema_version,
+        clock_offset_ms: server_ms - (before + (after - before) / 2),
+        writable: row.try_get(1)?,
+    })
+}
+
+/// This host's clock in milliseconds since 1970.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// libpq reads `?host=/run/a,/run/b` in a url as two hosts; the driver
