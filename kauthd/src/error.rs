@@ -104,7 +104,7 @@ impl From<StoreError> for Response {
             };
         }
         if e.is_unavailable() {
-            // The store logged the outage (at most once a minute).
+            log_unavailable(&e);
             return Response::Error {
                 code: ErrorCode::Internal,
                 message: UNAVAILABLE.to_owned(),
@@ -118,22 +118,37 @@ impl From<StoreError> for Response {
 /// What a person is told while kauthd cannot reach its database.
 pub const UNAVAILABLE: &str = "Sign-in is unavailable right now: kauthd cannot reach its database. Try again in a minute; if this persists, tell the administrator.";
 
-/// Seconds between two log lines about a full state filesystem.
+/// Seconds between two log lines about a full state filesystem, and
+/// between two about an unreachable database.
 const DISK_FULL_LOG_SECONDS: i64 = 60;
 
 fn log_disk_full() {
     static LAST: AtomicI64 = AtomicI64::new(i64::MIN);
-    let now = clock::now();
-    let last = LAST.load(Ordering::Relaxed);
-    if now.saturating_sub(last) >= DISK_FULL_LOG_SECONDS
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    if may_log(&LAST) {
         log::error!(
             "the state filesystem is full: requests that must write are refused; upkeep is freeing space, add space if this repeats"
         );
     }
+}
+
+/// One line per minute at most while the database cannot be reached.
+fn log_unavailable(e: &StoreError) {
+    static LAST: AtomicI64 = AtomicI64::new(i64::MIN);
+    if may_log(&LAST) {
+        log::error!(
+            "{e}; code checks, enrollments and other requests that need the database are refused until it is back (check that PostgreSQL runs and [store] url); kauthd reconnects by itself"
+        );
+    }
+}
+
+/// True at most once every `DISK_FULL_LOG_SECONDS` for one `last`.
+fn may_log(last: &AtomicI64) -> bool {
+    let now = clock::now();
+    let before = last.load(Ordering::Relaxed);
+    now.saturating_sub(before) >= DISK_FULL_LOG_SECONDS
+        && last
+            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 fn internal_error() -> Response {

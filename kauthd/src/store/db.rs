@@ -210,7 +210,7 @@ pub enum Dialect {
 #[derive(Debug)]
 pub enum Db {
     Sqlite(rusqlite::Connection),
-    Postgres(PgPool),
+    Postgres(Box<PgPool>),
 }
 
 impl Db {

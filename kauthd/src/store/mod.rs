@@ -230,7 +230,7 @@ impl Store {
     pub fn open_postgres(settings: &PgSettings, key: SecretKey) -> StoreResult<Store> {
         let pool = postgres::PgPool::new(settings)?;
         let mut store = Store {
-            db: Db::Postgres(pool),
+            db: Db::Postgres(Box::new(pool)),
             host_name: crate::clock::hostname(),
             key,
             durability: Durability::by_the_server(),

@@ -5,17 +5,15 @@
 //! opened (with several hosts and `target_session_attrs=read-write` in the
 //! url, the new one finds a promoted standby). While the database cannot
 //! be reached every store call fails (requests are refused, never answered
-//! from a cache); after one failed attempt to get a connection, calls in
-//! the next [`FAIL_FAST`] fail at once rather than each waiting
-//! `connect_timeout` again while holding the store. The outage is logged
-//! at most once every [`UNREACHABLE_LOG_SECONDS`], and its end once.
+//! from a cache), quickly: see [`PgPool::get`]. A refused request logs the
+//! outage (at most once a minute, `error.rs`); its end is logged here.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,14 +24,14 @@ use zeroize::Zeroizing;
 
 use super::db::{Cell, Row, Value};
 use super::{StoreError, StoreResult};
-use crate::clock;
 
-/// After a failed attempt to reach the database, how long calls fail at
-/// once instead of waiting for a connection.
-pub const FAIL_FAST: Duration = Duration::from_millis(1000);
+/// While the database is known to be unreachable, how long a call waits
+/// for a connection the pool may have opened meanwhile.
+pub const WAIT_WHILE_DOWN: Duration = Duration::from_millis(200);
 
-/// Seconds between two log lines about an unreachable database.
-const UNREACHABLE_LOG_SECONDS: i64 = 60;
+/// While the database is known to be unreachable, how often a request
+/// tries a connection of its own.
+pub const TRY_WHILE_DOWN: Duration = Duration::from_secs(1);
 
 /// A pooled connection not used for this long is checked (one empty
 /// query) before it is handed out: the server may have restarted.
@@ -163,14 +161,41 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
+/// A connection from the pool, or one opened outside it while the pool
+/// has none (closed when dropped).
+pub enum PgHandle {
+    Pooled(r2d2::PooledConnection<Manager>),
+    Direct(PgConn),
+}
+
+impl std::ops::Deref for PgHandle {
+    type Target = PgConn;
+    fn deref(&self) -> &PgConn {
+        match self {
+            PgHandle::Pooled(conn) => conn,
+            PgHandle::Direct(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for PgHandle {
+    fn deref_mut(&mut self) -> &mut PgConn {
+        match self {
+            PgHandle::Pooled(conn) => conn,
+            PgHandle::Direct(conn) => conn,
+        }
+    }
+}
+
 /// The bounded pool, with the outage bookkeeping.
 pub struct PgPool {
     pool: r2d2::Pool<Manager>,
-    /// When the last attempt to get a connection failed.
-    failed_at: Mutex<Option<Instant>>,
-    /// The database is known to be unreachable (logged as such).
+    /// Opens a connection outside the pool (see [`PgPool::get`]).
+    direct: Manager,
+    /// The database is known to be unreachable.
     down: AtomicBool,
-    last_log: AtomicI64,
+    /// When a connection outside the pool was last tried, while down.
+    last_try: Mutex<Option<Instant>>,
     /// Where the database is, for messages (never the password).
     pub(super) target: String,
 }
@@ -194,43 +219,72 @@ impl PgPool {
             .connection_timeout(settings.connect_timeout)
             .test_on_check_out(true)
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(Manager { config });
+            .build_unchecked(Manager {
+                config: config.clone(),
+            });
         Ok(PgPool {
             pool,
-            failed_at: Mutex::new(None),
+            direct: Manager { config },
             down: AtomicBool::new(false),
-            last_log: AtomicI64::new(i64::MIN),
+            last_try: Mutex::new(None),
             target,
         })
     }
 
-    /// A connection, or `Unavailable` at once while the database is known
-    /// to be unreachable, or after `connect_timeout`.
-    pub fn get(&self) -> StoreResult<r2d2::PooledConnection<Manager>> {
-        let recent_failure = lock(&self.failed_at).is_some_and(|at| at.elapsed() < FAIL_FAST);
-        if recent_failure {
+    /// A connection, or `Unavailable` after `connect_timeout`. While the
+    /// database is known to be unreachable: a pooled connection if one
+    /// comes within [`WAIT_WHILE_DOWN`], else, at most once every
+    /// [`TRY_WHILE_DOWN`], one opened outside the pool (the pool retries
+    /// with a growing delay; this way the first request after the
+    /// database is back is served), else `Unavailable` at once.
+    pub fn get(&self) -> StoreResult<PgHandle> {
+        if !self.down.load(Ordering::SeqCst) {
+            return match self.pool.get() {
+                Ok(conn) => Ok(PgHandle::Pooled(conn)),
+                Err(e) => {
+                    let why = format!("cannot reach the database at {}: {e}", self.target);
+                    self.note_down(&why);
+                    Err(StoreError::Unavailable(why))
+                }
+            };
+        }
+        if let Ok(conn) = self.pool.get_timeout(WAIT_WHILE_DOWN) {
+            self.note_up();
+            return Ok(PgHandle::Pooled(conn));
+        }
+        let due = {
+            let mut last = self.last_try.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|at| at.elapsed() >= TRY_WHILE_DOWN);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if !due {
             return Err(StoreError::Unavailable(format!(
-                "the database at {} could not be reached a moment ago",
+                "the database at {} cannot be reached",
                 self.target
             )));
         }
-        match self.pool.get() {
+        match r2d2::ManageConnection::connect(&self.direct) {
             Ok(conn) => {
-                *lock(&self.failed_at) = None;
-                if self.down.swap(false, Ordering::SeqCst) {
-                    log::warn!(
-                        "the database at {} can be reached again; requests are served",
-                        self.target
-                    );
-                }
-                Ok(conn)
+                self.note_up();
+                Ok(PgHandle::Direct(conn))
             }
-            Err(e) => {
-                *lock(&self.failed_at) = Some(Instant::now());
-                let why = format!("cannot reach the database at {}: {e}", self.target);
-                self.note_down(&why);
-                Err(StoreError::Unavailable(why))
-            }
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "cannot reach the database at {}: {e}",
+                self.target
+            ))),
+        }
+    }
+
+    /// The database answered again.
+    fn note_up(&self) {
+        if self.down.swap(false, Ordering::SeqCst) {
+            log::warn!(
+                "the database at {} can be reached again; requests are served",
+                self.target
+            );
         }
     }
 
@@ -248,20 +302,10 @@ impl PgPool {
         }
     }
 
-    /// Logs an outage, at most once every `UNREACHABLE_LOG_SECONDS`.
+    /// Notes an outage: calls wait less for a connection until one works.
     fn note_down(&self, why: &str) {
-        self.down.store(true, Ordering::SeqCst);
-        let now = clock::now();
-        let last = self.last_log.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= UNREACHABLE_LOG_SECONDS
-            && self
-                .last_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            log::error!(
-                "{why}; code checks, enrollments and other requests that need the database are refused until it is back (check that PostgreSQL runs and [store] url); kauthd reconnects by itself"
-            );
+        if !self.down.swap(true, Ordering::SeqCst) {
+            log::debug!("{why}");
         }
     }
 }
@@ -279,13 +323,6 @@ pub fn is_connection_error(e: &postgres::Error) -> bool {
             let class = code.code().get(..2).unwrap_or("");
             class == "08" || class == "57"
         }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
