@@ -51,12 +51,18 @@ pub fn run(options: &Options) -> Result<(), Error> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .map_err(|e| Error::failed(format!("cannot handle SIGHUP: {e}")))?;
 
+    let records = match store.shared_database() {
+        Some(database) => format!(
+            "records in the PostgreSQL database at {database} as host {}",
+            store.host_name()
+        ),
+        None => format!("state in {}", config.daemon.state_dir.display()),
+    };
     let daemon = Arc::new(Daemon::new(config, store, options.config_path.clone()));
     log::info!(
-        "kauthd {} listening on {} (state in {})",
+        "kauthd {} listening on {} ({records})",
         env!("CARGO_PKG_VERSION"),
         socket_path.display(),
-        daemon.config().daemon.state_dir.display()
     );
 
     housekeeping::run(&daemon);

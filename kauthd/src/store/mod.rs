@@ -264,6 +264,15 @@ impl Store {
         &self.host_name
     }
 
+    /// Where the records are, for the log: `None` for SQLite (the state
+    /// directory), else the database (never its password).
+    pub fn shared_database(&self) -> Option<&str> {
+        match &self.db {
+            Db::Sqlite(_) => None,
+            Db::Postgres(pool) => Some(&pool.target),
+        }
+    }
+
     /// Which engine holds the store.
     pub fn dialect(&self) -> Dialect {
         self.db.dialect()
