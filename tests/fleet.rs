@@ -340,16 +340,16 @@ fn with_postgresql_stopped_logins_fail_closed_and_work_again_once_it_is_back() {
             "the refusal through {name} took {:?} (timeout={MODULE_TIMEOUT})",
             run.elapsed
         );
+        assert!(
+            logs_database_trouble(host, before),
+            "{name} logged nothing about the database: {}",
+            logged(host)
+        );
         let said: Vec<String> = run.errors().into_iter().chain(run.infos()).collect();
         assert!(
             !said.is_empty(),
             "{name}: the person was told nothing: {}",
             run.stdout
-        );
-        assert!(
-            logs_database_trouble(host, before),
-            "{name} logged nothing about the database: {}",
-            logged(host)
         );
     }
 

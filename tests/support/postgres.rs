@@ -124,8 +124,10 @@ impl PgCluster {
         format!("postgresql://{ROLE}@127.0.0.1:{}/{DATABASE}", self.port)
     }
 
-    /// One URL naming every cluster given (a primary and its standby),
-    /// connecting only to the one that accepts writes.
+    /// One connection string naming every cluster given (a primary and its
+    /// standby), connecting only to the one that accepts writes. In
+    /// key=value form: libpq and the Rust driver both read a list of socket
+    /// directories there (the driver takes only one per `host=` in a URL).
     pub fn failover_url(clusters: &[&PgCluster]) -> String {
         let hosts: Vec<String> = clusters
             .iter()
@@ -133,7 +135,7 @@ impl PgCluster {
             .collect();
         let ports: Vec<String> = clusters.iter().map(|c| c.port.to_string()).collect();
         format!(
-            "postgresql://{ROLE}@/{DATABASE}?host={}&port={}&target_session_attrs=read-write",
+            "host={} port={} user={ROLE} dbname={DATABASE} target_session_attrs=read-write",
             hosts.join(","),
             ports.join(",")
         )
