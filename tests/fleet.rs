@@ -33,6 +33,9 @@ const HOST_NAMES: [&str; 3] = ["host-a", "host-b", "host-c"];
 /// The module's `timeout=` in these tests, in seconds.
 const MODULE_TIMEOUT: u64 = 5;
 const UNIX_PASSWORD: &str = "Heron-basalt-ochre-7302";
+/// How long a host may take to serve logins again once the database is
+/// back, in seconds.
+const RECOVERY_SECONDS: u64 = 10;
 
 /// How long the store waits for a connection to the database, in seconds
 /// (short, so that a stopped database fails a login well within the
@@ -353,11 +356,26 @@ fn with_postgresql_stopped_logins_fail_closed_and_work_again_once_it_is_back() {
         );
     }
 
+    // Back: each host serves logins again by itself, once it has seen the
+    // database (it checks again within a second or two).
     pg.start_again();
+    let started = Instant::now();
     for ((host, name), user) in hosts.iter().zip(HOST_NAMES).zip(users) {
-        let run = pam_login(host, user, &code(step));
+        let run = loop {
+            let run = pam_login(host, user, &code(step));
+            if run.code("auth") == Some("PAM_SUCCESS")
+                || started.elapsed() > Duration::from_secs(RECOVERY_SECONDS)
+            {
+                break run;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
         assert_pam_success(&run, name);
     }
+    eprintln!(
+        "all three hosts served logins {:?} after PostgreSQL started again",
+        started.elapsed()
+    );
 }
 
 /// Logs `user` in through `daemon` with `code` until it works; how long it took.
@@ -538,11 +556,26 @@ fn store_migrate_moves_1000_enrolled_users_and_a_name_on_both_sides_is_reported(
         .ctl(&["policy", "exempt", "--user", "u0"])
         .status
         .success());
-    local.stop();
-
     // A fleet host with its own key (the fleet's) already knows "clash".
     let shared = fleet_on(&pg, "").remove(0);
     shared.import_secret("clash", clash_shared);
+
+    // Not while this server's kauthd holds its database.
+    let refused = local.ctl(&[
+        "store",
+        "migrate",
+        "--to",
+        &pg.url(),
+        "--config",
+        local.config_path.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("stop it first"),
+        "{}",
+        stderr(&refused)
+    );
+    local.stop();
 
     let started = Instant::now();
     let doc = migrate(&local, &pg, &shared.key_file(), &[]);
