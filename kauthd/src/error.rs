@@ -103,10 +103,20 @@ impl From<StoreError> for Response {
                 message: "kauthd's state filesystem is full, so nothing could be saved and the request was refused; try again shortly, and ask the administrator to free space if it persists".to_owned(),
             };
         }
+        if e.is_unavailable() {
+            // The store logged the outage (at most once a minute).
+            return Response::Error {
+                code: ErrorCode::Internal,
+                message: UNAVAILABLE.to_owned(),
+            };
+        }
         log::error!("store error: {e}");
         internal_error()
     }
 }
+
+/// What a person is told while kauthd cannot reach its database.
+pub const UNAVAILABLE: &str = "Sign-in is unavailable right now: kauthd cannot reach its database. Try again in a minute; if this persists, tell the administrator.";
 
 /// Seconds between two log lines about a full state filesystem.
 const DISK_FULL_LOG_SECONDS: i64 = 60;

@@ -92,7 +92,15 @@ pub fn relay_answer(
     for _ in 0..MAX_STEPS {
         let next = match response {
             Response::Finished { outcome } => return Ok(outcome),
-            Response::Error { code, message } => return Err(RelayError::Refused { code, message }),
+            Response::Error { code, message } => {
+                // kauthd's own words on why it cannot serve now (its
+                // database is unreachable, its disk is full): the person
+                // learns that it was not their answer.
+                if code == ErrorCode::Internal && !silent {
+                    show(io, MessageStyle::Error, &message);
+                }
+                return Err(RelayError::Refused { code, message });
+            }
             Response::Prompt { echo, message } => {
                 let style = if echo {
                     Style::PromptEchoOn

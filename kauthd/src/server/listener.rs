@@ -60,6 +60,11 @@ pub fn run(options: &Options) -> Result<(), Error> {
     );
 
     housekeeping::run(&daemon);
+    if daemon.config().store.backend == crate::config::StoreBackend::Postgres {
+        // Sessions of this server that another one signed out.
+        crate::sessions::watch_remote_sign_outs(Arc::clone(&daemon), Arc::clone(&stop))
+            .map_err(|e| Error::failed(format!("cannot start the sign-out watcher: {e}")))?;
+    }
     let mut last_upkeep = Instant::now();
     let upkeep_running = Arc::new(AtomicBool::new(false));
 

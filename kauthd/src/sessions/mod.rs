@@ -145,10 +145,89 @@ fn is_kill_service(daemon: &Daemon, service: &str) -> bool {
         .any(|s| s == service)
 }
 
-/// Ends a session for real: for a kill service, signals its process (and
-/// the process's children: sshd's per-connection child holds the network
-/// connection); otherwise marks it revoked. Returns whether it was open.
+/// Ends a session for real. A session of this server: for a kill
+/// service, signals its process (and the process's children: sshd's
+/// per-connection child holds the network connection); otherwise marks it
+/// revoked. A session of another server sharing the database: asks that
+/// server to end it (it does within [`REMOTE_SIGN_OUT_POLL`]). Returns
+/// whether it was open.
 pub fn sign_out(daemon: &Daemon, record: &SessionRecord, by: &str) -> Result<bool, StoreError> {
+    let here = daemon.store().host_name().to_owned();
+    if record.info.host != here {
+        return request_sign_out(daemon, record, by);
+    }
+    sign_out_here(daemon, record, by)
+}
+
+/// Marks another server's session signed out in the database; that
+/// server ends its process.
+fn request_sign_out(daemon: &Daemon, record: &SessionRecord, by: &str) -> Result<bool, StoreError> {
+    if !daemon
+        .store()
+        .request_sign_out(&record.info.id, clock::now())?
+    {
+        // Already asked for: still open until its server ends it.
+        return Ok(record.signout_requested.is_some());
+    }
+    activity::record(
+        daemon,
+        &NewEvent {
+            user: Some(&record.info.user),
+            event: EventKind::SignOut,
+            service: Some(&record.info.service),
+            rhost: record.info.rhost.as_deref(),
+            detail: &format!(
+                "session {} signed out by {by}: {} asked to end it",
+                short(&record.info.id),
+                crate::escape::escape(&record.info.host)
+            ),
+        },
+    );
+    Ok(true)
+}
+
+/// How often a server looks for its sessions that another server signed
+/// out (on a shared database).
+pub const REMOTE_SIGN_OUT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Ends this server's sessions that another server signed out, each after
+/// the usual check that its process is still the one that opened it.
+/// Returns how many were ended.
+pub fn end_requested_sign_outs(daemon: &Daemon) -> Result<usize, StoreError> {
+    let requested = daemon.store().sign_outs_requested_here()?;
+    let mut ended = 0;
+    for record in requested {
+        if sign_out_here(daemon, &record, "another server")? {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
+/// Runs [`end_requested_sign_outs`] every [`REMOTE_SIGN_OUT_POLL`] on a
+/// thread of its own until `stop` is set. A failure (the database is
+/// down) is logged by the store; the next poll tries again.
+pub fn watch_remote_sign_outs(
+    daemon: std::sync::Arc<Daemon>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("sign-outs".into())
+        .spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match end_requested_sign_outs(&daemon) {
+                    Ok(_) => {}
+                    Err(e) if e.is_unavailable() => {}
+                    Err(e) => log::error!("could not end sessions signed out elsewhere: {e}"),
+                }
+                std::thread::sleep(REMOTE_SIGN_OUT_POLL);
+            }
+        })?;
+    Ok(())
+}
+
+/// Ends a session of this server (see [`sign_out`]).
+fn sign_out_here(daemon: &Daemon, record: &SessionRecord, by: &str) -> Result<bool, StoreError> {
     let now = clock::now();
     let kill_service = is_kill_service(daemon, &record.info.service);
     let state = if kill_service {
@@ -217,10 +296,10 @@ pub fn list(
         .collect())
 }
 
-/// Closes sessions of kill services whose process is gone (a crashed sshd,
-/// or sessions left open across a kauthd restart).
+/// Closes this server's sessions of kill services whose process is gone
+/// (a crashed sshd, or sessions left open across a kauthd restart).
 pub fn reap(daemon: &Daemon, user: Option<&str>) -> Result<usize, StoreError> {
-    let open = daemon.store().open_sessions(user)?;
+    let open = daemon.store().open_sessions_here(user)?;
     let mut closed = 0;
     for record in open {
         let dead = is_kill_service(daemon, &record.info.service) && !same_process(&record);
@@ -267,7 +346,7 @@ pub fn sign_out_user(
 /// ancestors, e.g. `kauthctl` run from the shell of an SSH login.
 /// `--sign-out-others` leaves that one alone.
 pub fn session_of_process(daemon: &Daemon, pid: i32, user: &str) -> Option<String> {
-    let open = daemon.store().open_sessions(Some(user)).ok()?;
+    let open = daemon.store().open_sessions_here(Some(user)).ok()?;
     let mut pid = pid;
     for _ in 0..64 {
         let stat = procinfo::stat(pid)?;

@@ -97,7 +97,9 @@ impl fmt::Display for StoreError {
                 "{} is in use by another process (another kauthd on the same state directory?); stop it first",
                 path.display()
             ),
-            StoreError::Postgres(e) => write!(f, "database error: {e}"),
+            StoreError::Postgres(e) => {
+                write!(f, "database error: {}", postgres::describe_error(e))
+            }
             StoreError::Unavailable(why) | StoreError::Config(why) => f.write_str(why),
             StoreError::BadRow(why) => write!(f, "a database row cannot be read: {why}"),
         }
@@ -121,7 +123,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable(_) => true,
-            StoreError::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
+            StoreError::Postgres(e) => postgres::is_connection_error(e),
             _ => false,
         }
     }

@@ -73,11 +73,45 @@ pub struct Manager {
     config: postgres::Config,
 }
 
+/// A failed connection attempt, with its causes (postgres's own text for
+/// some errors is only "invalid configuration" or "db error").
+#[derive(Debug)]
+pub struct ConnectError(String);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl From<postgres::Error> for ConnectError {
+    fn from(e: postgres::Error) -> Self {
+        ConnectError(describe_error(&e))
+    }
+}
+
+/// An error and the causes under it, as one line.
+pub fn describe_error(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl r2d2::ManageConnection for Manager {
     type Connection = PgConn;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> Result<PgConn, postgres::Error> {
+    fn connect(&self) -> Result<PgConn, ConnectError> {
         let client = self.config.connect(NoTls)?;
         Ok(PgConn {
             client,
@@ -86,7 +120,7 @@ impl r2d2::ManageConnection for Manager {
         })
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), ConnectError> {
         if conn.checked.elapsed() >= CHECK_AFTER_IDLE {
             conn.client.simple_query("")?;
         }
@@ -123,7 +157,7 @@ impl PgPool {
     /// Builds the pool (connections are opened as they are needed; the
     /// first use says whether the database can be reached).
     pub fn new(settings: &PgSettings) -> StoreResult<PgPool> {
-        let mut config: postgres::Config = settings.url.parse().map_err(|e| {
+        let mut config: postgres::Config = split_host_lists(&settings.url).parse().map_err(|e| {
             StoreError::Config(format!(
                 "[store] url cannot be used: {e}; give a postgresql:// url or a libpq key=value string"
             ))
@@ -138,6 +172,11 @@ impl PgPool {
             config.password(password.as_bytes());
         }
         config.connect_timeout(settings.connect_timeout);
+        // A server that stops answering mid-query (a network that drops
+        // packets) ends the connection rather than holding the store.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(settings.connect_timeout.saturating_mul(2));
+        }
         if config.get_application_name().is_none() {
             config.application_name("kauthd");
         }
@@ -192,10 +231,11 @@ impl PgPool {
     /// connection is dropped when it goes back to the pool).
     pub fn note_result<T>(&self, result: &StoreResult<T>) {
         if let Err(StoreError::Postgres(e)) = result {
-            if e.is_closed() || e.as_db_error().is_none() {
+            if is_connection_error(e) {
                 self.note_down(&format!(
-                    "lost the connection to the database at {}: {e}",
-                    self.target
+                    "lost the connection to the database at {}: {}",
+                    self.target,
+                    describe_error(e)
                 ));
             }
         }
@@ -219,11 +259,45 @@ impl PgPool {
     }
 }
 
+/// Whether an error is about the connection, not the query: the server
+/// went away, refused us, or is shutting down (SQLSTATE classes 08 and
+/// 57). The request is refused as "database unreachable".
+pub fn is_connection_error(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        None => e.as_db_error().is_none(),
+        Some(code) => {
+            let class = code.code().get(..2).unwrap_or("");
+            class == "08" || class == "57"
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     }
+}
+
+/// libpq reads `?host=/run/a,/run/b` in a url as two hosts; the driver
+/// reads one socket path with a comma in it. Repeating the parameter
+/// (`?host=/run/a&host=/run/b`) means the same to both.
+fn split_host_lists(url: &str) -> String {
+    let is_url = url.starts_with("postgresql://") || url.starts_with("postgres://");
+    let Some((base, query)) = url.split_once('?').filter(|_| is_url) else {
+        return url.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .flat_map(|pair| match pair.split_once('=') {
+            Some(("host", hosts)) => hosts.split(',').map(|h| format!("host={h}")).collect(),
+            _ => vec![pair.to_owned()],
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
 }
 
 /// Hosts and database of a connection config, for messages.
@@ -356,4 +430,51 @@ pub fn row_from(row: &postgres::Row) -> StoreResult<Row> {
         cells.push(cell.unwrap_or(Cell::Null));
     }
     Ok(Row(cells))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_socket_hosts_in_a_url_names_each_host() {
+        let url = "postgresql://kauthd@/kauthd?host=/run/a,/run/b&port=5432,5433&target_session_attrs=read-write";
+        let config: postgres::Config = split_host_lists(url).parse().unwrap();
+        assert_eq!(config.get_hosts().len(), 2);
+        assert_eq!(config.get_ports(), [5432, 5433]);
+        let plain = "host=/run/a,/run/b port=1,2 user=kauthd";
+        assert_eq!(split_host_lists(plain), plain);
+    }
+
+    #[test]
+    fn a_password_file_must_be_private_and_not_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        fs::write(&file, "s3cret\n").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read_password_file(&file).is_err(), "group/world readable");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_password_file(&file).unwrap().as_str(), "s3cret");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(read_password_file(&link).is_err(), "symlink");
+        fs::write(&file, vec![b'x'; 5000]).unwrap();
+        assert!(read_password_file(&file).is_err(), "too large");
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_refused() {
+        let settings = PgSettings {
+            url: "postgresql://kauthd:hunter2@db/kauthd".to_owned(),
+            password_file: None,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(1),
+        };
+        let err = PgPool::new(&settings).unwrap_err().to_string();
+        assert!(
+            err.contains("password_file") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
 }

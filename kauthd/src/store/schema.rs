@@ -203,11 +203,15 @@ fn migrate_sqlite(conn: &Connection) -> StoreResult<()> {
 }
 
 fn migrate_postgres(client: &mut postgres::Client) -> StoreResult<()> {
-    client.batch_execute(
-        "CREATE TABLE IF NOT EXISTS kauthd_schema (version BIGINT NOT NULL);
-         INSERT INTO kauthd_schema (version)
-             SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM kauthd_schema);",
-    )?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('kauthd_schema') IS NOT NULL", &[])?
+        .try_get(0)?;
+    if !exists {
+        client.batch_execute(
+            "CREATE TABLE kauthd_schema (version BIGINT NOT NULL);
+             INSERT INTO kauthd_schema (version) VALUES (0);",
+        )?;
+    }
     let current: i64 = client
         .query_one("SELECT version FROM kauthd_schema", &[])?
         .try_get(0)?;
