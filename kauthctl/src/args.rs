@@ -104,6 +104,23 @@ pub enum Command {
     /// the next start. Back up the new key file afterwards: the database
     /// cannot be used without it.
     Rekey,
+    /// The store that holds kauthd's records (root).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy this server's SQLite state into the fleet's shared PostgreSQL
+    /// database (a server joining the fleet). Stop kauthd first.
+    ///
+    /// Copies accounts, TOTP secrets (sealed again with the fleet's key)
+    /// with their replay guards, recovery codes, pending enrollments,
+    /// policy overrides and the accounts' activity. A name that exists in
+    /// the shared database too is reported and left alone unless --prefer
+    /// says which side wins. Running it again skips what an earlier run
+    /// copied.
+    Migrate(crate::store_migrate::MigrateArgs),
 }
 
 /// What a user gives for a sensitive change: the password (if the account

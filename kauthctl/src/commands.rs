@@ -26,10 +26,12 @@ pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> 
         Command::Rekey => rekey(client, out),
         Command::Locks { action } => locks::run(action.as_ref(), client, out),
         // main.rs runs these before connecting to kauthd.
-        Command::Doctor(_) | Command::GenerateMan { .. } => Err(Failure::failed(
-            "internal",
-            "this command does not talk to kauthd".to_owned(),
-        )),
+        Command::Doctor(_) | Command::GenerateMan { .. } | Command::Store(_) => {
+            Err(Failure::failed(
+                "internal",
+                "this command does not talk to kauthd".to_owned(),
+            ))
+        }
     }
 }
 

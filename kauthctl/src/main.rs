@@ -16,6 +16,7 @@ mod prompt;
 mod qr;
 mod safe_file;
 mod sessions;
+mod store_migrate;
 mod twofactor;
 
 use std::process::ExitCode;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Doctor(args) => return doctor::run(args, &out),
         Command::GenerateMan { dir } => return manpages::generate(dir),
+        Command::Store(args::StoreCommand::Migrate(args)) => return store_migrate::run(args, &out),
         _ => {}
     }
     let result =

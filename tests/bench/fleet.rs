@@ -16,7 +16,7 @@ const HOST_NAMES: [&str; 3] = ["host-a", "host-b", "host-c"];
 /// Runs the comparison; false when a login ended otherwise than expected.
 pub fn run(users: usize, clients: usize) -> bool {
     let secrets = totp::random_secrets(users);
-    let pg = PgCluster::start();
+    let pg = PgCluster::start_durable();
     let sqlite = TestDaemon::start("");
     let store = pg.store_config();
     let config = |host: &str| format!("host_name = \"{host}\"\n{store}");

@@ -38,6 +38,8 @@ pub struct PgCluster {
     port: u16,
     password: String,
     running: bool,
+    /// Whether commits are synced to disk.
+    durable: bool,
 }
 
 /// The unprivileged account the server runs as.
@@ -50,10 +52,23 @@ struct PgUser {
 impl PgCluster {
     /// Initialises and starts a fresh cluster with the `kauthd` role and
     /// database.
+    ///
+    /// It does not sync to disk (`fsync = off`): quick, and nothing in the
+    /// tests survives a crash of the machine. See [`PgCluster::start_durable`].
     pub fn start() -> PgCluster {
-        let cluster = PgCluster::create("kauth-pg-");
+        PgCluster::start_with(false)
+    }
+
+    /// Like [`PgCluster::start`] with PostgreSQL's durable defaults (every
+    /// commit synced), for measurements.
+    pub fn start_durable() -> PgCluster {
+        PgCluster::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> PgCluster {
+        let mut cluster = PgCluster::create("kauth-pg-");
+        cluster.durable = durable;
         cluster.initdb();
-        let mut cluster = cluster;
         cluster.start_again();
         cluster.superuser_sql(
             "postgres",
@@ -72,6 +87,7 @@ impl PgCluster {
     pub fn standby_of(primary: &PgCluster) -> PgCluster {
         let mut standby = PgCluster::create("kauth-pg-standby-");
         standby.password = primary.password.clone();
+        standby.durable = primary.durable;
         standby.write_password_file();
         let out = standby.run_as_pg(
             Command::new(standby.bin.join("pg_basebackup"))
@@ -124,8 +140,10 @@ impl PgCluster {
         format!("postgresql://{ROLE}@127.0.0.1:{}/{DATABASE}", self.port)
     }
 
-    /// One URL naming every cluster given (a primary and its standby),
-    /// connecting only to the one that accepts writes.
+    /// One connection string naming every cluster given (a primary and its
+    /// standby), connecting only to the one that accepts writes. In
+    /// key=value form: libpq and the Rust driver both read a list of socket
+    /// directories there (the driver takes only one per `host=` in a URL).
     pub fn failover_url(clusters: &[&PgCluster]) -> String {
         let hosts: Vec<String> = clusters
             .iter()
@@ -133,7 +151,7 @@ impl PgCluster {
             .collect();
         let ports: Vec<String> = clusters.iter().map(|c| c.port.to_string()).collect();
         format!(
-            "postgresql://{ROLE}@/{DATABASE}?host={}&port={}&target_session_attrs=read-write",
+            "host={} port={} user={ROLE} dbname={DATABASE} target_session_attrs=read-write",
             hosts.join(","),
             ports.join(",")
         )
@@ -253,6 +271,7 @@ impl PgCluster {
             port: free_port(),
             password: random_hex(16),
             running: false,
+            durable: true,
         };
         cluster.write_password_file();
         cluster
@@ -299,6 +318,11 @@ impl PgCluster {
             self.port,
             self.socket_dir().display()
         );
+        let settings = if self.durable {
+            settings
+        } else {
+            settings + "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+        };
         let conf = self.data_dir().join("postgresql.conf");
         let mut text = fs::read_to_string(&conf).expect("read postgresql.conf");
         text.push_str(&settings);
