@@ -152,8 +152,11 @@ fn is_kill_service(daemon: &Daemon, service: &str) -> bool {
 /// server to end it (it does within [`REMOTE_SIGN_OUT_POLL`]). Returns
 /// whether it was open.
 pub fn sign_out(daemon: &Daemon, record: &SessionRecord, by: &str) -> Result<bool, StoreError> {
-    let here = daemon.store().host_name().to_owned();
-    if record.info.host != here {
+    let elsewhere = {
+        let store = daemon.store();
+        store.shared_database().is_some() && record.info.host != store.host_name()
+    };
+    if elsewhere {
         return request_sign_out(daemon, record, by);
     }
     sign_out_here(daemon, record, by)

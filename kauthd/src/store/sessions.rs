@@ -122,9 +122,13 @@ impl Store {
     }
 
     /// The open sessions of this server (of `user`, if given): those whose
-    /// processes this server can see and end. Rows without a host are from
-    /// before the fleet, so from here.
+    /// processes this server can see and end. In a database of its own
+    /// (SQLite) that is every session; in a shared one, those naming this
+    /// server, and those without a host (from before the fleet).
     pub fn open_sessions_here(&self, user: Option<&str>) -> StoreResult<Vec<SessionRecord>> {
+        if self.dialect() == super::Dialect::Sqlite {
+            return self.open_sessions(user);
+        }
         let sql = format!(
             "SELECT {COLUMNS} FROM sessions
              WHERE state = ?2 AND (CAST(?1 AS TEXT) IS NULL OR \"user\" = ?1)
@@ -252,5 +256,32 @@ mod tests {
             }
             assert_eq!(ids, expected);
         }
+    }
+
+    #[test]
+    fn a_session_carries_its_servers_name_and_a_sign_out_request_is_noted_once() {
+        let (_dir, mut store) = test_store();
+        store.set_host_name("web1");
+        let s = NewSession {
+            id: "s1",
+            user: "ann",
+            service: "sshd",
+            rhost: None,
+            tty: None,
+            pid: 1,
+            pid_start: None,
+        };
+        store.add_session(&s, 1).unwrap();
+        assert_eq!(store.session("s1").unwrap().unwrap().info.host, "web1");
+        assert!(store.sign_outs_requested_here().unwrap().is_empty());
+        assert!(store.request_sign_out("s1", 2).unwrap());
+        assert!(!store.request_sign_out("s1", 3).unwrap(), "noted once");
+        let asked = store.sign_outs_requested_here().unwrap();
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].signout_requested, Some(2));
+        // A database of its own holds only this server's sessions, whatever
+        // name they were recorded under.
+        store.set_host_name("renamed");
+        assert_eq!(store.open_sessions_here(None).unwrap().len(), 1);
     }
 }
