@@ -94,6 +94,13 @@ fn connect_config(settings: &PgSettings) -> StoreResult<(postgres::Config, Strin
     if config.get_tcp_user_timeout().is_none() {
         config.tcp_user_timeout(settings.connect_timeout.saturating_mul(2));
     }
+    // Durable before acknowledged: a commit returns only once the server
+    // has flushed it, whatever the role's or database's default.
+    let options = match config.get_options() {
+        Some(given) => format!("{given} -c synchronous_commit=on"),
+        None => "-c synchronous_commit=on".to_owned(),
+    };
+    config.options(&options);
     if config.get_application_name().is_none() {
         config.application_name("kauthd");
     }
