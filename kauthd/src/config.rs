@@ -321,7 +321,7 @@ pub enum StoreBackend {
 }
 
 /// `[store]`: where the records live.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub backend: StoreBackend,

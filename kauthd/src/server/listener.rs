@@ -177,6 +177,12 @@ fn reload_config(daemon: &Daemon, options: &Options) {
             }
             // The key file in use stays the one the store was opened with.
             new.daemon.secret_key_file = old.daemon.secret_key_file.clone();
+            if new.store != old.store || new.daemon.host_name != old.daemon.host_name {
+                log::warn!("[store] and daemon.host_name changes take effect only after a restart");
+            }
+            // So do the store and the name it records under.
+            new.store = old.store.clone();
+            new.daemon.host_name = old.daemon.host_name.clone();
             daemon.replace_config(new);
             log::info!(
                 "configuration reloaded from {}",
