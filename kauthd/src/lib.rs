@@ -20,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod escape;
+pub mod host_net;
 pub mod housekeeping;
 pub mod logging;
 pub mod login_texts;
