@@ -600,10 +600,8 @@ impl Conversation {
 /// rate-limited (see `refusal_log::warn_locked`).
 fn log_locked_attempt(event: EventKind, user: &str, service: &str, rhost: Option<&str>, why: &str) {
     refusal_log::warn_locked(format_args!(
-        "{event}: user={} service={} rhost={} refused unchecked: {why}",
-        escape::for_log(user),
-        escape::for_log(service),
-        rhost.map_or_else(|| "-".to_owned(), escape::for_log),
+        "{} refused unchecked: {why}",
+        activity::line_head(event, Some(user), Some(service), rhost),
     ));
 }
 
