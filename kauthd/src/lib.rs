@@ -28,4 +28,5 @@ pub mod malloc;
 pub mod manpage;
 pub mod names;
 pub mod round_robin;
+pub mod stats;
 pub mod unix_users;

@@ -245,6 +245,9 @@ pub enum Request {
     },
     /// Lift the lock on one remote host (and forget its failures). Root only.
     LockClear { host: String },
+    /// kauthd's counters since it started and over the last minute, and
+    /// what is in use now. Root only.
+    Stats,
 }
 
 /// What a user gives to make a sensitive change: the password (if the
@@ -432,6 +435,8 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         next: Option<String>,
     },
+    /// Answer to `Stats`.
+    Stats(StatsReport),
 }
 
 /// One lock in force.
@@ -627,6 +632,89 @@ pub struct UserSummary {
     pub two_factor: bool,
     /// Unix time the account was created.
     pub created: i64,
+}
+
+/// kauthd's health at a glance (answer to `Stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsReport {
+    pub uptime_seconds: u64,
+    /// Counted since kauthd started.
+    pub since_start: StatsPeriod,
+    /// Counted over the last 60 seconds.
+    pub last_minute: StatsPeriod,
+    /// Locks in force now.
+    pub locks: LocksInForce,
+    /// Connections in use now, by the class of the caller.
+    pub connections: ConnectionsInUse,
+    /// argon2 runs waiting for their turn now.
+    pub argon2_queue: u64,
+}
+
+/// What happened over one period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsPeriod {
+    /// Logins (conversations that ended; password changes are not
+    /// logins) by outcome, all services together.
+    pub logins: LoginCounts,
+    /// The same by PAM service, by name.
+    pub services: Vec<ServiceLogins>,
+    pub codes_refused: CodesRefused,
+    /// Logins that used a recovery code.
+    pub recovery_codes_used: u64,
+    /// Time kauthd spent on a login (its requests, argon2 queue
+    /// included; not the person's typing), in milliseconds; absent when
+    /// no login ended in the period.
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginCounts {
+    pub success: u64,
+    pub denied: u64,
+    pub locked: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLogins {
+    pub service: String,
+    #[serde(flatten)]
+    pub logins: LoginCounts,
+}
+
+/// Why codes given at a login were refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodesRefused {
+    /// Not a right code (a code for another time included).
+    pub wrong: u64,
+    /// Right, but used before.
+    pub replayed: u64,
+    /// Not checked: the account or the remote host was locked.
+    pub locked: u64,
+}
+
+/// Quantiles of login latency (the upper bound of the histogram bucket
+/// they fall in; buckets grow by a fourth of a doubling).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocksInForce {
+    /// Accounts locked by failures or by root.
+    pub accounts: u64,
+    /// Remote hosts (networks) locked by failures.
+    pub hosts: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionsInUse {
+    pub root: u64,
+    /// Callers in `[access] pam_callers`.
+    pub pam_callers: u64,
+    /// Ordinary local users.
+    pub users: u64,
 }
 
 #[cfg(test)]

@@ -203,6 +203,22 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// How many accounts (locked by failures or by root) and how many
+    /// remote hosts are locked at `now`.
+    pub fn locks_in_force(&self, now: i64) -> StoreResult<(u64, u64)> {
+        let (accounts, hosts): (i64, i64) = self.conn.query_row(
+            "SELECT
+                 (SELECT COUNT(*) FROM (
+                     SELECT key FROM lockouts WHERE kind = 'account' AND until > ?1
+                     UNION SELECT name FROM accounts WHERE locked = 1)),
+                 (SELECT COUNT(*) FROM lockouts WHERE kind = 'host' AND until > ?1)",
+            params![now],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok((count(accounts), count(hosts)))
+    }
+
     /// The locks in force at `now`, by kind and name: locks from failures
     /// and root's account locks (one row when an account has both). At
     /// most `limit` of those after `after` (kind, name).
@@ -362,6 +378,8 @@ mod tests {
                 ("host", "h1", Some(102), false)
             ]
         );
+        assert_eq!(store.locks_in_force(5).unwrap(), (2, 1));
+        assert_eq!(store.locks_in_force(200).unwrap(), (2, 0));
         let second = store.locks(5, Some(("account", "ann")), 1).unwrap();
         assert_eq!(second[0].key, "bob");
         // An ended lock is not listed.

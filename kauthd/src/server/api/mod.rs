@@ -14,6 +14,7 @@ mod paging;
 mod passwords;
 mod policy;
 mod sessions;
+mod stats;
 mod twofactor;
 
 use kauth_proto::{ErrorCode, Request, Response};
@@ -265,6 +266,7 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             answer(locks::list(daemon, caller, after.as_deref(), limit))
         }
         Request::LockClear { host } => answer(locks::clear_host(daemon, caller, &host)),
+        Request::Stats => answer(stats::report(daemon, caller)),
     }
 }
 

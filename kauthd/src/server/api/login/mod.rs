@@ -3,6 +3,7 @@
 //! factor failed nor whether the account exists.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use kauth_proto::{ErrorCode, LoginMode, MessageStyle, Outcome, Response, Secret};
 
@@ -25,6 +26,7 @@ use crate::passwords::hashing;
 use crate::policy::{self, AccountVerdict, Decision};
 use crate::server::access::Caller;
 use crate::server::refusal_log;
+use crate::stats::{self, CodeRefusal};
 use crate::store::{Account, StoreError};
 use crate::twofactor::code_check::{self, Attempt, CodeOutcome, Factor, Origin, Rejection};
 
@@ -59,6 +61,10 @@ struct Conversation {
     change: Option<ChangeConversation>,
     /// An enrollment at login (stages `AwaitEnrollCode`, `AwaitSavedCodes`).
     enroll: Option<LoginEnrollment>,
+    /// A login (counted in `stats` when it ends), not a password change.
+    is_login: bool,
+    /// The time kauthd spent on this conversation's requests so far.
+    busy: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,10 +137,19 @@ impl Exchange {
         first
     }
 
-    /// The conversation ends with its `finished` step.
+    /// The conversation ends with its `finished` step; a login's end is
+    /// counted in `stats`.
     fn end_if_over(&mut self, response: &Response) {
-        if matches!(response, Response::Finished { .. }) && self.queued.is_empty() {
-            self.conversation = None;
+        let Response::Finished { outcome } = response else {
+            return;
+        };
+        if !self.queued.is_empty() {
+            return;
+        }
+        if let Some(conv) = self.conversation.take() {
+            if conv.is_login {
+                stats::login_ended(&conv.service, *outcome, conv.busy);
+            }
         }
     }
 }
@@ -163,9 +178,11 @@ pub fn begin(
             ),
         );
     }
+    let started = Instant::now();
     exchange.conversation = None;
     if names::check_login_name(&args.user).is_err() {
         log::info!("login refused for an invalid user name on {}", args.service);
+        stats::login_ended(&args.service, Outcome::Denied, started.elapsed());
         return finished(Outcome::Denied);
     }
     let mut conv = Conversation {
@@ -182,6 +199,8 @@ pub fn begin(
         },
         change: None,
         enroll: None,
+        is_login: args.mode != LoginMode::ChangePassword,
+        busy: Duration::ZERO,
     };
     let steps = match args.mode {
         LoginMode::OtpOnly => conv.after_first_factor(daemon),
@@ -200,12 +219,16 @@ pub fn begin(
             steps
         }
     };
+    conv.busy += started.elapsed();
     exchange.conversation = Some(conv);
-    exchange.relay(steps)
+    let response = exchange.relay(steps);
+    exchange.end_if_over(&response);
+    response
 }
 
 /// The user's answer to the last prompt.
 pub fn answer(daemon: &Daemon, exchange: &mut Exchange, text: &Secret) -> Response {
+    let started = Instant::now();
     let Some(conv) = exchange.conversation.as_mut() else {
         return error(
             ErrorCode::BadRequest,
@@ -223,6 +246,7 @@ pub fn answer(daemon: &Daemon, exchange: &mut Exchange, text: &Secret) -> Respon
             "no question is waiting for an answer",
         )],
     };
+    conv.busy += started.elapsed();
     let response = exchange.relay(steps);
     exchange.end_if_over(&response);
     response
@@ -313,6 +337,7 @@ impl Conversation {
     /// with until when, the same whether the account exists or not and
     /// whatever was typed.
     fn refuse_locked(&self, until: i64) -> Vec<Response> {
+        stats::code_refused(CodeRefusal::Locked);
         self.log_locked(&format!(
             "locked after repeated failures until {}",
             clock::format_time(until)
@@ -430,6 +455,9 @@ impl Conversation {
             Ok(CodeOutcome::Accepted(factor)) => {
                 // The login's activity rows were stored with the spent code.
                 daemon.remember_code(self.pid, &self.user);
+                if let Factor::Recovery { .. } = factor {
+                    stats::recovery_code_used();
+                }
                 let told = match factor {
                     Factor::Recovery { left } => Some(login_texts::recovery_code_accepted(left)),
                     Factor::Totp {
@@ -447,6 +475,10 @@ impl Conversation {
                 steps
             }
             Ok(CodeOutcome::Rejected(why)) => {
+                stats::code_refused(match why {
+                    Rejection::AlreadyUsed => CodeRefusal::Replayed,
+                    Rejection::Wrong | Rejection::ClockOff { .. } => CodeRefusal::Wrong,
+                });
                 let detail = match why {
                     Rejection::AlreadyUsed => "verification code already used",
                     Rejection::ClockOff { .. } => {
