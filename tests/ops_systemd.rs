@@ -12,11 +12,14 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kauth_tests::daemon::{binary, TestDaemon};
+use kauth_tests::standalone::{
+    ctl_status, temp_dir, terminate, wait_answering, wait_exit, write_config,
+};
 
 /// The datagrams kauthd sent to `socket` within `wait`, until one
 /// holding `until` arrives.
@@ -67,22 +70,6 @@ fn kauthd_tells_systemd_it_is_ready_pings_the_watchdog_and_says_it_stops() {
     assert!(!stopping.iter().any(|m| m == "READY=1"), "{stopping:?}");
 }
 
-/// A config of kauthd's own in `dir` with the socket at `socket`.
-fn write_config(dir: &Path, socket: &Path) -> PathBuf {
-    let config = dir.join("kauthd.toml");
-    fs::write(
-        &config,
-        format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsecret_key_file = \"{}\"\n",
-            socket.display(),
-            dir.join("state").display(),
-            dir.join("secret.key").display()
-        ),
-    )
-    .unwrap();
-    config
-}
-
 /// Starts kauthd with `fd` passed as fd 3, as systemd does:
 /// `LISTEN_FDS=1` and `LISTEN_PID` set to kauthd's own pid (the shell
 /// execs kauthd, so its pid is kauthd's).
@@ -115,40 +102,6 @@ fn spawn_activated(config: &Path, fd: RawFd, stderr: &Path) -> Child {
     cmd.spawn().expect("start kauthd")
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("kauthd did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn ctl_status(socket: &Path) -> bool {
-    Command::new(binary("kauthctl"))
-        .arg("status")
-        .env("KAUTHD_SOCKET", socket)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-}
-
-fn temp_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("kauthd-systemd-")
-        .tempdir()
-        .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 #[test]
 #[ignore = "needs root"]
 fn a_socket_passed_by_systemd_is_served_and_left_in_place() {
@@ -163,20 +116,7 @@ fn a_socket_passed_by_systemd_is_served_and_left_in_place() {
     // The test's copy is not kauthd's concern.
     drop(listener);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ctl_status(&socket) {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "kauthd exited ({status}): {}",
-                fs::read_to_string(&stderr).unwrap()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kauthd never answered on the passed socket"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_answering(&mut child, &socket, &stderr);
     // kauthd serves the socket it was given: the same inode, mode 0666.
     let meta = fs::metadata(&socket).unwrap();
     assert_eq!(meta.ino(), inode);
@@ -184,12 +124,7 @@ fn a_socket_passed_by_systemd_is_served_and_left_in_place() {
     let log = fs::read_to_string(&stderr).unwrap();
     assert!(!log.contains("stale socket"), "{log}");
 
-    // SAFETY: kill(2) on our own child with SIGTERM.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    let status = wait_exit(&mut child, Duration::from_secs(10));
+    let status = terminate(&mut child);
     assert!(
         status.success(),
         "{status}: {}",

@@ -128,9 +128,20 @@ pub fn log(event: &NewEvent<'_>) {
         line_head(event.event, event.user, event.service, event.rhost),
         event.detail
     );
+    // The same values as fields, for the journal (`journalctl
+    // KAUTH_USER=ann`); `-` for a value not given, as in the line.
+    let field = |value: Option<&str>| value.map_or_else(|| "-".to_owned(), escape::for_log);
+    let (user, service, rhost) = (field(event.user), field(event.service), field(event.rhost));
+    let kind = event.event.as_str();
     match event.event.severity() {
-        Severity::Warning => log::warn!("{line}"),
-        Severity::Info => log::info!("{line}"),
+        Severity::Warning => log::warn!(
+            KAUTH_EVENT = kind, KAUTH_USER = user.as_str(), KAUTH_SERVICE = service.as_str(),
+            KAUTH_RHOST = rhost.as_str(); "{line}"
+        ),
+        Severity::Info => log::info!(
+            KAUTH_EVENT = kind, KAUTH_USER = user.as_str(), KAUTH_SERVICE = service.as_str(),
+            KAUTH_RHOST = rhost.as_str(); "{line}"
+        ),
     }
 }
 
