@@ -399,3 +399,64 @@ fn signing_out_a_panel_session_revokes_it_without_signalling_the_panel() {
         Response::Status { .. }
     ));
 }
+
+#[test]
+fn an_enrollment_at_login_parks_at_its_code_prompt_too() {
+    // The default policy requires 2FA of everyone and sets it up at login.
+    let daemon = TestDaemon::start("");
+    let out = daemon.ctl_with(
+        &["user", "add", "bob", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut client = connect(&daemon.socket);
+    let mut response = client.call(&begin("bob", PASSWORD)).unwrap();
+    let mut setup_key = None;
+    let token = loop {
+        response = match response {
+            Response::Message { text, .. } => {
+                if let Some(key) = text.lines().find_map(|l| l.strip_prefix("Setup key: ")) {
+                    setup_key = Some(key.replace(' ', ""));
+                }
+                client.call(&Request::Continue).unwrap()
+            }
+            Response::Prompt {
+                echo: false,
+                continuation: Some(token),
+                ..
+            } => break token,
+            other => panic!("unexpected step {other:?}"),
+        };
+    };
+    let secret = setup_key.expect("the setup key is shown");
+    let mut second = connect(&daemon.socket);
+    let mut response = resume(
+        &mut second,
+        &token,
+        &oathtool_at_step(&secret, step_with_margin(5)),
+    );
+    let mut saw_codes = false;
+    let outcome = loop {
+        response = match response {
+            Response::Message { text, .. } => {
+                saw_codes |= text.contains("Your recovery codes are below");
+                second.call(&Request::Continue).unwrap()
+            }
+            // "Press Enter once you have saved them": echo on, not parked.
+            Response::Prompt {
+                echo: true,
+                continuation: None,
+                ..
+            } => second
+                .call(&Request::Answer {
+                    text: Secret::from(""),
+                })
+                .unwrap(),
+            Response::Finished { outcome } => break outcome,
+            other => panic!("unexpected step {other:?}"),
+        };
+    };
+    assert!(saw_codes, "the recovery codes are shown");
+    assert_eq!(outcome, Outcome::Success);
+}

@@ -12,8 +12,8 @@
  * that the process answering on the socket runs as a trusted uid (root by
  * default). PHP has no SO_PEERCRED, so it asks the kernel for the sender's
  * credentials on every chunk it reads (SO_PASSCRED / SCM_CREDENTIALS): the
- * kernel stamps them, and only a process with CAP_SETUID could claim
- * another uid.
+ * kernel stamps them, and a process can claim no uid but its own (real,
+ * effective or saved) without CAP_SETUID.
  */
 
 declare(strict_types=1);

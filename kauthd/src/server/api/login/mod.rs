@@ -279,6 +279,8 @@ fn park_at_secret_prompt(daemon: &Daemon, exchange: &mut Exchange, response: Res
             return prompt(&text);
         }
     };
+    // Made and kept (as a SHA-256) like a password reset token: 192
+    // random bits.
     let token = match reset_token::generate() {
         Ok(token) => token,
         Err(why) => {

@@ -6,7 +6,8 @@
 //!
 //! They live in memory only: a kauthd restart forgets them, and the
 //! person signs in again. One caller uid holds at most
-//! [`MAX_PER_UID`]; parking one more drops its oldest.
+//! [`MAX_PER_UID`]; parking one more drops its oldest. Expired ones are
+//! dropped whenever a login is parked.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -53,7 +54,7 @@ impl ParkedLogins {
         now: Instant,
         lifetime: Duration,
     ) {
-        self.forget_expired(uid, now);
+        self.forget_expired(now);
         let queue = self.by_uid.entry(uid).or_default();
         while queue.len() >= MAX_PER_UID {
             let Some(oldest) = queue.pop_front() else {
@@ -96,20 +97,23 @@ impl ParkedLogins {
         Ok(entry.conversation)
     }
 
-    /// Drops `uid`'s expired logins (they are parked in time order).
-    fn forget_expired(&mut self, uid: u32, now: Instant) {
-        let Some(queue) = self.by_uid.get_mut(&uid) else {
-            return;
-        };
-        while let Some(oldest) = queue.front() {
-            match self.entries.get(oldest) {
-                Some(entry) if entry.expires > now => break,
-                _ => {
-                    self.entries.remove(oldest);
-                    queue.pop_front();
+    /// Drops expired logins, each uid's from its oldest on (they are
+    /// parked in time order): the work is one look per uid beyond what it
+    /// drops.
+    fn forget_expired(&mut self, now: Instant) {
+        let entries = &mut self.entries;
+        self.by_uid.retain(|_, queue| {
+            while let Some(oldest) = queue.front() {
+                match entries.get(oldest) {
+                    Some(entry) if entry.expires > now => break,
+                    _ => {
+                        entries.remove(oldest);
+                        queue.pop_front();
+                    }
                 }
             }
-        }
+            !queue.is_empty()
+        });
     }
 
     /// How many logins are parked for `uid`.
@@ -200,12 +204,15 @@ mod tests {
     }
 
     #[test]
-    fn expired_logins_are_forgotten_when_their_uid_parks_again() {
+    fn expired_logins_are_forgotten_when_any_login_is_parked() {
         let mut parked = ParkedLogins::default();
         let now = Instant::now();
         parked.park(digest(1), 33, conversation(33), now, LIFE);
-        parked.park(digest(2), 33, conversation(33), now + LIFE, LIFE);
+        parked.park(digest(2), 40, conversation(40), now, LIFE);
+        parked.park(digest(3), 33, conversation(33), now + LIFE, LIFE);
         assert_eq!(parked.count(33), 1);
+        assert_eq!(parked.count(40), 0);
         assert_eq!(parked.entries.len(), 1);
+        assert!(parked.take(&digest(3), 33, now + LIFE).is_ok());
     }
 }
