@@ -273,7 +273,7 @@ pub fn check(daemon: &Daemon, caller: &Caller, id: &str) -> Reply {
     sessions::reap(daemon, None)?;
     let record = daemon.store().session(id)?;
     if let Some(record) = record.as_ref() {
-        sessions::note_activity(daemon, record)?;
+        sessions::note_activity(daemon, record);
     }
     Ok(Response::SessionValidity {
         id: id.to_owned(),
