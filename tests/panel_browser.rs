@@ -1,8 +1,10 @@
 //! The reference panel (`examples/panel`) on a real kauthd, driven by
 //! headless Chromium through Selenium (Debian's `chromium`,
 //! `chromium-driver`, `python3-selenium`): the whole journey, with a
-//! screenshot of each page; and "sign out everywhere" pressed in the panel
-//! ending a live SSH session through a real sshd.
+//! screenshot of each page; "sign out everywhere" pressed in the panel
+//! ending a live SSH session through a real sshd; and the panel's guards
+//! over plain HTTP (cookie attributes, CSRF, escaping, the session check,
+//! kauthd down).
 //!
 //! The panel starts as root and drops to `nobody` (listed in `[access]
 //! pam_callers`), as a deployment should run it, so these tests need root.
@@ -270,4 +272,24 @@ fn sign_out_everywhere_in_the_panel_ends_a_live_ssh_session() {
     );
     let left = kauth_tests::daemon::stdout(&daemon.ctl(&["sessions", "--user", &user.name]));
     assert!(!left.contains("sshd") && !left.contains("kpanel"), "{left}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn panel_cookies_csrf_escaping_session_check_and_kauthd_down() {
+    require_root_and_browser();
+    let daemon = daemon();
+    add_account(&daemon, "hana");
+    let panel = Panel::start(&daemon);
+    let pid = daemon.pid().to_string();
+    let out = panel.run_script(
+        &daemon,
+        "http_checks.py",
+        &[
+            ("PANEL_USER", "hana"),
+            ("PANEL_PASSWORD", PASSWORD),
+            ("KAUTHD_PID", &pid),
+        ],
+    );
+    assert!(out.contains("http checks: done"), "{out}");
 }

@@ -48,6 +48,8 @@ def printable(text: str, limit: int) -> str:
 class Handler(BaseHTTPRequestHandler):
     panel: Panel  # set by make_handler
     server_version = "kpanel"
+    # Seconds a connection may stay silent (a slow client holds a thread).
+    timeout = 30
     sys_version = ""
 
     # -- plumbing
@@ -79,7 +81,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.form = self._read_form()
                 if self.form is None:
                     return
-                if not hmac.compare_digest(self.form.get("csrf", ""), self.browser.csrf):
+                sent = self.form.get("csrf", "").encode()
+                if not hmac.compare_digest(sent, self.browser.csrf.encode()):
                     return self.send_page(
                         HTTPStatus.FORBIDDEN, "Form expired",
                         '<div class="card"><h1>This form has expired</h1><p>Go back, reload '
@@ -91,6 +94,12 @@ class Handler(BaseHTTPRequestHandler):
                            '<div class="card"><h1>Sign-in is unavailable</h1><p>The panel cannot '
                            'reach its authentication service. Try again in a minute; if it '
                            'persists, tell the administrator.</p></div>')
+        except kauth.KauthError as e:
+            # kauthd refused what the panel asked (its message is for people).
+            self.log_error("kauthd answered %s", e.code)
+            self.send_page(HTTPStatus.INTERNAL_SERVER_ERROR, "Error",
+                           '<div class="card"><h1>That did not work</h1>'
+                           f'<p>{pages.h(e.message)}</p><p><a href="/">Back</a></p></div>')
 
     def _browser(self) -> tuple[Browser, bool]:
         cookies = http.cookies.SimpleCookie()
