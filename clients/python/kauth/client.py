@@ -1,7 +1,7 @@
 """The requests a panel makes, as methods. PROTOCOL.md says what each
 answer holds; errors come as the exceptions of ``kauth.errors``."""
 
-from . import login
+from . import errors, login
 from .wire import Connection
 
 DEFAULT_SOCKET = "/run/kauthd/kauthd.sock"
@@ -60,8 +60,9 @@ class Client:
             self._conn = self.connect()
         try:
             return self._conn.call(request)
-        except Exception:
-            # The connection may be out of step (or closed): start afresh next time.
+        except (errors.ProtocolError, errors.TooLarge):
+            # Closed, out of step, or closed by kauthd after too_large:
+            # the next request starts afresh.
             self.close()
             raise
 
