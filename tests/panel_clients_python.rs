@@ -87,6 +87,12 @@ fn python_client_logs_in_with_the_code_in_a_second_connection() {
 }
 
 #[test]
+fn python_client_runs_an_enrollment_at_login_through_the_continuation() {
+    let daemon = TestDaemon::start("[policy]\nrequire = \"all\"\nenroll_at_login = true\n");
+    run_python_tests(&daemon, "EnrollAtLogin", &[]);
+}
+
+#[test]
 fn python_client_refuses_a_replayed_or_unknown_token() {
     run_python_tests(&daemon(), "Replay", &[]);
 }

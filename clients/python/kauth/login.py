@@ -56,6 +56,13 @@ def relay(conn: Connection, answer: dict) -> LoginStep:
             answer = conn.call({"type": "continue"})
         elif kind == "prompt":
             token = answer.get("continuation")
+            if not token and answer.get("echo"):
+                # A question with echo on and no token asks for no secret:
+                # kauthd's only one is "Press Enter once you have saved
+                # them" after the recovery codes of an enrollment at login
+                # (the messages before it), and it ignores the answer.
+                answer = conn.call({"type": "answer", "text": ""})
+                continue
             if not token:
                 # Fail closed: a question this client cannot park.
                 raise errors.ProtocolError(

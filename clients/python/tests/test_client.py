@@ -8,6 +8,7 @@ import the package. Codes come from Debian's oathtool.
 
 import base64
 import os
+import re
 import subprocess
 import sys
 import time
@@ -109,6 +110,28 @@ class LoginWithContinuation(unittest.TestCase):
         self.assertTrue(any(str(left) in m.text for m in done.messages), done.messages)
         with kauth.Client(SOCKET) as k:
             self.assertEqual(k.recovery_codes_left(user), left)
+
+
+class EnrollAtLogin(unittest.TestCase):
+    """Run on a daemon whose policy requires 2FA of everyone, with
+    enrollment at login (the default)."""
+
+    def test_a_user_without_2fa_sets_it_up_during_a_resumable_login(self):
+        user, _ = new_user(with_secret=False)
+        step = kauth.Client(SOCKET).begin_login(user, PASSWORD, SERVICE)
+        self.assertTrue(step.needs_code, step)
+        shown = "\n".join(m.text for m in step.messages)
+        key = re.search(r"Setup key: ([A-Z2-7 ]+)", shown)
+        self.assertIsNotNone(key, shown)
+        codes = Codes(key.group(1).replace(" ", ""))
+        done = kauth.Client(SOCKET).continue_login(step.token, codes.fresh())
+        self.assertTrue(done.succeeded, done)
+        with kauth.Client(SOCKET) as k:
+            status = k.two_factor_status(user)
+        self.assertTrue(status["enabled"], status)
+        shown = "\n".join(m.text for m in done.messages)
+        self.assertGreater(status["recovery_codes_left"], 0)
+        self.assertRegex(shown, r"[a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4}", "the recovery codes are shown")
 
 
 class Replay(unittest.TestCase):
