@@ -59,8 +59,13 @@ fn require_root_and_browser() {
 }
 
 fn daemon() -> TestDaemon {
+    daemon_requiring("none")
+}
+
+/// A daemon whose `[policy] require` is `require`, the panel a PAM caller.
+fn daemon_requiring(require: &str) -> TestDaemon {
     TestDaemon::start(&format!(
-        "[policy]\nrequire = \"none\"\n[access]\npam_callers = [{PANEL_UID}]\n"
+        "[policy]\nrequire = \"{require}\"\n[access]\npam_callers = [{PANEL_UID}]\n"
     ))
 }
 
@@ -292,4 +297,32 @@ fn panel_cookies_csrf_escaping_session_check_and_kauthd_down() {
         ],
     );
     assert!(out.contains("http checks: done"), "{out}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_required_user_sets_up_2fa_at_the_panel_sign_in_from_the_qr_drawing() {
+    require_root_and_browser();
+    let daemon = daemon_requiring("all");
+    add_account(&daemon, "ines");
+    let panel = Panel::start(&daemon);
+    let shots = daemon.dir.path().join("screenshots");
+    fs::create_dir(&shots).unwrap();
+    let out = panel.run_script(
+        &daemon,
+        "enroll_at_login.py",
+        &[
+            ("PANEL_USER", "ines"),
+            ("PANEL_PASSWORD", PASSWORD),
+            ("SCREENSHOTS", shots.to_str().unwrap()),
+        ],
+    );
+    assert!(out.contains("enroll at login: done"), "{out}");
+    let all = stable_screenshot_dir().join("enroll-at-login");
+    fs::create_dir_all(&all).unwrap();
+    for entry in fs::read_dir(&shots).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, all.join(path.file_name().unwrap())).unwrap();
+        eprintln!("screenshot: {}", path.display());
+    }
 }

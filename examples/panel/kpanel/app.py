@@ -208,6 +208,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def after_login_step(self, user: str, step: kauth.LoginStep):
         b = self.browser
+        if any(pages.BLOCKS & set(m.text) for m in step.messages):
+            # An enrollment at login: kauthd's QR drawing comes in pieces
+            # (at most 511 bytes a message); one notice shows it whole.
+            b.notice("info", "\n".join(m.text for m in step.messages if m.style == "info"))
+            step = kauth.LoginStep(messages=[m for m in step.messages if m.style != "info"],
+                                   token=step.token, prompt=step.prompt, outcome=step.outcome)
         for m in step.messages:
             b.notice(m.style, m.text)
         if step.needs_code:

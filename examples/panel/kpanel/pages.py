@@ -33,6 +33,7 @@ button.link{background:none;color:#dfe8f5;padding:0;margin:0;font-weight:400}
 .notice{padding:.7rem 1rem;border-radius:6px;margin-bottom:1rem}
 .notice.info{background:#e7f1ff;border:1px solid #b6d4fe}
 .notice.error{background:#fdecea;border:1px solid #f5c2c0}
+.notice.drawing{white-space:pre;font-family:"DejaVu Sans Mono",ui-monospace,monospace;line-height:1;overflow-x:auto;background:#111;color:#fff;border:0}
 table{width:100%;border-collapse:collapse;font-size:.95rem}
 th,td{text-align:left;padding:.5rem .4rem;border-bottom:1px solid #e6eaf0;vertical-align:top}
 th{color:#5a6475;font-weight:600}
@@ -65,9 +66,16 @@ def csrf_field(csrf: str) -> str:
     return f'<input type="hidden" name="csrf" value="{h(csrf)}">'
 
 
+# kauthd draws the QR code of an enrollment at login with these, light
+# modules in the text colour: shown light on dark, as on a terminal.
+BLOCKS = set("▀▄█")
+
+
 def notices(items) -> str:
-    return "".join(f'<div class="notice {h(style)}" role="status">{h(text)}</div>'
-                   for style, text in items)
+    return "".join(
+        f'<div class="notice {h(style)}{" drawing" if BLOCKS & set(text) else ""}" '
+        f'role="status">{h(text)}</div>'
+        for style, text in items)
 
 
 def layout(title: str, body: str, *, user: str | None = None, csrf: str = "",
