@@ -54,12 +54,16 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing
 
-    def log_message(self, format, *args):
+    def log_request(self, code="-", size="-"):
         # The request line can carry a reset token in its query: log the
         # path alone, with anything unprintable replaced.
-        path = urllib.parse.urlsplit(self.path).path
-        sys.stderr.write(f"kpanel: {self.address_string()} {printable(self.command or '', 10)} "
-                         f"{printable(path, 200)} {args[1] if len(args) > 1 else ''}\n")
+        path = urllib.parse.urlsplit(getattr(self, "path", "")).path
+        self.log_message("%s %s %s", printable(self.command or "", 10), printable(path, 200),
+                         getattr(code, "value", code))
+
+    def log_message(self, format, *args):
+        line = printable(format % args, 500)
+        sys.stderr.write(f"kpanel: {self.address_string()} {line}\n")
 
     def do_GET(self):
         self._dispatch(GET_ROUTES)
