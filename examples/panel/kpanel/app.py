@@ -296,11 +296,10 @@ class Handler(BaseHTTPRequestHandler):
         self.redirect("/2fa/enroll")
 
     def get_2fa_enroll(self):
-        if (user := self.signed_in()) is None:
+        if self.signed_in() is None:
             return
         if not self.browser.enrollment:
             return self.redirect("/2fa")
-        del user
         self.page("Set up two-factor", pages.enroll(self.browser.csrf, self.browser.enrollment))
 
     def post_2fa_confirm(self):
