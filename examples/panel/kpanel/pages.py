@@ -18,8 +18,8 @@ header a{color:#dfe8f5;text-decoration:none}
 header a:hover,header a.here{color:#fff;text-decoration:underline}
 header form{margin:0}
 header .who{opacity:.85}
-main{max-width:52rem;margin:2rem auto;padding:0 1rem}
-.card{background:#fff;border:1px solid #dde2ea;border-radius:8px;padding:1.5rem;margin-bottom:1.5rem}
+main{max-width:64rem;margin:2rem auto;padding:0 1rem}
+.card{background:#fff;border:1px solid #dde2ea;border-radius:8px;padding:1.5rem;margin-bottom:1.5rem;overflow-x:auto}
 .narrow{max-width:26rem;margin:3rem auto}
 h1{font-size:1.5rem;margin:0 0 1rem}
 h2{font-size:1.15rem;margin:0 0 .75rem}
