@@ -64,6 +64,11 @@ pub enum Request {
         /// a required user without 2FA may set it up in this login.
         #[serde(default)]
         enroll_at_login: bool,
+        /// A panel's login over several connections (root and PAM callers):
+        /// each secret `Prompt` carries a `continuation` token and parks
+        /// the conversation; `Resume` goes on with it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resumable: bool,
     },
     /// The user's answer to the last `Prompt`.
     Answer { text: Secret },
@@ -82,6 +87,10 @@ pub enum Request {
         rhost: Option<String>,
         #[serde(default)]
         tty: Option<String>,
+        /// What the session runs in, for people (a browser's user agent):
+        /// cut to 200 bytes, control characters removed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
     },
     /// End a session opened with `SessionOpen`.
     SessionClose { id: String },
@@ -245,6 +254,9 @@ pub enum Request {
     },
     /// Lift the lock on one remote host (and forget its failures). Root only.
     LockClear { host: String },
+    /// Goes on with a parked resumable login: `text` answers the prompt
+    /// that carried `continuation`. Only the uid that parked it may.
+    Resume { continuation: Secret, text: Secret },
     /// kauthd's counters since it started and over the last minute, and
     /// what is in use now. Root only.
     Stats,
@@ -306,6 +318,10 @@ pub enum Response {
     Prompt {
         echo: bool,
         message: String,
+        /// In a resumable conversation, a secret prompt parks it: send the
+        /// answer with `Resume` and this token, on any connection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        continuation: Option<Secret>,
     },
     /// Show the user a text; the client answers with `Continue`.
     Message {
@@ -502,6 +518,13 @@ pub struct SessionInfo {
     /// `"open"`, `"closed"` or `"revoked"`.
     pub state: String,
     pub ended: Option<i64>,
+    /// What the session runs in (a browser's user agent), as opened.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// When the panel last checked the session (`session_check`), Unix
+    /// seconds, to about ten seconds; `null` until then.
+    #[serde(default)]
+    pub last_active: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use kauth_proto::{ErrorCode, LoginMode, MessageStyle, Outcome, Response, Secret};
 
 mod enroll;
+mod parked;
 mod password_change;
+
+pub use parked::ParkedLogins;
 
 use enroll::LoginEnrollment;
 use password_change::ChangeConversation;
@@ -23,6 +26,7 @@ use crate::login_texts;
 use crate::names;
 use crate::passwords::change::rehash_if_outdated;
 use crate::passwords::hashing;
+use crate::passwords::reset_token;
 use crate::policy::{self, AccountVerdict, Decision};
 use crate::server::access::Caller;
 use crate::server::refusal_log;
@@ -32,6 +36,9 @@ use crate::twofactor::code_check::{self, Attempt, CodeOutcome, Factor, Origin, R
 
 pub const PASSWORD_PROMPT: &str = "Password: ";
 pub const CODE_PROMPT: &str = "Verification code: ";
+/// The answer to a `resume` whose token continues nothing: the same
+/// whether it was used, expired, unknown or another caller's.
+pub const RESUME_NOT_FOUND: &str = "that sign-in has expired or was already used; sign in again";
 
 /// After this many failures of a name in a row, a wrong code gets a hint
 /// about the phone's clock.
@@ -65,6 +72,8 @@ struct Conversation {
     is_login: bool,
     /// The time kauthd spent on this conversation's requests so far.
     busy: Duration,
+    /// A panel's login: parked at each secret prompt (see `parked`).
+    resumable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +100,8 @@ pub struct BeginArgs {
     pub authtok: Option<Secret>,
     /// The module's `enroll_at_login` option (see `first_factor_vouched`).
     pub enroll_at_login: bool,
+    /// Park the conversation at each secret prompt (a panel's login).
+    pub resumable: bool,
 }
 
 fn finished(outcome: Outcome) -> Response {
@@ -101,6 +112,7 @@ fn prompt(message: &str) -> Response {
     Response::Prompt {
         echo: false,
         message: message.to_owned(),
+        continuation: None,
     }
 }
 
@@ -201,6 +213,7 @@ pub fn begin(
         enroll: None,
         is_login: args.mode != LoginMode::ChangePassword,
         busy: Duration::ZERO,
+        resumable: args.resumable,
     };
     let steps = match args.mode {
         LoginMode::OtpOnly => conv.after_first_factor(daemon),
@@ -223,7 +236,7 @@ pub fn begin(
     exchange.conversation = Some(conv);
     let response = exchange.relay(steps);
     exchange.end_if_over(&response);
-    response
+    park_at_secret_prompt(daemon, exchange, response)
 }
 
 /// The user's answer to the last prompt.
@@ -249,15 +262,15 @@ pub fn answer(daemon: &Daemon, exchange: &mut Exchange, text: &Secret) -> Respon
     conv.busy += started.elapsed();
     let response = exchange.relay(steps);
     exchange.end_if_over(&response);
-    response
+    park_at_secret_prompt(daemon, exchange, response)
 }
 
 /// The client showed a message; send the next step.
-pub fn next(exchange: &mut Exchange) -> Response {
+pub fn next(daemon: &Daemon, exchange: &mut Exchange) -> Response {
     match exchange.queued.pop_front() {
         Some(response) => {
             exchange.end_if_over(&response);
-            response
+            park_at_secret_prompt(daemon, exchange, response)
         }
         None if exchange.in_conversation() => error(ErrorCode::BadRequest, "nothing more to say"),
         None => error(
@@ -265,6 +278,99 @@ pub fn next(exchange: &mut Exchange) -> Response {
             "no login conversation is in progress",
         ),
     }
+}
+
+/// In a resumable conversation, a secret prompt (a password or a code)
+/// parks the conversation: the prompt carries a new continuation token,
+/// and this connection's conversation is over. Any other step goes out
+/// as it is.
+fn park_at_secret_prompt(daemon: &Daemon, exchange: &mut Exchange, response: Response) -> Response {
+    let Response::Prompt {
+        echo: false,
+        message: text,
+        continuation: None,
+    } = response
+    else {
+        return response;
+    };
+    let resumable = exchange.conversation.as_ref().is_some_and(|c| c.resumable);
+    let conversation = match exchange.conversation.take() {
+        Some(conversation) if resumable && exchange.queued.is_empty() => conversation,
+        other => {
+            exchange.conversation = other;
+            return prompt(&text);
+        }
+    };
+    // Made and kept (as a SHA-256) like a password reset token: 192
+    // random bits.
+    let token = match reset_token::generate() {
+        Ok(token) => token,
+        Err(why) => {
+            log::error!("cannot park a resumable login: {why}");
+            return error(
+                ErrorCode::Internal,
+                "kauthd could not continue the sign-in; see its log",
+            );
+        }
+    };
+    let lifetime = Duration::from_secs(daemon.config().daemon.idle_timeout);
+    let uid = conversation.uid;
+    daemon.parked_logins().park(
+        reset_token::digest(token.expose()),
+        uid,
+        conversation,
+        Instant::now(),
+        lifetime,
+    );
+    Response::Prompt {
+        echo: false,
+        message: text,
+        continuation: Some(token),
+    }
+}
+
+/// Goes on with a parked login: `text` answers the prompt that carried
+/// `token`, on this connection, as `answer` would have on the first one.
+/// A token works once, for the uid that parked it, until it expires; any
+/// other gets the same `not_found`.
+pub fn resume(
+    daemon: &Daemon,
+    caller: &Caller,
+    exchange: &mut Exchange,
+    token: &Secret,
+    text: &Secret,
+) -> Response {
+    if exchange.in_conversation() {
+        return error(
+            ErrorCode::BadRequest,
+            "a login conversation is in progress on this connection; finish it, or resume on another connection",
+        );
+    }
+    exchange.queued.clear();
+    let digest = reset_token::digest(token.expose());
+    let taken = daemon
+        .parked_logins()
+        .take(&digest, caller.uid, Instant::now());
+    let mut conversation = match taken {
+        Ok(conversation) => conversation,
+        Err(why) => {
+            refusal_log::warn_continuation(format_args!(
+                "refused to resume a login for {}: the continuation token is {}",
+                caller.describe(),
+                match why {
+                    parked::Refusal::Unknown => "unknown or already used",
+                    parked::Refusal::Expired => "expired ([daemon] idle_timeout)",
+                    parked::Refusal::OtherUid => "another uid's (now spent)",
+                }
+            ));
+            return error(ErrorCode::NotFound, RESUME_NOT_FOUND);
+        }
+    };
+    // The process that gives the answer is the one a PAM account step
+    // would ask about.
+    conversation.pid = caller.pid;
+    exchange.conversation = Some(conversation);
+    answer(daemon, exchange, text)
 }
 
 impl Conversation {
