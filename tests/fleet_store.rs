@@ -55,7 +55,7 @@ fn assert_refused(result: &LoginResult, what: &str) {
 fn one_kauthd_on_postgresql_enrolls_and_logs_in_by_protocol_and_through_libpam() {
     let pg = PgCluster::start();
     let daemon = daemon_on(&pg, "solo", None);
-    assert_eq!(pg.sql("SELECT version FROM kauthd_schema"), "8");
+    assert_eq!(pg.sql("SELECT version FROM kauthd_schema"), "9");
 
     let step = step_with_margin(10);
     let begun = json(&daemon.ctl(&["--json", "2fa", "enroll", "--begin", "--user", "ann"]));
@@ -235,7 +235,7 @@ fn kauthd_starting_at_once_on_a_fresh_database_migrate_it_once() {
                     let daemon = TestDaemon::start_with_key(&text, &key);
                     let status = daemon.ctl(&["status"]).status.code();
                     let log = daemon.stderr();
-                    let migrated = log.matches("schema migrated to version 8").count();
+                    let migrated = log.matches("schema migrated to version 9").count();
                     (migrated, status, log)
                 })
             })
@@ -279,7 +279,7 @@ fn doctor_checks_the_connection_the_schema_version_and_the_database_clock() {
         passed.iter().any(|t| t.starts_with("connected to")),
         "{doc}"
     );
-    assert!(passed.contains(&"schema version 8".to_owned()), "{doc}");
+    assert!(passed.contains(&"schema version 9".to_owned()), "{doc}");
     assert!(
         passed.iter().any(|t| t.contains("clock differs")),
         "the clocks of one machine agree: {doc}"

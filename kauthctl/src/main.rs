@@ -16,6 +16,7 @@ mod prompt;
 mod qr;
 mod safe_file;
 mod sessions;
+mod stats;
 mod store_migrate;
 mod twofactor;
 

@@ -101,7 +101,7 @@ pub fn relay_answer(
                 }
                 return Err(RelayError::Refused { code, message });
             }
-            Response::Prompt { echo, message } => {
+            Response::Prompt { echo, message, .. } => {
                 let style = if echo {
                     Style::PromptEchoOn
                 } else {

@@ -8,3 +8,4 @@ pub mod pam_ffi;
 pub mod postgres;
 pub mod qr_screen;
 pub mod sshd;
+pub mod standalone;

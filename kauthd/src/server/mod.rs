@@ -15,4 +15,5 @@ pub mod frame_buf;
 pub mod listener;
 pub mod refusal_log;
 pub mod response_frame;
+pub mod systemd;
 pub mod workers;

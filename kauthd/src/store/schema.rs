@@ -123,7 +123,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE totp_pending ADD COLUMN key_id INTEGER;",
     // 7: open sessions listed a page at a time, oldest first
     "CREATE INDEX sessions_state_started ON sessions(state, started, id);",
-    // 8: the fleet: the server that recorded each session and event (NULL
+    // 8: what a session runs in (a browser's user agent) and when a panel
+    // last checked it
+    "ALTER TABLE sessions ADD COLUMN client TEXT;
+    ALTER TABLE sessions ADD COLUMN last_active INTEGER;",
+    // 9: the fleet: the server that recorded each session and event (NULL
     // in rows from before: this server), and when another server asked
     // for a session to be signed out (its own server ends it)
     "ALTER TABLE sessions ADD COLUMN host TEXT;

@@ -25,6 +25,8 @@ pub struct NewSession<'a> {
     pub tty: Option<&'a str>,
     pub pid: i32,
     pub pid_start: Option<u64>,
+    /// What the session runs in (a browser's user agent), already cleaned.
+    pub client: Option<&'a str>,
 }
 
 /// Where a page of sessions starts: after this (started, id).
@@ -44,7 +46,8 @@ impl SessionPosition {
 }
 
 const COLUMNS: &str =
-    "id, \"user\", service, rhost, tty, pid, started, state, ended, pid_start, host, signout_requested";
+    "id, \"user\", service, rhost, tty, pid, started, state, ended, pid_start, client, last_active, \
+     host, signout_requested";
 
 /// A session row; `here` names a row without a host (from before the
 /// fleet, so recorded by this server).
@@ -64,13 +67,15 @@ fn from_row(r: &Row, here: &str) -> StoreResult<SessionRecord> {
             started: r.get(6)?,
             state: state.as_str().to_owned(),
             ended: r.get(8)?,
+            client: r.get(10)?,
+            last_active: r.get(11)?,
             host: r
-                .get::<Option<String>>(10)?
+                .get::<Option<String>>(12)?
                 .unwrap_or_else(|| here.to_owned()),
         },
         state,
         pid_start: pid_start.and_then(|v| u64::try_from(v).ok()),
-        signout_requested: r.get(11)?,
+        signout_requested: r.get(13)?,
     })
 }
 
@@ -84,8 +89,8 @@ impl Store {
         self.db.run(|c| {
             c.execute(
                 "INSERT INTO sessions (id, \"user\", service, rhost, tty, pid, pid_start, started,
-                                       host)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                       client, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 values![
                     s.id,
                     s.user,
@@ -95,8 +100,20 @@ impl Store {
                     s.pid,
                     s.pid_start.and_then(|v| i64::try_from(v).ok()),
                     now,
+                    s.client,
                     host
                 ],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Notes that an open session was active at `now`.
+    pub fn touch_session(&mut self, id: &str, now: i64) -> StoreResult<()> {
+        self.db.run(|c| {
+            c.execute(
+                "UPDATE sessions SET last_active = ?2 WHERE id = ?1 AND state = ?3",
+                values![id, now, SessionState::Open.as_str()],
             )
         })?;
         Ok(())
@@ -238,6 +255,7 @@ mod tests {
                 tty: None,
                 pid: 1,
                 pid_start: None,
+                client: None,
             };
             store.add_session(&s, started).unwrap();
         }
@@ -270,6 +288,7 @@ mod tests {
             tty: None,
             pid: 1,
             pid_start: None,
+            client: None,
         };
         store.add_session(&s, 1).unwrap();
         assert_eq!(store.session("s1").unwrap().unwrap().info.host, "web1");
