@@ -294,3 +294,74 @@ fn doctor_checks_the_connection_the_schema_version_and_the_database_clock() {
         "{doc}"
     );
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_panel_session_signed_out_on_another_server_is_invalid_at_once_and_revoked_by_its_own() {
+    use kauth_proto::{Request, Response};
+    let pg = PgCluster::start();
+    let a = daemon_on(&pg, "host-a", None);
+    let b = daemon_on(&pg, "host-b", Some(&a.key_file()));
+    a.import_secret("ann", SECRET);
+
+    let mut on_b = kauth_tests::login::connect(&b.socket);
+    let opened = on_b
+        .call(&Request::SessionOpen {
+            user: "ann".to_owned(),
+            service: "kpanel".to_owned(),
+            rhost: None,
+            tty: None,
+            client: None,
+        })
+        .unwrap();
+    let Response::SessionOpened { id } = opened else {
+        panic!("{opened:?}")
+    };
+
+    let mut on_a = kauth_tests::login::connect(&a.socket);
+    let listed = on_a
+        .call(&Request::Sessions {
+            user: None,
+            after: None,
+            limit: None,
+        })
+        .unwrap();
+    let Response::SessionList { sessions, .. } = listed else {
+        panic!("{listed:?}")
+    };
+    let session = sessions.iter().find(|s| s.id == id).expect("listed on A");
+    assert_eq!(session.host, "host-b");
+
+    let signed = on_a
+        .call(&Request::SignOut {
+            id: Some(id.clone()),
+            user: None,
+            all: false,
+            dry_run: false,
+        })
+        .unwrap();
+    assert!(
+        matches!(&signed, Response::SignedOut { ids, .. } if ids.as_slice() == std::slice::from_ref(&id)),
+        "{signed:?}"
+    );
+    let checked = on_a
+        .call(&Request::SessionCheck { id: id.clone() })
+        .unwrap();
+    assert!(
+        matches!(checked, Response::SessionValidity { valid: false, .. }),
+        "still valid on A right after the sign-out: {checked:?}"
+    );
+
+    // B, which owns it, ends it within 2 s.
+    let started = Instant::now();
+    let query = format!("SELECT state FROM sessions WHERE id = '{id}'");
+    while pg.sql(&query) != "revoked" {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "host-b did not end the session: {}\n{}",
+            pg.sql(&query),
+            b.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -277,9 +277,11 @@ pub fn check(daemon: &Daemon, caller: &Caller, id: &str) -> Reply {
     }
     Ok(Response::SessionValidity {
         id: id.to_owned(),
-        valid: record
-            .as_ref()
-            .is_some_and(|record| record.state == SessionState::Open),
+        // A session another server signed out is over at once, even
+        // before its own server has ended it.
+        valid: record.as_ref().is_some_and(|record| {
+            record.state == SessionState::Open && record.signout_requested.is_none()
+        }),
         user: record.map(|record| record.info.user),
     })
 }
