@@ -17,8 +17,8 @@
 //! local` (this server's record replaces the shared one; the replay guard
 //! keeps the later of the two steps, so no spent code works again) or
 //! `--prefer remote` (the shared one stays, without a report). An account
-//! copied by an earlier run (same creation time and password) is skipped,
-//! so the command can be run again.
+//! copied by an earlier run (same creation time, password and TOTP secret)
+//! is skipped, so the command can be run again.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use kauthd::activity::EventKind;
 use kauthd::config::{Config, DEFAULT_CONFIG};
@@ -191,9 +192,24 @@ fn store_failure(e: StoreError) -> Failure {
     Failure::failed("store", format!("the copy stopped: {e}; run it again once this is fixed (accounts already copied are skipped)"))
 }
 
-/// Whether `remote` is the copy an earlier run made of `local`.
-fn same_account(local: &Account, remote: &Account) -> bool {
-    local.created == remote.created && local.password_hash == remote.password_hash
+/// Whether `theirs` (in `remote`) is the copy an earlier run made of
+/// `ours` (in `local`): the same creation time, password hash and TOTP
+/// secret.
+fn same_account(
+    local: &Store,
+    ours: &Account,
+    remote: &Store,
+    theirs: &Account,
+) -> Result<bool, StoreError> {
+    if ours.created != theirs.created || ours.password_hash != theirs.password_hash {
+        return Ok(false);
+    }
+    let same_secret = match (local.totp(ours.id)?, remote.totp(theirs.id)?) {
+        (None, None) => true,
+        (Some(a), Some(b)) => bool::from(a.secret.as_slice().ct_eq(b.secret.as_slice())),
+        _ => false,
+    };
+    Ok(same_secret)
 }
 
 fn copy_accounts(
@@ -207,7 +223,7 @@ fn copy_accounts(
         // The later of the two replay guards survives an overwrite.
         let mut guard_floor = None;
         if let Some(existing) = remote.account(&name)? {
-            if same_account(&account, &existing) {
+            if same_account(local, &account, remote, &existing)? {
                 report.already_there.push(name);
                 continue;
             }
