@@ -57,6 +57,9 @@ impl Store {
         let Some(left) = spend_in(&tx, spend, now)? else {
             return Ok(None); // dropped: rolled back, though nothing changed
         };
+        // The failures held in memory go in first, so that the activity
+        // keeps its order and the count cleared below is the whole count.
+        self.write_behind.borrow().write(&tx)?;
         ratelimit::clear_failures_in(&tx, clear)?;
         if let Some(login) = login {
             for (event, detail) in (login.events)(left) {
@@ -71,6 +74,7 @@ impl Store {
             }
         }
         tx.commit()?;
+        self.write_behind.borrow_mut().clear();
         Ok(Some(left))
     }
 }

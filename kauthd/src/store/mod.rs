@@ -24,7 +24,9 @@ mod sealing;
 mod sessions;
 mod twofactor;
 mod upkeep;
+mod write_behind;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -35,6 +37,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, ErrorCode};
 
 use crate::secrets::secret_box::{SealError, SecretKey};
+use write_behind::WriteBehind;
 
 pub use accounts::Account;
 pub use activity::{ActivityPosition, ActivityRow, NewEvent};
@@ -46,6 +49,7 @@ pub use sealing::KeyUse;
 pub use sessions::{NewSession, SessionPosition, SessionRecord};
 pub use twofactor::GuardRow;
 pub use twofactor::{NewTotp, PendingTotp, StoredRecoveryCode, TotpCredential, TwoFactorRow};
+pub use write_behind::WRITE_BEHIND_INTERVAL;
 
 pub const DATABASE_FILE: &str = "kauthd.sqlite";
 
@@ -120,6 +124,8 @@ pub struct Store {
     key: SecretKey,
     /// The group fsync that makes acknowledged writes durable.
     durability: Arc<Durability>,
+    /// Failed attempts not written yet (see `write_behind`).
+    write_behind: RefCell<WriteBehind>,
 }
 
 /// Distinct statements kept prepared (the store has about 90).
@@ -161,6 +167,7 @@ impl Store {
             conn,
             key,
             durability,
+            write_behind: RefCell::default(),
         };
         // A database from before sealing may hold plaintext secrets, also
         // in free pages of deleted rows: scrub it once.

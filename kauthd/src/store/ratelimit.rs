@@ -13,7 +13,7 @@ pub enum LimitKey<'a> {
 }
 
 impl LimitKey<'_> {
-    fn parts(&self) -> (&'static str, &str) {
+    pub(super) fn parts(&self) -> (&'static str, &str) {
         match self {
             LimitKey::Account(name) => ("account", name),
             LimitKey::Host(host) => ("host", host),
@@ -81,10 +81,34 @@ impl Store {
             .optional()?)
     }
 
-    /// Counts a failure against each key, in one transaction; a key that
-    /// reaches the limit within the window is locked. Returns the keys that
-    /// became locked.
+    /// Counts a failure against each key; a key that reaches the limit
+    /// within the window is locked. Returns the keys that became locked.
+    ///
+    /// A failure that locks nothing is held in memory and written behind
+    /// (see `write_behind`); one that locks writes the held ones, itself
+    /// and the lock in one transaction.
     pub fn record_failure<'a>(
+        &mut self,
+        keys: &[LimitKey<'a>],
+        limits: Limits,
+        now: i64,
+    ) -> StoreResult<Vec<LimitKey<'a>>> {
+        let mut locks = false;
+        for key in keys {
+            let counted = self.failure_count(*key, limits, now)?;
+            locks |= counted.saturating_add(1) >= limits.max_failures;
+        }
+        if !locks {
+            self.hold_failures(keys, now)?;
+            return Ok(Vec::new());
+        }
+        self.write_behind_now()?;
+        self.write_failures(keys, limits, now)
+    }
+
+    /// Writes a failure against each key, in one transaction, locking the
+    /// keys that reach the limit within the window.
+    fn write_failures<'a>(
         &mut self,
         keys: &[LimitKey<'a>],
         limits: Limits,
@@ -120,25 +144,32 @@ impl Store {
     /// The failures counted against `key` within the window before `now`
     /// (cleared by a success and by a lock).
     pub fn failure_count(&self, key: LimitKey<'_>, limits: Limits, now: i64) -> StoreResult<u32> {
-        let (kind, key) = key.parts();
+        let (kind, name) = key.parts();
         let window_start = now - i64::try_from(limits.window_seconds).unwrap_or(i64::MAX);
-        let count: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM failures WHERE kind = ?1 AND key = ?2 AND at > ?3",
-            params![kind, key, window_start],
-            |r| r.get(0),
-        )?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        let count: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM failures WHERE kind = ?1 AND key = ?2 AND at > ?3",
+            )?
+            .query_row(params![kind, name, window_start], |r| r.get(0))?;
+        let held = self.held_failures(key, window_start);
+        Ok(u32::try_from(count)
+            .unwrap_or(u32::MAX)
+            .saturating_add(u32::try_from(held).unwrap_or(u32::MAX)))
     }
 
     /// Forgets the failures counted against `key` (after a success).
     pub fn clear_failures(&mut self, key: LimitKey<'_>) -> StoreResult<()> {
-        Ok(clear_failures_in(&self.conn, key)?)
+        clear_failures_in(&self.conn, key)?;
+        self.forget_held_failures(key);
+        Ok(())
     }
 
     /// Deletes failures older than the window and locks that have ended;
     /// returns how many rows went. It deletes in small transactions, so
     /// the WAL stays small (and the deletion works on a nearly full disk).
     pub fn prune_limits(&mut self, limits: Limits, now: i64) -> StoreResult<usize> {
+        self.write_behind_now()?;
         let window_start = now - i64::try_from(limits.window_seconds).unwrap_or(i64::MAX);
         let mut total = 0;
         for (table, column, before) in
@@ -169,6 +200,7 @@ impl Store {
         tx.prepare_cached("DELETE FROM failures WHERE kind = ?1 AND key = ?2")?
             .execute(params![kind, name])?;
         tx.commit()?;
+        self.forget_held_failures(key);
         Ok(n > 0)
     }
 
@@ -180,6 +212,7 @@ impl Store {
         since: i64,
         now: i64,
     ) -> StoreResult<Vec<(String, i64)>> {
+        self.write_behind_now()?;
         // From the user's recent activity (the `(user, at)` index) to
         // each host's lock (its primary key), never the other way round.
         let sql = format!(
@@ -202,6 +235,7 @@ impl Store {
         since: i64,
         limit: u32,
     ) -> StoreResult<Vec<String>> {
+        self.write_behind_now()?;
         let sql = format!(
             "SELECT DISTINCT user FROM (
                  SELECT user, rhost, event FROM activity WHERE at >= ?2

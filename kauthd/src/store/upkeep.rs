@@ -25,6 +25,13 @@ impl Store {
     /// failure is logged: the WAL then stays as it was and the next
     /// checkpoint tries again.
     pub fn checkpoint(&self) {
+        // On a full filesystem they stay held (whoever hit that said so);
+        // the checkpoint below frees the WAL's space.
+        if let Err(e) = self.write_behind_now() {
+            if !e.is_disk_full() {
+                log::error!("could not write the failed attempts held in memory: {e}");
+            }
+        }
         // The result row says (busy, WAL pages, pages copied); with the
         // exclusive lock nothing else can hold the WAL.
         let done = self
