@@ -76,8 +76,13 @@ impl Finished {
         std::mem::take(&mut *self.lock())
     }
 
-    fn push(&self, done: Done) {
-        self.lock().push(done);
+    /// Adds a finished job; true when it is the first since the event
+    /// loop last took them (only then does the event loop need waking: a
+    /// wake-up for the first is still to come or being served).
+    fn push(&self, done: Done) -> bool {
+        let mut finished = self.lock();
+        finished.push(done);
+        finished.len() == 1
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Done>> {
@@ -179,9 +184,11 @@ fn work(shared: &Shared) {
     loop {
         if let Some(job) = queue.jobs.pop() {
             drop(queue);
-            shared.finished.push(run_conversation(shared, *job));
-            if let Err(e) = shared.waker.wake() {
-                log::error!("a worker cannot wake the event loop: {e}");
+            let first = shared.finished.push(run_conversation(shared, *job));
+            if first {
+                if let Err(e) = shared.waker.wake() {
+                    log::error!("a worker cannot wake the event loop: {e}");
+                }
             }
             queue = shared.queue();
             continue;
