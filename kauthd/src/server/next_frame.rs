@@ -118,6 +118,19 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_sent_in_pieces_is_taken_once_whole() {
+        let (ours, mut theirs) = pair();
+        let whole = framed(b"{\"type\":\"answer\",\"text\":\"123456\"}");
+        for piece in whole.chunks(5) {
+            theirs.write_all(piece).unwrap();
+        }
+        match take_whole_frame(&ours, Duration::from_millis(50)) {
+            Next::Frame(frame) => assert_eq!(frame, whole),
+            other => panic!("expected the frame, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn part_of_a_frame_is_left_in_the_socket() {
         let (ours, mut theirs) = pair();
         let whole = framed(b"{\"type\":\"continue\"}");
