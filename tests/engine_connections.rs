@@ -439,6 +439,7 @@ fn a_login_conversation_held_open_past_login_timeout_is_closed() {
             mode: LoginMode::OtpOnly,
             authtok: None,
             enroll_at_login: false,
+            resumable: false,
         },
     )
     .unwrap();

@@ -65,6 +65,7 @@ fn begin(user: &str, rhost: &str, password: Option<&str>) -> Request {
         mode: LoginMode::Password,
         authtok: password.map(Secret::from),
         enroll_at_login: false,
+        resumable: false,
     }
 }
 

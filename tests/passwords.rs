@@ -407,6 +407,7 @@ fn sign_out_others_keeps_the_session_the_command_runs_in() {
         service: "kpanel".into(),
         rhost: None,
         tty: None,
+        client: None,
     };
     let Response::SessionOpened { id: mine } = client.call(&request).unwrap() else {
         panic!("no session");

@@ -328,6 +328,7 @@ fn no_secret_appears_in_anything_kauthd_writes() {
             mode: kauth_proto::LoginMode::Password,
             authtok: Some(kauth_proto::Secret::from(password)),
             enroll_at_login: false,
+            resumable: false,
         },
         &[password],
     );

@@ -104,6 +104,16 @@ pub enum Command {
     /// the next start. Back up the new key file afterwards: the database
     /// cannot be used without it.
     Rekey,
+    /// kauthd's health at a glance (root): logins by outcome and service,
+    /// codes refused by reason, recovery codes used and login latency
+    /// (since start and over the last minute); locks, connections and
+    /// argon2 runs waiting now.
+    Stats {
+        /// Print the Prometheus text exposition format (for the node
+        /// exporter's textfile collector) instead of text.
+        #[arg(long)]
+        prometheus: bool,
+    },
 }
 
 /// What a user gives for a sensitive change: the password (if the account

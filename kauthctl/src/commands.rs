@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::args::{Cli, Command, UserCommand};
 use crate::connection::{call, expect_done, fetch_pages};
 use crate::output::{cell, Failure, Output};
-use crate::{locks, passwords, policy, prompt, sessions, twofactor};
+use crate::{locks, passwords, policy, prompt, sessions, stats, twofactor};
 
 pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> {
     match &cli.command {
@@ -25,6 +25,7 @@ pub fn run(cli: &Cli, client: &mut Client, out: &Output) -> Result<(), Failure> 
         }
         Command::Rekey => rekey(client, out),
         Command::Locks { action } => locks::run(action.as_ref(), client, out),
+        Command::Stats { prometheus } => stats::run(*prometheus, client, out),
         // main.rs runs these before connecting to kauthd.
         Command::Doctor(_) | Command::GenerateMan { .. } => Err(Failure::failed(
             "internal",

@@ -16,6 +16,7 @@ mod prompt;
 mod qr;
 mod safe_file;
 mod sessions;
+mod stats;
 mod twofactor;
 
 use std::process::ExitCode;

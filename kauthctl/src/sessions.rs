@@ -143,21 +143,23 @@ fn list(user: Option<&str>, client: &mut Client, out: &Output) -> Result<(), Fai
     )?;
     let current = current_session();
     let mut text = format!(
-        "  {:<32} {:<16} {:<12} {:<16} {:<8} {}",
-        "ID", "USER", "SERVICE", "FROM", "TTY", "STARTED"
+        "  {:<32} {:<16} {:<12} {:<16} {:<8} {:<19} {:<19} {}",
+        "ID", "USER", "SERVICE", "FROM", "TTY", "STARTED", "LAST ACTIVE", "CLIENT"
     );
     let mut rows = Vec::new();
     for s in &sessions {
         let mine = current.as_deref() == Some(s.id.as_str());
         text.push_str(&format!(
-            "\n{} {:<32} {:<16} {:<12} {:<16} {:<8} {}",
+            "\n{} {:<32} {:<16} {:<12} {:<16} {:<8} {:<19} {:<19} {}",
             if mine { "*" } else { " " },
             cell(&s.id),
             cell(&s.user),
             cell(&s.service),
             cell(s.rhost.as_deref().unwrap_or("local")),
             cell(s.tty.as_deref().unwrap_or("-")),
-            format_time(s.started)
+            format_time(s.started),
+            s.last_active.map_or_else(|| "-".to_owned(), format_time),
+            cell(s.client.as_deref().unwrap_or("-"))
         ));
         let mut row = serde_json::to_value(s).unwrap_or_default();
         if let serde_json::Value::Object(map) = &mut row {

@@ -98,6 +98,7 @@ fn failed_login(daemon: &Daemon, caller: &Caller, user: &str) -> Duration {
         mode: LoginMode::Password,
         authtok: Some(Secret::from("not the password at all")),
         enroll_at_login: false,
+        resumable: false,
     };
     let mut response = login::begin(daemon, caller, &mut slot, args);
     loop {
@@ -107,7 +108,7 @@ fn failed_login(daemon: &Daemon, caller: &Caller, user: &str) -> Duration {
                 return start.elapsed();
             }
             Response::Prompt { .. } => login::answer(daemon, &mut slot, &Secret::from("")),
-            Response::Message { .. } => login::next(&mut slot),
+            Response::Message { .. } => login::next(daemon, &mut slot),
             other => panic!("unexpected {other:?}"),
         };
     }

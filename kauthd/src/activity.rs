@@ -123,19 +123,52 @@ pub fn record(daemon: &Daemon, event: &NewEvent<'_>) {
 
 /// Writes an event's line to syslog only (its row is stored elsewhere).
 pub fn log(event: &NewEvent<'_>) {
-    let shown = |value: Option<&str>| value.map_or_else(|| "-".to_owned(), escape::for_log);
     let line = format!(
-        "{}: user={} service={} rhost={} {}",
-        event.event,
-        shown(event.user),
-        shown(event.service),
-        shown(event.rhost),
+        "{} {}",
+        line_head(event.event, event.user, event.service, event.rhost),
         event.detail
     );
+    // The same values as fields, for the journal (`journalctl
+    // KAUTH_USER=ann`); `-` for a value not given, as in the line.
+    let field = |value: Option<&str>| value.map_or_else(|| "-".to_owned(), escape::for_log);
+    let (user, service, rhost) = (field(event.user), field(event.service), field(event.rhost));
+    let kind = event.event.as_str();
     match event.event.severity() {
-        Severity::Warning => log::warn!("{line}"),
-        Severity::Info => log::info!("{line}"),
+        Severity::Warning => log::warn!(
+            KAUTH_EVENT = kind, KAUTH_USER = user.as_str(), KAUTH_SERVICE = service.as_str(),
+            KAUTH_RHOST = rhost.as_str(); "{line}"
+        ),
+        Severity::Info => log::info!(
+            KAUTH_EVENT = kind, KAUTH_USER = user.as_str(), KAUTH_SERVICE = service.as_str(),
+            KAUTH_RHOST = rhost.as_str(); "{line}"
+        ),
     }
+}
+
+/// The start of every event's log line, a stable format that fail2ban's
+/// filter (`packaging/fail2ban/`) and the README rely on:
+/// `EVENT: user=USER service=SERVICE rhost=RHOST` (`-` for a value not
+/// given). Each value is escaped and has its spaces written `\x20`, so a
+/// value cannot pass for another field (a service named `x rhost=1.2.3.4`
+/// cannot make fail2ban ban that address).
+pub fn line_head(
+    event: EventKind,
+    user: Option<&str>,
+    service: Option<&str>,
+    rhost: Option<&str>,
+) -> String {
+    let shown = |value: Option<&str>| {
+        value.map_or_else(
+            || "-".to_owned(),
+            |v| escape::for_log(v).replace(' ', "\\x20"),
+        )
+    };
+    format!(
+        "{event}: user={} service={} rhost={}",
+        shown(user),
+        shown(service),
+        shown(rhost)
+    )
 }
 
 /// Shorthand for the common case.
@@ -176,6 +209,23 @@ pub fn login_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_in_a_line_cannot_pass_for_another_field() {
+        assert_eq!(
+            line_head(
+                EventKind::LoginFailure,
+                Some("ann"),
+                Some("x rhost=192.0.2.1"),
+                Some("2001:db8::1")
+            ),
+            "login_failure: user=ann service=x\\x20rhost=192.0.2.1 rhost=2001:db8::1"
+        );
+        assert_eq!(
+            line_head(EventKind::Lockout, None, None, Some("a b")),
+            "lockout: user=- service=- rhost=a\\x20b"
+        );
+    }
 
     #[test]
     fn names_match_the_serde_names_and_failures_are_warnings() {

@@ -178,6 +178,10 @@ pub struct RateLimitConfig {
     pub max_failures: u32,
     pub window_seconds: u64,
     pub lock_seconds: u64,
+    /// A remote IPv4 address's failures count against this network.
+    pub ipv4_prefix: u8,
+    /// A remote IPv6 address's failures count against this network.
+    pub ipv6_prefix: u8,
 }
 
 impl Default for RateLimitConfig {
@@ -186,6 +190,8 @@ impl Default for RateLimitConfig {
             max_failures: 5,
             window_seconds: 300,
             lock_seconds: 900,
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
         }
     }
 }
@@ -418,6 +424,18 @@ impl Config {
         }
         if self.ratelimit.window_seconds == 0 {
             return bad("ratelimit.window_seconds", "must be at least 1");
+        }
+        if !(16..=32).contains(&self.ratelimit.ipv4_prefix) {
+            return bad(
+                "ratelimit.ipv4_prefix",
+                "must be between 16 and 32 (32: each address counts alone)",
+            );
+        }
+        if !(32..=128).contains(&self.ratelimit.ipv6_prefix) {
+            return bad(
+                "ratelimit.ipv6_prefix",
+                "must be between 32 and 128 (64: one customer's network)",
+            );
         }
         if self.activity.retention_days == 0 {
             return bad("activity.retention_days", "must be at least 1");

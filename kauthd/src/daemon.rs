@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::server::api::login::ParkedLogins;
 use crate::sessions::procinfo::{self, ProcessId};
 use crate::sessions::recent_codes::RecentCodes;
 use crate::store::{Durability, Store, StoreGuard};
@@ -27,6 +28,8 @@ pub struct Daemon {
     pub started: Instant,
     /// The store's group fsync, waited on outside the store lock.
     durability: Arc<Durability>,
+    /// Resumable logins waiting for their next answer.
+    parked_logins: Mutex<ParkedLogins>,
 }
 
 /// The least time between two warnings about one user's replay guard.
@@ -44,6 +47,7 @@ impl Daemon {
             config_path,
             started: Instant::now(),
             durability,
+            parked_logins: Mutex::new(ParkedLogins::default()),
         }
     }
 
@@ -139,5 +143,14 @@ impl Daemon {
     /// The group fsync that makes acknowledged writes durable.
     pub fn durability(&self) -> &Durability {
         &self.durability
+    }
+
+    /// The resumable logins waiting for an answer. Taking one out is a
+    /// moment's work: hold the guard no longer.
+    pub fn parked_logins(&self) -> MutexGuard<'_, ParkedLogins> {
+        match self.parked_logins.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 }

@@ -1,13 +1,19 @@
-//! Log to stderr and to syslog (facility authpriv). Callers must never
-//! pass a secret in a log line. Every line is escaped here (a value with a
-//! newline cannot forge a second line, nor an ESC reach a terminal) and
-//! cut to [`MAX_LINE_CHARS`].
+//! Log to stderr and to syslog (facility authpriv), or, when stderr is the
+//! journal (`JOURNAL_STREAM` names it, as systemd sets it for a service),
+//! to the journal alone, natively: each line once, with `PRIORITY`,
+//! `SYSLOG_IDENTIFIER=kauthd` and the fields its record carries
+//! (`KAUTH_EVENT`, `KAUTH_USER`, `KAUTH_SERVICE`, `KAUTH_RHOST` for an
+//! activity event, see `activity::log`), so that `journalctl -u kauthd
+//! KAUTH_USER=ann` works. Callers must never pass a secret in a log line.
+//! Every line is escaped here (a value with a newline cannot forge a second
+//! line, nor an ESC reach a terminal) and cut to [`MAX_LINE_CHARS`].
 
 use std::io::Write;
 use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use syslog::{Facility, Formatter3164, LoggerBackend};
+use systemd_journal_logger::JournalLog;
 
 use crate::escape;
 
@@ -16,6 +22,9 @@ pub const MAX_LINE_CHARS: usize = 2048;
 
 struct DaemonLogger {
     syslog: Option<Mutex<syslog::Logger<LoggerBackend, Formatter3164>>>,
+    /// Set when stderr is the journal: then nothing goes to stderr or
+    /// syslog (the journal reads both: each line would be there thrice).
+    journal: Option<JournalLog>,
     level: LevelFilter,
 }
 
@@ -29,6 +38,20 @@ impl Log for DaemonLogger {
             return;
         }
         let text = line(&record.args().to_string());
+        if let Some(journal) = &self.journal {
+            let sent = journal.journal_send(
+                &Record::builder()
+                    .args(format_args!("{text}"))
+                    .level(record.level())
+                    .target(record.target())
+                    .key_values(record.key_values())
+                    .build(),
+            );
+            if sent.is_ok() {
+                return;
+            }
+            // The journal went away: the line goes to stderr, not nowhere.
+        }
         // One write per line: stderr is unbuffered, and a line written in
         // pieces costs a system call each.
         let whole = format!(
@@ -85,7 +108,20 @@ pub fn init(debug: bool) {
     } else {
         LevelFilter::Info
     };
-    let logger = DaemonLogger { syslog, level };
+    // stderr is the journal: log to it natively (if its socket answers).
+    let journal = if systemd_journal_logger::connected_to_journal() {
+        JournalLog::new()
+            .ok()
+            .map(|journal| journal.with_syslog_identifier("kauthd".to_owned()))
+    } else {
+        None
+    };
+    let syslog = if journal.is_some() { None } else { syslog };
+    let logger = DaemonLogger {
+        syslog,
+        journal,
+        level,
+    };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level);
     }

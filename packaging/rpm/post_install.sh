@@ -6,9 +6,9 @@ chmod 0700 /var/lib/kauthd
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
     if [ "$1" -eq 1 ]; then
-        systemctl --no-reload preset kauthd.service >/dev/null 2>&1 || :
+        systemctl --no-reload preset kauthd.socket kauthd.service >/dev/null 2>&1 || :
     else
-        systemctl try-restart kauthd.service >/dev/null 2>&1 || :
+        systemctl try-restart kauthd.socket kauthd.service >/dev/null 2>&1 || :
     fi
 fi
 if [ "$1" -eq 1 ]; then

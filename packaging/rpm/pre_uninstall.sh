@@ -14,6 +14,6 @@ if [ "$1" -eq 0 ]; then
         exit 1
     fi
     if [ -d /run/systemd/system ]; then
-        systemctl --no-reload disable --now kauthd.service >/dev/null 2>&1 || :
+        systemctl --no-reload disable --now kauthd.service kauthd.socket >/dev/null 2>&1 || :
     fi
 fi

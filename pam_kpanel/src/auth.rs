@@ -53,6 +53,7 @@ pub fn authenticate(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamRe
         mode,
         authtok,
         enroll_at_login: opts.enroll_at_login,
+        resumable: false,
     };
     let (mut client, first) = match connect_and_call(&opts, &begin) {
         Ok(connected) => connected,
@@ -115,6 +116,7 @@ mod tests {
         Response::Prompt {
             echo: false,
             message: "Verification code: ".into(),
+            continuation: None,
         }
     }
 

@@ -58,6 +58,7 @@ pub fn chauthtok(io: &mut dyn PamIo, args: &[&CStr], flags: PamFlag) -> PamResul
         mode: LoginMode::ChangePassword,
         authtok: None,
         enroll_at_login: false,
+        resumable: false,
     };
     let result = relay(io, &mut client, &begin, flags & PAM_SILENT != 0);
     let code = hook_code(io, result, PamResultCode::PAM_AUTHTOK_ERR);
@@ -106,6 +107,7 @@ mod tests {
                 peer.send(Response::Prompt {
                     echo: false,
                     message: prompt.into(),
+                    continuation: None,
                 });
                 assert!(matches!(peer.recv(), Some(Request::Answer { .. })));
             }

@@ -93,7 +93,7 @@ pub fn relay_answer(
         let next = match response {
             Response::Finished { outcome } => return Ok(outcome),
             Response::Error { code, message } => return Err(RelayError::Refused { code, message }),
-            Response::Prompt { echo, message } => {
+            Response::Prompt { echo, message, .. } => {
                 let style = if echo {
                     Style::PromptEchoOn
                 } else {

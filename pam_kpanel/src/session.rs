@@ -36,6 +36,7 @@ pub fn open_session(io: &mut dyn PamIo, args: &[&CStr], _flags: PamFlag) -> PamR
         service: ctx.service,
         rhost: ctx.rhost,
         tty: ctx.tty,
+        client: None,
     };
     let id = match client.call(&open) {
         Ok(Response::SessionOpened { id }) if valid_id(&id) => id,

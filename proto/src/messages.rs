@@ -64,6 +64,11 @@ pub enum Request {
         /// a required user without 2FA may set it up in this login.
         #[serde(default)]
         enroll_at_login: bool,
+        /// A panel's login over several connections (root and PAM callers):
+        /// each secret `Prompt` carries a `continuation` token and parks
+        /// the conversation; `Resume` goes on with it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resumable: bool,
     },
     /// The user's answer to the last `Prompt`.
     Answer { text: Secret },
@@ -82,6 +87,10 @@ pub enum Request {
         rhost: Option<String>,
         #[serde(default)]
         tty: Option<String>,
+        /// What the session runs in, for people (a browser's user agent):
+        /// cut to 200 bytes, control characters removed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
     },
     /// End a session opened with `SessionOpen`.
     SessionClose { id: String },
@@ -245,6 +254,12 @@ pub enum Request {
     },
     /// Lift the lock on one remote host (and forget its failures). Root only.
     LockClear { host: String },
+    /// Goes on with a parked resumable login: `text` answers the prompt
+    /// that carried `continuation`. Only the uid that parked it may.
+    Resume { continuation: Secret, text: Secret },
+    /// kauthd's counters since it started and over the last minute, and
+    /// what is in use now. Root only.
+    Stats,
 }
 
 /// What a user gives to make a sensitive change: the password (if the
@@ -303,6 +318,10 @@ pub enum Response {
     Prompt {
         echo: bool,
         message: String,
+        /// In a resumable conversation, a secret prompt parks it: send the
+        /// answer with `Resume` and this token, on any connection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        continuation: Option<Secret>,
     },
     /// Show the user a text; the client answers with `Continue`.
     Message {
@@ -432,6 +451,8 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         next: Option<String>,
     },
+    /// Answer to `Stats`.
+    Stats(StatsReport),
 }
 
 /// One lock in force.
@@ -497,6 +518,13 @@ pub struct SessionInfo {
     /// `"open"`, `"closed"` or `"revoked"`.
     pub state: String,
     pub ended: Option<i64>,
+    /// What the session runs in (a browser's user agent), as opened.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// When the panel last checked the session (`session_check`), Unix
+    /// seconds, to about ten seconds; `null` until then.
+    #[serde(default)]
+    pub last_active: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -627,6 +655,89 @@ pub struct UserSummary {
     pub two_factor: bool,
     /// Unix time the account was created.
     pub created: i64,
+}
+
+/// kauthd's health at a glance (answer to `Stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsReport {
+    pub uptime_seconds: u64,
+    /// Counted since kauthd started.
+    pub since_start: StatsPeriod,
+    /// Counted over the last 60 seconds.
+    pub last_minute: StatsPeriod,
+    /// Locks in force now.
+    pub locks: LocksInForce,
+    /// Connections in use now, by the class of the caller.
+    pub connections: ConnectionsInUse,
+    /// argon2 runs waiting for their turn now.
+    pub argon2_queue: u64,
+}
+
+/// What happened over one period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsPeriod {
+    /// Logins (conversations that ended; password changes are not
+    /// logins) by outcome, all services together.
+    pub logins: LoginCounts,
+    /// The same by PAM service, by name.
+    pub services: Vec<ServiceLogins>,
+    pub codes_refused: CodesRefused,
+    /// Logins that used a recovery code.
+    pub recovery_codes_used: u64,
+    /// Time kauthd spent on a login (its requests, argon2 queue
+    /// included; not the person's typing), in milliseconds; absent when
+    /// no login ended in the period.
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginCounts {
+    pub success: u64,
+    pub denied: u64,
+    pub locked: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLogins {
+    pub service: String,
+    #[serde(flatten)]
+    pub logins: LoginCounts,
+}
+
+/// Why codes given at a login were refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodesRefused {
+    /// Not a right code (a code for another time included).
+    pub wrong: u64,
+    /// Right, but used before.
+    pub replayed: u64,
+    /// Not checked: the account or the remote host was locked.
+    pub locked: u64,
+}
+
+/// Quantiles of login latency (the upper bound of the histogram bucket
+/// they fall in; buckets grow by a fourth of a doubling).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocksInForce {
+    /// Accounts locked by failures or by root.
+    pub accounts: u64,
+    /// Remote hosts (networks) locked by failures.
+    pub hosts: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionsInUse {
+    pub root: u64,
+    /// Callers in `[access] pam_callers`.
+    pub pam_callers: u64,
+    /// Ordinary local users.
+    pub users: u64,
 }
 
 #[cfg(test)]

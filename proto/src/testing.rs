@@ -69,6 +69,7 @@ impl Connection {
         self.send(Response::Prompt {
             echo,
             message: message.to_owned(),
+            continuation: None,
         })
     }
 

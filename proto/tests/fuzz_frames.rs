@@ -68,10 +68,15 @@ fn request() -> BoxedStrategy<Request> {
         text().prop_map(|name| R::UserUnlock { name }),
         (
             (text(), text(), opt_text(), opt_text()),
-            (opt_text(), login_mode(), opt_secret(), any::<bool>())
+            (opt_text(), login_mode(), opt_secret(), any::<bool>()),
+            any::<bool>()
         )
             .prop_map(
-                |((user, service, rhost, tty), (ruser, mode, authtok, enroll_at_login))| {
+                |(
+                    (user, service, rhost, tty),
+                    (ruser, mode, authtok, enroll_at_login),
+                    resumable,
+                )| {
                     R::Begin {
                         user,
                         service,
@@ -81,20 +86,22 @@ fn request() -> BoxedStrategy<Request> {
                         mode,
                         authtok,
                         enroll_at_login,
+                        resumable,
                     }
                 }
             ),
         secret().prop_map(|text| R::Answer { text }),
         Just(R::Continue),
         (text(), text()).prop_map(|(user, service)| R::AccountCheck { user, service }),
-        (text(), text(), opt_text(), opt_text()).prop_map(|(user, service, rhost, tty)| {
-            R::SessionOpen {
+        (text(), text(), opt_text(), opt_text(), opt_text()).prop_map(
+            |(user, service, rhost, tty, client)| R::SessionOpen {
                 user,
                 service,
                 rhost,
                 tty,
+                client,
             }
-        }),
+        ),
         text().prop_map(|id| R::SessionClose { id }),
         opt_text().prop_map(|user| R::TwoFactorStatus { user }),
         (opt_text(), proof()).prop_map(|(user, proof)| R::EnrollBegin { user, proof }),
@@ -175,6 +182,7 @@ fn request() -> BoxedStrategy<Request> {
         Just(R::Rekey),
         (opt_text(), any::<Option<u32>>()).prop_map(|(after, limit)| R::Locks { after, limit }),
         text().prop_map(|host| R::LockClear { host }),
+        (secret(), secret()).prop_map(|(continuation, text)| R::Resume { continuation, text }),
     ]
     .boxed()
 }
@@ -311,9 +319,14 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
     (
         (text(), text(), text(), opt_text(), opt_text()),
         (any::<i32>(), any::<i64>(), text(), any::<Option<i64>>()),
+        (opt_text(), any::<Option<i64>>()),
     )
         .prop_map(
-            |((id, user, service, rhost, tty), (pid, started, state, ended))| SessionInfo {
+            |(
+                (id, user, service, rhost, tty),
+                (pid, started, state, ended),
+                (client, last_active),
+            )| SessionInfo {
                 id,
                 user,
                 service,
@@ -323,6 +336,8 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
                 started,
                 state,
                 ended,
+                client,
+                last_active,
             },
         )
 }
@@ -399,7 +414,11 @@ fn response() -> BoxedStrategy<Response> {
             }
         }),
         (vec(user_summary(), 0..3), opt_text()).prop_map(|(users, next)| R::Users { users, next }),
-        (any::<bool>(), text()).prop_map(|(echo, message)| R::Prompt { echo, message }),
+        (any::<bool>(), text(), opt_secret()).prop_map(|(echo, message, continuation)| R::Prompt {
+            echo,
+            message,
+            continuation
+        }),
         (message_style(), text()).prop_map(|(style, text)| R::Message { style, text }),
         outcome().prop_map(|outcome| R::Finished { outcome }),
         text().prop_map(|id| R::SessionOpened { id }),

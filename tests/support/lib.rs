@@ -7,3 +7,4 @@ pub mod pam;
 pub mod pam_ffi;
 pub mod qr_screen;
 pub mod sshd;
+pub mod standalone;

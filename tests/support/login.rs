@@ -77,6 +77,7 @@ pub fn begin(user: &str, mode: LoginMode, rhost: Option<&str>) -> Request {
         mode,
         authtok: None,
         enroll_at_login: false,
+        resumable: false,
     }
 }
 

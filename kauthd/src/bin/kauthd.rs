@@ -109,7 +109,7 @@ fn generate_man(dir: &std::path::Path) -> ExitCode {
         Section {
             heading: "LOGGING",
             paras: &[Para::Text(
-                "kauthd runs in the foreground and logs to syslog (facility authpriv) and to standard error. No log line contains a secret.",
+                "kauthd runs in the foreground and logs to syslog (facility authpriv) and to standard error. When standard error is the journal (JOURNAL_STREAM, as systemd sets it), it logs to the journal alone, natively, each line once, with the fields KAUTH_EVENT, KAUTH_USER, KAUTH_SERVICE and KAUTH_RHOST on activity events (journalctl -u kauthd KAUTH_USER=ann). Failures and lockouts are written EVENT: user=USER service=SERVICE rhost=RHOST DETAIL, a stable format that the shipped fail2ban filter reads. No log line contains a secret.",
             )],
         },
         Section {

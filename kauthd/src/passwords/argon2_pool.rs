@@ -214,8 +214,7 @@ impl<T: Default> FairSemaphore<T> {
         self.lock().pass_on(resource);
     }
 
-    /// How many runs are waiting (for tests to line waiters up).
-    #[cfg(test)]
+    /// How many runs are waiting.
     fn waiting(&self) -> usize {
         self.lock().waiting.len()
     }
@@ -239,6 +238,11 @@ impl<T: Default> Drop for Permit<'_, T> {
     fn drop(&mut self) {
         self.semaphore.give_back(std::mem::take(&mut self.resource));
     }
+}
+
+/// How many argon2 runs are waiting for their turn now.
+pub fn queue_length() -> usize {
+    slots().waiting()
 }
 
 /// How many argon2 runs may happen at once: one per core.

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use crate::config::DaemonConfig;
-use crate::server::access::Caller;
+use crate::server::access::{Caller, Role};
+use crate::stats::{self, ConnectionClass};
 
 /// The limits in force when a connection arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,16 @@ impl Refusal {
 pub struct Slot {
     uid: u32,
     ordinary: bool,
+    /// Counted in `stats` while the slot is held.
+    class: ConnectionClass,
+}
+
+fn class_of(caller: &Caller) -> ConnectionClass {
+    match caller.role {
+        Role::Root => ConnectionClass::Root,
+        Role::PamCaller => ConnectionClass::PamCaller,
+        Role::User => ConnectionClass::User,
+    }
 }
 
 /// The slots in use.
@@ -103,9 +114,11 @@ impl Admission {
         }
         if caller.is_privileged() {
             self.open += 1;
+            stats::connection_opened(class_of(caller));
             return Ok(Slot {
                 uid: caller.uid,
                 ordinary: false,
+                class: class_of(caller),
             });
         }
         let held = self.per_uid.get(&caller.uid).copied().unwrap_or(0);
@@ -122,15 +135,18 @@ impl Admission {
         self.open += 1;
         self.ordinary += 1;
         *self.per_uid.entry(caller.uid).or_insert(0) += 1;
+        stats::connection_opened(class_of(caller));
         Ok(Slot {
             uid: caller.uid,
             ordinary: true,
+            class: class_of(caller),
         })
     }
 
     /// Gives a slot back.
     pub fn release(&mut self, slot: Slot) {
         self.open = self.open.saturating_sub(1);
+        stats::connection_closed(slot.class);
         if !slot.ordinary {
             return;
         }
@@ -152,7 +168,6 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::access::Role;
 
     fn caller(uid: u32, role: Role) -> Caller {
         Caller {

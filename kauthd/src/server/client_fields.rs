@@ -19,6 +19,9 @@ pub const MAX_TTY: usize = 64;
 pub const MAX_RUSER: usize = 254;
 /// The client's name in `hello` (`kauthctl`, `pam_kpanel 1.0`).
 pub const MAX_CLIENT: usize = 128;
+/// What a session runs in (`session_open`'s `client`: a browser's user
+/// agent), as kept.
+pub const MAX_SESSION_CLIENT: usize = 200;
 
 /// Refuses a value with a control character or longer than `max` bytes;
 /// the message names the field, never repeats the value.
@@ -36,6 +39,22 @@ pub fn check(field: &str, value: &str, max: usize) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// A free description for people (a browser's user agent), made safe to
+/// keep and show rather than refused: unsafe characters (controls, bidi
+/// controls) are removed, and the rest is cut to at most `max` bytes at a
+/// character boundary. Empty: none.
+pub fn clean_description(value: &str, max: usize) -> Option<String> {
+    let mut kept = String::with_capacity(value.len().min(max));
+    for c in value.chars().filter(|&c| !escape::is_unsafe(c)) {
+        if kept.len() + c.len_utf8() > max {
+            break;
+        }
+        kept.push(c);
+    }
+    let kept = kept.trim();
+    (!kept.is_empty()).then(|| kept.to_owned())
 }
 
 fn check_optional(field: &str, value: Option<&str>, max: usize) -> Result<(), Error> {
@@ -100,7 +119,9 @@ pub fn check_request(request: &Request) -> Result<(), Error> {
         | Request::Diagnostics
         | Request::TwoFactorResetGuard { .. }
         | Request::Rekey
-        | Request::Locks { .. } => Ok(()),
+        | Request::Locks { .. }
+        | Request::Resume { .. }
+        | Request::Stats => Ok(()),
     }
 }
 
@@ -135,11 +156,26 @@ mod tests {
             service: "sshd".to_owned(),
             rhost: None,
             tty: Some("pts/0\r".to_owned()),
+            client: None,
         };
         assert!(check_request(&begin)
             .unwrap_err()
             .to_string()
             .contains("tty"));
         assert!(check_request(&Request::Status).is_ok());
+    }
+
+    #[test]
+    fn descriptions_lose_unsafe_characters_and_are_cut_at_a_character() {
+        let agent = "Mozilla/5.0 (X11)\u{1b}[2J\u{202e} Firefox\n";
+        assert_eq!(
+            clean_description(agent, MAX_SESSION_CLIENT).as_deref(),
+            Some("Mozilla/5.0 (X11)[2J Firefox")
+        );
+        let long = "é".repeat(150);
+        let cut = clean_description(&long, MAX_SESSION_CLIENT).unwrap();
+        assert_eq!(cut.len(), 200);
+        assert!(cut.chars().all(|c| c == 'é'));
+        assert_eq!(clean_description(" \u{7}\t", MAX_SESSION_CLIENT), None);
     }
 }

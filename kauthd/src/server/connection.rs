@@ -149,6 +149,7 @@ mod tests {
             service: "sshd".to_owned(),
             rhost: Some("203.0.113.9".to_owned()),
             tty: None,
+            client: None,
         });
         assert_eq!(named_rhost(&begin).as_deref(), Some("203.0.113.9"));
         assert_eq!(named_rhost(&frame(&Request::Status)), None);

@@ -18,6 +18,7 @@ use crate::housekeeping;
 use crate::secrets::rekey;
 use crate::server::event_loop::EventLoop;
 use crate::server::refusal_log;
+use crate::server::systemd;
 use crate::store::WRITE_BEHIND_INTERVAL;
 
 /// Everything needed to start: where the config came from and whether it
@@ -31,10 +32,17 @@ pub struct Options {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(options: &Options) -> Result<(), Error> {
     let config = Config::load(&options.config_path, options.config_explicit)?;
-    // The socket first: a second kauthd on a live socket says so.
+    // The socket first: a second kauthd on a live socket says so. Under
+    // socket activation systemd made it and keeps it: kauthd never
+    // removes that one (`bound_inode` stays `None`).
     let socket_path = config.daemon.socket.clone();
-    let listener = bind(&socket_path)?;
-    let bound_inode = fs::metadata(&socket_path).map(|m| m.ino()).ok();
+    let (listener, bound_inode) = match systemd::passed_listener(&socket_path)? {
+        Some(listener) => (listener, None),
+        None => {
+            let listener = bind(&socket_path)?;
+            (listener, fs::metadata(&socket_path).map(|m| m.ino()).ok())
+        }
+    };
     let store = match rekey::open_store(&config.daemon.state_dir, &config.daemon.secret_key_file) {
         Ok(store) => store,
         Err(e) => {
@@ -67,7 +75,13 @@ pub fn run(options: &Options) -> Result<(), Error> {
     raise_file_limit(&daemon.config());
     start_write_behind(&daemon);
     let mut connections = EventLoop::new(listener, Arc::clone(&daemon))?;
+    // The socket listens and the store is open: logins may come.
+    systemd::notify("READY=1");
+    let mut watchdog = systemd::Watchdog::from_env();
     while !stop.load(Ordering::Relaxed) && !daemon.durability().failed() {
+        if let Some(watchdog) = watchdog.as_mut() {
+            watchdog.tick();
+        }
         if housekeeping::take_request()
             || last_upkeep.elapsed().as_secs() >= housekeeping::INTERVAL_SECONDS
         {
@@ -81,6 +95,7 @@ pub fn run(options: &Options) -> Result<(), Error> {
         connections.turn();
     }
 
+    systemd::notify("STOPPING=1");
     if let Some(why) = daemon.durability().failure() {
         // Nothing more is written: the WAL is what SQLite recovers from.
         remove_own_socket(&socket_path, bound_inode);
@@ -92,7 +107,8 @@ pub fn run(options: &Options) -> Result<(), Error> {
     Ok(())
 }
 
-/// Removes the socket only if it is still the one we bound.
+/// Removes the socket only if it is still the one we bound (never the
+/// one systemd passed: `bound_inode` is then `None`).
 fn remove_own_socket(path: &Path, bound_inode: Option<u64>) {
     if fs::metadata(path).map(|m| m.ino()).ok() == bound_inode {
         let _ = fs::remove_file(path);

@@ -16,4 +16,5 @@ pub mod listener;
 pub mod next_frame;
 pub mod refusal_log;
 pub mod response_frame;
+pub mod systemd;
 pub mod workers;

@@ -201,6 +201,20 @@ pub fn warn_locked(message: fmt::Arguments<'_>) {
     );
 }
 
+/// The window shared by refused continuation tokens (`resume`).
+const SPENT_CONTINUATIONS: u32 = u32::MAX - 1;
+
+/// Logs a `resume` refused for an unknown, used, expired or foreign
+/// continuation token: all of them share one window, whoever sends them.
+pub fn warn_continuation(message: fmt::Arguments<'_>) {
+    log_limited(
+        log::Level::Warn,
+        SPENT_CONTINUATIONS,
+        || "refused continuation tokens".to_owned(),
+        message,
+    );
+}
+
 fn log_limited(
     level: log::Level,
     key: u32,

@@ -19,6 +19,7 @@ use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
+use crate::store::durability;
 use crate::store::{NewEvent, NewSession, SessionPosition, SessionRecord, StoreError};
 
 /// Where a recorded session is. The names are the stored and wire ones.
@@ -76,6 +77,8 @@ pub struct OpenArgs<'a> {
     pub rhost: Option<&'a str>,
     pub tty: Option<&'a str>,
     pub pid: i32,
+    /// What the session runs in (a browser's user agent), already cleaned.
+    pub client: Option<&'a str>,
 }
 
 pub fn open(daemon: &Daemon, args: &OpenArgs<'_>) -> Result<String, Error> {
@@ -89,6 +92,7 @@ pub fn open(daemon: &Daemon, args: &OpenArgs<'_>) -> Result<String, Error> {
         tty: args.tty,
         pid: args.pid,
         pid_start,
+        client: args.client,
     };
     daemon.store().add_session(&record, clock::now())?;
     activity::record(
@@ -102,6 +106,34 @@ pub fn open(daemon: &Daemon, args: &OpenArgs<'_>) -> Result<String, Error> {
         },
     );
     Ok(id)
+}
+
+/// The least time between two writes of a session's `last_active`, so
+/// that a panel checking the session at every click does not cost a
+/// commit per click.
+pub const ACTIVITY_RESOLUTION_SECONDS: i64 = 10;
+
+/// Notes that an open session is in use now (a panel checked it):
+/// written only when the last note is at least
+/// [`ACTIVITY_RESOLUTION_SECONDS`] away (either way: the clock may have
+/// jumped back). A note for people: the check does not wait for it to be
+/// synced, and one that cannot be written (a full disk) is only logged.
+pub fn note_activity(daemon: &Daemon, record: &SessionRecord) {
+    let now = clock::now();
+    let fresh = record
+        .info
+        .last_active
+        .is_some_and(|last| (now - last).abs() < ACTIVITY_RESOLUTION_SECONDS);
+    if record.state != SessionState::Open || fresh {
+        return;
+    }
+    let noted = durability::relaxed(|| daemon.store().touch_session(&record.info.id, now));
+    if let Err(why) = noted {
+        log::warn!(
+            "could not note the last activity of session {}: {why}",
+            short(&record.info.id)
+        );
+    }
 }
 
 /// The first characters of an id, enough to tell sessions apart in logs.

@@ -204,48 +204,53 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// The hosts locked now that `user` failed from since `since` (as the
-    /// activity log tells), with when their locks end.
-    pub fn locked_hosts_failed_from(
-        &self,
-        user: &str,
-        since: i64,
-        now: i64,
-    ) -> StoreResult<Vec<(String, i64)>> {
+    /// The remote hosts `user` failed from since `since` (as the activity
+    /// log tells), by name. Their locks are keyed by network: the caller
+    /// maps each to its key (see `host_net`).
+    pub fn hosts_failed_from(&self, user: &str, since: i64) -> StoreResult<Vec<String>> {
         self.write_behind_now()?;
-        // From the user's recent activity (the `(user, at)` index) to
-        // each host's lock (its primary key), never the other way round.
+        // The user's recent activity (the `(user, at)` index) only.
         let sql = format!(
-            "SELECT DISTINCT l.key, l.until FROM activity a CROSS JOIN lockouts l
-             WHERE a.user = ?1 AND a.at >= ?2 AND {FAILED_FROM_HOST}
-               AND l.kind = 'host' AND l.key = a.rhost AND l.until > ?3
-             ORDER BY l.key"
+            "SELECT DISTINCT rhost FROM activity
+             WHERE user = ?1 AND at >= ?2 AND {FAILED_FROM_HOST} AND rhost IS NOT NULL
+             ORDER BY rhost"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![user, since, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(params![user, since], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Up to `limit` names that failed from `host` since `since`, by
-    /// name. Only the latest [`RECENT_EVENTS_SEARCHED`] events are looked
-    /// at (there is no index by host), so the cost stays small in a flood.
-    pub fn users_failed_from_host(
-        &self,
-        host: &str,
-        since: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<String>> {
+    /// The (user, remote host) pairs of the failures since `since`. Only
+    /// the latest [`RECENT_EVENTS_SEARCHED`] events are looked at (there
+    /// is no index by host), so the cost stays small in a flood.
+    pub fn failures_from_hosts(&self, since: i64) -> StoreResult<Vec<(String, String)>> {
         self.write_behind_now()?;
         let sql = format!(
-            "SELECT DISTINCT user FROM (
-                 SELECT user, rhost, event FROM activity WHERE at >= ?2
+            "SELECT DISTINCT user, rhost FROM (
+                 SELECT user, rhost, event FROM activity WHERE at >= ?1
                  ORDER BY at DESC LIMIT {RECENT_EVENTS_SEARCHED})
-             WHERE rhost = ?1 AND user IS NOT NULL AND {FAILED_FROM_HOST}
-             ORDER BY user LIMIT ?3"
+             WHERE rhost IS NOT NULL AND user IS NOT NULL AND {FAILED_FROM_HOST}
+             ORDER BY user, rhost"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![host, since, limit], |r| r.get(0))?;
+        let rows = stmt.query_map(params![since], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many accounts (locked by failures or by root) and how many
+    /// remote hosts are locked at `now`.
+    pub fn locks_in_force(&self, now: i64) -> StoreResult<(u64, u64)> {
+        let (accounts, hosts): (i64, i64) = self.conn.query_row(
+            "SELECT
+                 (SELECT COUNT(*) FROM (
+                     SELECT key FROM lockouts WHERE kind = 'account' AND until > ?1
+                     UNION SELECT name FROM accounts WHERE locked = 1)),
+                 (SELECT COUNT(*) FROM lockouts WHERE kind = 'host' AND until > ?1)",
+            params![now],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok((count(accounts), count(hosts)))
     }
 
     /// The locks in force at `now`, by kind and name: locks from failures
@@ -356,32 +361,30 @@ mod tests {
     }
 
     #[test]
-    fn the_hosts_a_user_failed_from_are_found_while_locked() {
+    fn the_hosts_a_user_failed_from_and_who_failed_from_hosts_are_found() {
         let (_dir, mut store) = test_store();
         for (t, user) in [(10, "ann"), (11, "bob"), (12, "bob")] {
             failed(&mut store, user, "203.0.113.7", t);
         }
         failed(&mut store, "ann", "198.51.100.1", 13);
-        let since = 20 - LIMITS.lookback_seconds();
         assert_eq!(
-            store.locked_hosts_failed_from("ann", since, 20).unwrap(),
-            vec![("203.0.113.7".to_owned(), 112)]
+            store.hosts_failed_from("ann", 0).unwrap(),
+            ["198.51.100.1", "203.0.113.7"]
         );
-        assert!(store
-            .locked_hosts_failed_from("carol", since, 20)
-            .unwrap()
-            .is_empty());
         assert_eq!(
-            store
-                .users_failed_from_host("203.0.113.7", since, 10)
-                .unwrap(),
-            ["ann", "bob"]
+            store.hosts_failed_from("ann", 13).unwrap(),
+            ["198.51.100.1"]
         );
-        // Once the lock has ended, nothing is locked to lift.
-        assert!(store
-            .locked_hosts_failed_from("ann", since, 112)
-            .unwrap()
-            .is_empty());
+        assert!(store.hosts_failed_from("carol", 0).unwrap().is_empty());
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(u, h)| ((*u).to_owned(), (*h).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            store.failures_from_hosts(11).unwrap(),
+            pairs(&[("ann", "198.51.100.1"), ("bob", "203.0.113.7")])
+        );
     }
 
     #[test]
@@ -409,6 +412,8 @@ mod tests {
                 ("host", "h1", Some(102), false)
             ]
         );
+        assert_eq!(store.locks_in_force(5).unwrap(), (2, 1));
+        assert_eq!(store.locks_in_force(200).unwrap(), (2, 0));
         let second = store.locks(5, Some(("account", "ann")), 1).unwrap();
         assert_eq!(second[0].key, "bob");
         // An ended lock is not listed.

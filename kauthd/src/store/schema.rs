@@ -117,6 +117,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE totp_pending ADD COLUMN key_id INTEGER;",
     // 7: open sessions listed a page at a time, oldest first
     "CREATE INDEX sessions_state_started ON sessions(state, started, id);",
+    // 8: what a session runs in (a browser's user agent) and when a panel
+    // last checked it
+    "ALTER TABLE sessions ADD COLUMN client TEXT;
+    ALTER TABLE sessions ADD COLUMN last_active INTEGER;",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own

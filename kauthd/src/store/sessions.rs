@@ -25,6 +25,8 @@ pub struct NewSession<'a> {
     pub tty: Option<&'a str>,
     pub pid: i32,
     pub pid_start: Option<u64>,
+    /// What the session runs in (a browser's user agent), already cleaned.
+    pub client: Option<&'a str>,
 }
 
 /// Where a session sits in the oldest-first order: a page cursor.
@@ -43,7 +45,8 @@ impl SessionPosition {
     }
 }
 
-const COLUMNS: &str = "id, user, service, rhost, tty, pid, started, state, ended, pid_start";
+const COLUMNS: &str =
+    "id, user, service, rhost, tty, pid, started, state, ended, pid_start, client, last_active";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     let pid_start: Option<i64> = r.get(9)?;
@@ -67,6 +70,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
             started: r.get(6)?,
             state: state.as_str().to_owned(),
             ended: r.get(8)?,
+            client: r.get(10)?,
+            last_active: r.get(11)?,
         },
         state,
         pid_start: pid_start.and_then(|v| u64::try_from(v).ok()),
@@ -77,8 +82,8 @@ impl Store {
     pub fn add_session(&mut self, s: &NewSession<'_>, now: i64) -> StoreResult<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO sessions (id, user, service, rhost, tty, pid, pid_start, started)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO sessions (id, user, service, rhost, tty, pid, pid_start, started, client)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 s.id,
@@ -88,8 +93,17 @@ impl Store {
                 s.tty,
                 s.pid,
                 s.pid_start.and_then(|v| i64::try_from(v).ok()),
-                now
+                now,
+                s.client
             ])?;
+        Ok(())
+    }
+
+    /// Notes that an open session was active at `now`.
+    pub fn touch_session(&mut self, id: &str, now: i64) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET last_active = ?2 WHERE id = ?1 AND state = ?3")?
+            .execute(params![id, now, SessionState::Open.as_str()])?;
         Ok(())
     }
 
@@ -191,6 +205,7 @@ mod tests {
                 tty: None,
                 pid: 1,
                 pid_start: None,
+                client: None,
             };
             store.add_session(&s, started).unwrap();
         }

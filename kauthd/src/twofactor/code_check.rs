@@ -24,6 +24,7 @@ use crate::activity::EventKind;
 use crate::clock;
 use crate::config::Config;
 use crate::daemon::Daemon;
+use crate::host_net;
 use crate::passwords::argon2_pool::{QueueKey, Turn};
 use crate::store::{self, Account, LimitKey, Limits, LoginEvents, NewEvent, Spend, StoreError};
 use crate::twofactor::drift::{self, Observation};
@@ -92,13 +93,29 @@ pub fn current_lock(
     rhost: Option<&str>,
 ) -> Result<Option<i64>, StoreError> {
     let now = clock::now();
+    let host = host_key(&daemon.config(), rhost);
     let store = daemon.store();
     if let Some(until) = store.locked_until(LimitKey::Account(name), now)? {
         return Ok(Some(until));
     }
-    match rhost {
-        Some(host) if !host.is_empty() => store.locked_until(LimitKey::Host(host), now),
-        _ => Ok(None),
+    match host {
+        Some(host) => store.locked_until(LimitKey::Host(&host), now),
+        None => Ok(None),
+    }
+}
+
+/// The key a remote host's failures and lock are counted under: its
+/// network (see `host_net`); `None` when the attempt names no host.
+pub fn host_key(config: &Config, rhost: Option<&str>) -> Option<String> {
+    let rhost = rhost.filter(|h| !h.is_empty())?;
+    Some(host_net::limit_key(rhost, prefixes(config)))
+}
+
+/// The `[ratelimit]` prefix lengths in force.
+pub fn prefixes(config: &Config) -> host_net::Prefixes {
+    host_net::Prefixes {
+        ipv4: config.ratelimit.ipv4_prefix,
+        ipv6: config.ratelimit.ipv6_prefix,
     }
 }
 
@@ -114,8 +131,9 @@ pub fn failures_of(daemon: &Daemon, name: &str) -> Result<u32, StoreError> {
 /// Counts a failed attempt against the name and the remote host.
 pub fn record_failure(daemon: &Daemon, name: &str, rhost: Option<&str>) -> Result<(), StoreError> {
     let config = daemon.config();
+    let host = host_key(&config, rhost);
     let mut keys = vec![LimitKey::Account(name)];
-    if let Some(host) = rhost.filter(|h| !h.is_empty()) {
+    if let Some(host) = &host {
         keys.push(LimitKey::Host(host));
     }
     let locked = store::durability::relaxed(|| {
@@ -162,15 +180,22 @@ const HOST_LOCKOUT_USERS: u32 = 20;
 fn record_host_lockout_for_users(daemon: &Daemon, name: &str, host: &str, detail: &str) {
     let config = daemon.config();
     let since = clock::now() - i64::try_from(config.ratelimit.window_seconds).unwrap_or(i64::MAX);
-    let others = daemon
-        .store()
-        .users_failed_from_host(host, since, HOST_LOCKOUT_USERS);
-    let others = others.unwrap_or_else(|e| {
+    let failed = daemon.store().failures_from_hosts(since);
+    let failed = failed.unwrap_or_else(|e| {
         log::error!("cannot find who failed from a locked host: {e}");
         Vec::new()
     });
+    // The users who failed from an address in the locked network.
+    let prefixes = prefixes(&config);
+    let mut others: Vec<String> = failed
+        .into_iter()
+        .filter(|(user, rhost)| user != name && host_net::limit_key(rhost, prefixes) == host)
+        .map(|(user, _)| user)
+        .collect();
+    others.sort();
+    others.dedup();
     let mut users = vec![name.to_owned()];
-    users.extend(others.into_iter().filter(|u| u != name));
+    users.extend(others);
     users.truncate(HOST_LOCKOUT_USERS as usize);
     let detail = format!("the host this user failed from was {detail}");
     for user in &users {

@@ -9,6 +9,7 @@ use crate::activity;
 use crate::activity::EventKind;
 use crate::clock;
 use crate::daemon::Daemon;
+use crate::host_net;
 use crate::server::access::Caller;
 use crate::store::{LimitKey, StoreError};
 use crate::twofactor::code_check;
@@ -42,10 +43,12 @@ pub fn clear_host(daemon: &Daemon, caller: &Caller, host: &str) -> Reply {
     if !caller.is_root() {
         return Err(root_only(caller, "lift host locks"));
     }
-    if !daemon.store().unlock(LimitKey::Host(host))? {
+    // An address inside a locked network lifts the network's lock.
+    let key = host_net::limit_key(host, code_check::prefixes(&daemon.config()));
+    if !daemon.store().unlock(LimitKey::Host(&key))? {
         return Err(error(
             ErrorCode::NotFound,
-            format!("the host {host} is not locked; `kauthctl locks` lists the locks in force"),
+            format!("the host {key} is not locked; `kauthctl locks` lists the locks in force"),
         ));
     }
     activity::record(
@@ -54,7 +57,7 @@ pub fn clear_host(daemon: &Daemon, caller: &Caller, host: &str) -> Reply {
             user: None,
             event: EventKind::Admin,
             service: None,
-            rhost: Some(host),
+            rhost: Some(&key),
             detail: &format!("host lock lifted by {}", caller.by_whom()),
         },
     );
@@ -67,12 +70,20 @@ pub fn lift_hosts_failed_from(daemon: &Daemon, user: &str) -> Result<Vec<String>
     let config = daemon.config();
     let now = clock::now();
     let since = now - code_check::limits(&config).lookback_seconds();
+    let prefixes = code_check::prefixes(&config);
     let mut store = daemon.store();
-    let hosts = store.locked_hosts_failed_from(user, since, now)?;
+    let mut keys: Vec<String> = store
+        .hosts_failed_from(user, since)?
+        .iter()
+        .map(|host| host_net::limit_key(host, prefixes))
+        .collect();
+    keys.sort();
+    keys.dedup();
     let mut lifted = Vec::new();
-    for (host, _until) in hosts {
-        if store.unlock(LimitKey::Host(&host))? {
-            lifted.push(host);
+    for key in keys {
+        let host = LimitKey::Host(&key);
+        if store.locked_until(host, now)?.is_some() && store.unlock(host)? {
+            lifted.push(key);
         }
     }
     Ok(lifted)

@@ -14,6 +14,7 @@ mod paging;
 mod passwords;
 mod policy;
 mod sessions;
+mod stats;
 mod twofactor;
 
 use kauth_proto::{ErrorCode, Request, Response};
@@ -113,6 +114,7 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             mode,
             authtok,
             enroll_at_login,
+            resumable,
             ..
         } => {
             let args = login::BeginArgs {
@@ -122,11 +124,12 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
                 mode,
                 authtok,
                 enroll_at_login,
+                resumable,
             };
             login::begin(daemon, &state.caller, &mut state.pam, args)
         }
         Request::Answer { text } => login::answer(daemon, &mut state.pam, &text),
-        Request::Continue => login::next(&mut state.pam),
+        Request::Continue => login::next(daemon, &mut state.pam),
         Request::AccountCheck { user, service } => {
             login::account_check(daemon, caller, &mut state.pam, &user, &service)
         }
@@ -190,6 +193,7 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             service,
             rhost,
             tty,
+            client,
         } => sessions::open(
             daemon,
             caller,
@@ -197,6 +201,7 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             &service,
             rhost.as_deref(),
             tty.as_deref(),
+            client.as_deref(),
         ),
         Request::SessionClose { id } => sessions::close(daemon, caller, &id),
         Request::Sessions { user, after, limit } => answer(sessions::list(
@@ -265,6 +270,10 @@ fn respond(daemon: &Daemon, state: &mut ConnState, request: Request) -> Response
             answer(locks::list(daemon, caller, after.as_deref(), limit))
         }
         Request::LockClear { host } => answer(locks::clear_host(daemon, caller, &host)),
+        Request::Resume { continuation, text } => {
+            login::resume(daemon, &state.caller, &mut state.pam, &continuation, &text)
+        }
+        Request::Stats => answer(stats::report(daemon, caller)),
     }
 }
 

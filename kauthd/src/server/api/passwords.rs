@@ -362,13 +362,14 @@ mod tests {
             mode: LoginMode::Password,
             authtok: Some(Secret::from(password)),
             enroll_at_login: false,
+            resumable: false,
         };
         let mut response = login::begin(daemon, &caller(Role::Root, 0), &mut slot, args);
         for _ in 0..4 {
             response = match response {
                 Response::Finished { outcome } => return outcome == Outcome::Success,
                 Response::Prompt { .. } => login::answer(daemon, &mut slot, &Secret::from("")),
-                Response::Message { .. } => login::next(&mut slot),
+                Response::Message { .. } => login::next(daemon, &mut slot),
                 other => panic!("{other:?}"),
             };
         }

@@ -7,6 +7,7 @@ use crate::clock;
 use crate::daemon::Daemon;
 use crate::names;
 use crate::server::access::{own_name, Caller};
+use crate::server::client_fields;
 use crate::server::refusal_log;
 use crate::sessions::SessionState;
 use crate::sessions::{self, OpenArgs};
@@ -42,6 +43,7 @@ pub fn open(
     service: &str,
     rhost: Option<&str>,
     tty: Option<&str>,
+    client: Option<&str>,
 ) -> Response {
     if let Some(refusal) = privileged_only(caller, "open sessions") {
         return refusal;
@@ -49,12 +51,15 @@ pub fn open(
     if let Err(why) = names::check_login_name(user) {
         return Response::from(why);
     }
+    let client =
+        client.and_then(|c| client_fields::clean_description(c, client_fields::MAX_SESSION_CLIENT));
     let args = OpenArgs {
         user,
         service,
         rhost: rhost.filter(|h| !h.is_empty()),
         tty: tty.filter(|t| !t.is_empty()),
         pid: caller.pid,
+        client: client.as_deref(),
     };
     match sessions::open(daemon, &args) {
         Ok(id) => Response::SessionOpened { id },
@@ -267,6 +272,9 @@ pub fn check(daemon: &Daemon, caller: &Caller, id: &str) -> Reply {
     }
     sessions::reap(daemon, None)?;
     let record = daemon.store().session(id)?;
+    if let Some(record) = record.as_ref() {
+        sessions::note_activity(daemon, record);
+    }
     Ok(Response::SessionValidity {
         id: id.to_owned(),
         valid: record

@@ -142,6 +142,7 @@ impl LoginEnrollment {
                 steps.push(Response::Prompt {
                     echo: true,
                     message: texts::SAVED_CODES_PROMPT.to_owned(),
+                    continuation: None,
                 });
                 Step::Enrolled(steps)
             }
@@ -179,6 +180,7 @@ fn code_prompt() -> Response {
     Response::Prompt {
         echo: false,
         message: texts::ENROLL_CODE_PROMPT.to_owned(),
+        continuation: None,
     }
 }
 

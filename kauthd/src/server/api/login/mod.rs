@@ -3,11 +3,15 @@
 //! factor failed nor whether the account exists.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use kauth_proto::{ErrorCode, LoginMode, MessageStyle, Outcome, Response, Secret};
 
 mod enroll;
+mod parked;
 mod password_change;
+
+pub use parked::ParkedLogins;
 
 use enroll::LoginEnrollment;
 use password_change::ChangeConversation;
@@ -22,14 +26,19 @@ use crate::login_texts;
 use crate::names;
 use crate::passwords::change::rehash_if_outdated;
 use crate::passwords::hashing;
+use crate::passwords::reset_token;
 use crate::policy::{self, AccountVerdict, Decision};
 use crate::server::access::Caller;
 use crate::server::refusal_log;
+use crate::stats::{self, CodeRefusal};
 use crate::store::{Account, StoreError};
 use crate::twofactor::code_check::{self, Attempt, CodeOutcome, Factor, Origin, Rejection};
 
 pub const PASSWORD_PROMPT: &str = "Password: ";
 pub const CODE_PROMPT: &str = "Verification code: ";
+/// The answer to a `resume` whose token continues nothing: the same
+/// whether it was used, expired, unknown or another caller's.
+pub const RESUME_NOT_FOUND: &str = "that sign-in has expired or was already used; sign in again";
 
 /// After this many failures of a name in a row, a wrong code gets a hint
 /// about the phone's clock.
@@ -59,6 +68,12 @@ struct Conversation {
     change: Option<ChangeConversation>,
     /// An enrollment at login (stages `AwaitEnrollCode`, `AwaitSavedCodes`).
     enroll: Option<LoginEnrollment>,
+    /// A login (counted in `stats` when it ends), not a password change.
+    is_login: bool,
+    /// The time kauthd spent on this conversation's requests so far.
+    busy: Duration,
+    /// A panel's login: parked at each secret prompt (see `parked`).
+    resumable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +100,8 @@ pub struct BeginArgs {
     pub authtok: Option<Secret>,
     /// The module's `enroll_at_login` option (see `first_factor_vouched`).
     pub enroll_at_login: bool,
+    /// Park the conversation at each secret prompt (a panel's login).
+    pub resumable: bool,
 }
 
 fn finished(outcome: Outcome) -> Response {
@@ -95,6 +112,7 @@ fn prompt(message: &str) -> Response {
     Response::Prompt {
         echo: false,
         message: message.to_owned(),
+        continuation: None,
     }
 }
 
@@ -131,10 +149,19 @@ impl Exchange {
         first
     }
 
-    /// The conversation ends with its `finished` step.
+    /// The conversation ends with its `finished` step; a login's end is
+    /// counted in `stats`.
     fn end_if_over(&mut self, response: &Response) {
-        if matches!(response, Response::Finished { .. }) && self.queued.is_empty() {
-            self.conversation = None;
+        let Response::Finished { outcome } = response else {
+            return;
+        };
+        if !self.queued.is_empty() {
+            return;
+        }
+        if let Some(conv) = self.conversation.take() {
+            if conv.is_login {
+                stats::login_ended(&conv.service, *outcome, conv.busy);
+            }
         }
     }
 }
@@ -163,9 +190,11 @@ pub fn begin(
             ),
         );
     }
+    let started = Instant::now();
     exchange.conversation = None;
     if names::check_login_name(&args.user).is_err() {
         log::info!("login refused for an invalid user name on {}", args.service);
+        stats::login_ended(&args.service, Outcome::Denied, started.elapsed());
         return finished(Outcome::Denied);
     }
     let mut conv = Conversation {
@@ -182,6 +211,9 @@ pub fn begin(
         },
         change: None,
         enroll: None,
+        is_login: args.mode != LoginMode::ChangePassword,
+        busy: Duration::ZERO,
+        resumable: args.resumable,
     };
     let steps = match args.mode {
         LoginMode::OtpOnly => conv.after_first_factor(daemon),
@@ -200,12 +232,16 @@ pub fn begin(
             steps
         }
     };
+    conv.busy += started.elapsed();
     exchange.conversation = Some(conv);
-    exchange.relay(steps)
+    let response = exchange.relay(steps);
+    exchange.end_if_over(&response);
+    park_at_secret_prompt(daemon, exchange, response)
 }
 
 /// The user's answer to the last prompt.
 pub fn answer(daemon: &Daemon, exchange: &mut Exchange, text: &Secret) -> Response {
+    let started = Instant::now();
     let Some(conv) = exchange.conversation.as_mut() else {
         return error(
             ErrorCode::BadRequest,
@@ -223,17 +259,18 @@ pub fn answer(daemon: &Daemon, exchange: &mut Exchange, text: &Secret) -> Respon
             "no question is waiting for an answer",
         )],
     };
+    conv.busy += started.elapsed();
     let response = exchange.relay(steps);
     exchange.end_if_over(&response);
-    response
+    park_at_secret_prompt(daemon, exchange, response)
 }
 
 /// The client showed a message; send the next step.
-pub fn next(exchange: &mut Exchange) -> Response {
+pub fn next(daemon: &Daemon, exchange: &mut Exchange) -> Response {
     match exchange.queued.pop_front() {
         Some(response) => {
             exchange.end_if_over(&response);
-            response
+            park_at_secret_prompt(daemon, exchange, response)
         }
         None if exchange.in_conversation() => error(ErrorCode::BadRequest, "nothing more to say"),
         None => error(
@@ -241,6 +278,99 @@ pub fn next(exchange: &mut Exchange) -> Response {
             "no login conversation is in progress",
         ),
     }
+}
+
+/// In a resumable conversation, a secret prompt (a password or a code)
+/// parks the conversation: the prompt carries a new continuation token,
+/// and this connection's conversation is over. Any other step goes out
+/// as it is.
+fn park_at_secret_prompt(daemon: &Daemon, exchange: &mut Exchange, response: Response) -> Response {
+    let Response::Prompt {
+        echo: false,
+        message: text,
+        continuation: None,
+    } = response
+    else {
+        return response;
+    };
+    let resumable = exchange.conversation.as_ref().is_some_and(|c| c.resumable);
+    let conversation = match exchange.conversation.take() {
+        Some(conversation) if resumable && exchange.queued.is_empty() => conversation,
+        other => {
+            exchange.conversation = other;
+            return prompt(&text);
+        }
+    };
+    // Made and kept (as a SHA-256) like a password reset token: 192
+    // random bits.
+    let token = match reset_token::generate() {
+        Ok(token) => token,
+        Err(why) => {
+            log::error!("cannot park a resumable login: {why}");
+            return error(
+                ErrorCode::Internal,
+                "kauthd could not continue the sign-in; see its log",
+            );
+        }
+    };
+    let lifetime = Duration::from_secs(daemon.config().daemon.idle_timeout);
+    let uid = conversation.uid;
+    daemon.parked_logins().park(
+        reset_token::digest(token.expose()),
+        uid,
+        conversation,
+        Instant::now(),
+        lifetime,
+    );
+    Response::Prompt {
+        echo: false,
+        message: text,
+        continuation: Some(token),
+    }
+}
+
+/// Goes on with a parked login: `text` answers the prompt that carried
+/// `token`, on this connection, as `answer` would have on the first one.
+/// A token works once, for the uid that parked it, until it expires; any
+/// other gets the same `not_found`.
+pub fn resume(
+    daemon: &Daemon,
+    caller: &Caller,
+    exchange: &mut Exchange,
+    token: &Secret,
+    text: &Secret,
+) -> Response {
+    if exchange.in_conversation() {
+        return error(
+            ErrorCode::BadRequest,
+            "a login conversation is in progress on this connection; finish it, or resume on another connection",
+        );
+    }
+    exchange.queued.clear();
+    let digest = reset_token::digest(token.expose());
+    let taken = daemon
+        .parked_logins()
+        .take(&digest, caller.uid, Instant::now());
+    let mut conversation = match taken {
+        Ok(conversation) => conversation,
+        Err(why) => {
+            refusal_log::warn_continuation(format_args!(
+                "refused to resume a login for {}: the continuation token is {}",
+                caller.describe(),
+                match why {
+                    parked::Refusal::Unknown => "unknown or already used",
+                    parked::Refusal::Expired => "expired ([daemon] idle_timeout)",
+                    parked::Refusal::OtherUid => "another uid's (now spent)",
+                }
+            ));
+            return error(ErrorCode::NotFound, RESUME_NOT_FOUND);
+        }
+    };
+    // The process that gives the answer is the one a PAM account step
+    // would ask about.
+    conversation.pid = caller.pid;
+    exchange.conversation = Some(conversation);
+    answer(daemon, exchange, text)
 }
 
 impl Conversation {
@@ -313,6 +443,7 @@ impl Conversation {
     /// with until when, the same whether the account exists or not and
     /// whatever was typed.
     fn refuse_locked(&self, until: i64) -> Vec<Response> {
+        stats::code_refused(CodeRefusal::Locked);
         self.log_locked(&format!(
             "locked after repeated failures until {}",
             clock::format_time(until)
@@ -430,6 +561,9 @@ impl Conversation {
             Ok(CodeOutcome::Accepted(factor)) => {
                 // The login's activity rows were stored with the spent code.
                 daemon.remember_code(self.pid, &self.user);
+                if let Factor::Recovery { .. } = factor {
+                    stats::recovery_code_used();
+                }
                 let told = match factor {
                     Factor::Recovery { left } => Some(login_texts::recovery_code_accepted(left)),
                     Factor::Totp {
@@ -447,6 +581,10 @@ impl Conversation {
                 steps
             }
             Ok(CodeOutcome::Rejected(why)) => {
+                stats::code_refused(match why {
+                    Rejection::AlreadyUsed => CodeRefusal::Replayed,
+                    Rejection::Wrong | Rejection::ClockOff { .. } => CodeRefusal::Wrong,
+                });
                 let detail = match why {
                     Rejection::AlreadyUsed => "verification code already used",
                     Rejection::ClockOff { .. } => {
@@ -600,10 +738,8 @@ impl Conversation {
 /// rate-limited (see `refusal_log::warn_locked`).
 fn log_locked_attempt(event: EventKind, user: &str, service: &str, rhost: Option<&str>, why: &str) {
     refusal_log::warn_locked(format_args!(
-        "{event}: user={} service={} rhost={} refused unchecked: {why}",
-        escape::for_log(user),
-        escape::for_log(service),
-        rhost.map_or_else(|| "-".to_owned(), escape::for_log),
+        "{} refused unchecked: {why}",
+        activity::line_head(event, Some(user), Some(service), rhost),
     ));
 }
 

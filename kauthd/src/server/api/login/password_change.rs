@@ -53,6 +53,7 @@ fn prompt(text: &str) -> Vec<Response> {
     vec![Response::Prompt {
         echo: false,
         message: text.to_owned(),
+        continuation: None,
     }]
 }
 
@@ -298,13 +299,14 @@ mod tests {
             mode: LoginMode::ChangePassword,
             authtok: None,
             enroll_at_login: false,
+            resumable: false,
         };
         let (mut prompts, mut texts) = (Vec::new(), Vec::new());
         let mut answers = answers.iter();
         let mut response = login::begin(daemon, &root, &mut slot, args);
         for _ in 0..8 {
             response = match response {
-                Response::Prompt { message, echo } => {
+                Response::Prompt { message, echo, .. } => {
                     assert!(!echo);
                     prompts.push(message);
                     let text = Secret::from(*answers.next().unwrap_or(&""));
@@ -312,7 +314,7 @@ mod tests {
                 }
                 Response::Message { text, .. } => {
                     texts.push(text);
-                    login::next(&mut slot)
+                    login::next(daemon, &mut slot)
                 }
                 Response::Finished { outcome } => {
                     assert!(!slot.in_conversation(), "the conversation must be over");

@@ -1,0 +1,1 @@
+"""The reference panel: kauthd's two-page web login and self-service."""

@@ -1,0 +1,1 @@
+"""Third-party code kept as released (see README.md here)."""
