@@ -4,7 +4,7 @@
 use crate::clock;
 use crate::daemon::Daemon;
 use crate::escape;
-use crate::store::{durability, NewEvent};
+use crate::store::NewEvent;
 
 /// What an activity event records. The names are the ones stored in the
 /// database, written to syslog and sent on the wire (`login_success`, ...).
@@ -105,16 +105,16 @@ impl std::fmt::Display for EventKind {
 }
 
 /// Records an event at info level (failures at warning level). A
-/// failure's row is written without making the request wait for a sync
-/// (see `store::durability`): it may be lost on a power loss, never on a
-/// `kill -9` of kauthd.
+/// failure's row is held in memory and written behind, with the others of
+/// its batch (see `store::write_behind`): it may be lost on a `kill -9` of
+/// kauthd or a power loss, within a second of it.
 pub fn record(daemon: &Daemon, event: &NewEvent<'_>) {
     log(event);
-    let store = || daemon.store().record_activity(event, clock::now());
+    let now = clock::now();
     let stored = if event.event.is_failure() {
-        durability::relaxed(store)
+        daemon.store().record_failure_activity(event, now)
     } else {
-        store()
+        daemon.store().record_activity(event, now)
     };
     if let Err(e) = stored {
         log::error!("could not store an activity event: {e}");

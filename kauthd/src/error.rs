@@ -96,8 +96,7 @@ impl From<Error> for Response {
 impl From<StoreError> for Response {
     fn from(e: StoreError) -> Response {
         if e.is_disk_full() {
-            housekeeping::request();
-            log_disk_full();
+            note_disk_full();
             return Response::Error {
                 code: ErrorCode::Internal,
                 message: "kauthd's state filesystem is full, so nothing could be saved and the request was refused; try again shortly, and ask the administrator to free space if it persists".to_owned(),
@@ -117,6 +116,23 @@ impl From<StoreError> for Response {
 
 /// What a person is told while kauthd cannot reach its database.
 pub const UNAVAILABLE: &str = "Sign-in is unavailable right now: kauthd cannot reach its database. Try again in a minute; if this persists, tell the administrator.";
+
+/// Logs a store failure no client is told about (a write made in the
+/// background), `what` saying what failed; a full state filesystem is
+/// logged and handled as for a request.
+pub fn log_store_error(what: &str, e: &StoreError) {
+    if e.is_disk_full() {
+        note_disk_full();
+    } else {
+        log::error!("{what}: {e}");
+    }
+}
+
+/// Starts upkeep, which frees space, and says so (rate-limited).
+fn note_disk_full() {
+    housekeeping::request();
+    log_disk_full();
+}
 
 /// Seconds between two log lines about a full state filesystem, and
 /// between two about an unreachable database.

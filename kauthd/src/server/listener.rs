@@ -13,12 +13,13 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::daemon::Daemon;
-use crate::error::Error;
+use crate::error::{self, Error};
 use crate::housekeeping;
 use crate::secrets::rekey;
 use crate::server::event_loop::EventLoop;
 use crate::server::refusal_log;
 use crate::server::systemd;
+use crate::store::WRITE_BEHIND_INTERVAL;
 
 /// Everything needed to start: where the config came from and whether it
 /// was named on the command line.
@@ -83,6 +84,7 @@ pub fn run(options: &Options) -> Result<(), Error> {
     let upkeep_running = Arc::new(AtomicBool::new(false));
 
     raise_file_limit(&daemon.config());
+    start_write_behind(&daemon);
     let mut connections = EventLoop::new(listener, Arc::clone(&daemon))?;
     // The socket listens and the store is open: logins may come.
     systemd::notify("READY=1");
@@ -121,6 +123,39 @@ pub fn run(options: &Options) -> Result<(), Error> {
 fn remove_own_socket(path: &Path, bound_inode: Option<u64>) {
     if fs::metadata(path).map(|m| m.ino()).ok() == bound_inode {
         let _ = fs::remove_file(path);
+    }
+}
+
+/// Writes the failed attempts held in memory every
+/// `WRITE_BEHIND_INTERVAL` (see `store::write_behind`), on a thread of its
+/// own, while the daemon lives; the checkpoint at stop writes the last.
+fn start_write_behind(daemon: &Arc<Daemon>) {
+    let daemon = Arc::downgrade(daemon);
+    let spawned = std::thread::Builder::new()
+        .name("write-behind".into())
+        .spawn(move || {
+            // Said once when writing starts failing, not at every try.
+            let mut failing = false;
+            loop {
+                std::thread::sleep(WRITE_BEHIND_INTERVAL);
+                let Some(daemon) = daemon.upgrade() else {
+                    return;
+                };
+                let written = daemon.store().write_behind_now();
+                match written {
+                    Ok(()) => failing = false,
+                    Err(e) if !failing => {
+                        failing = true;
+                        let what = "could not write the failed attempts held in memory";
+                        error::log_store_error(what, &e);
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Each lock and each other write still writes them first.
+        log::error!("cannot start the thread that writes failed attempts: {e}");
     }
 }
 

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod event_loop;
 pub mod frame_buf;
 pub mod listener;
+pub mod next_frame;
 pub mod refusal_log;
 pub mod response_frame;
 pub mod systemd;

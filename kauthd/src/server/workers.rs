@@ -20,12 +20,20 @@ use crate::passwords::argon2_pool::QueueKey;
 use crate::round_robin::RoundRobin;
 use crate::server::api::ConnState;
 use crate::server::connection::{self, Answer};
+use crate::server::next_frame::{self, Next};
 
 /// Workers running requests at once: enough that concurrent logins wait
 /// on argon2's per-core queue or the store, not on a free worker.
 pub const WORKERS: usize = 64;
 /// How long a worker with nothing to do waits for a job before it ends.
 pub const KEEP_ALIVE: Duration = Duration::from_millis(200);
+/// How long a worker that answered a step of a login conversation waits
+/// for the connection's next step before handing the connection back to
+/// the event loop (see `next_frame`). A PAM module sends it within a
+/// fraction of this; a person typing at a prompt takes far longer.
+pub const LINGER: Duration = Duration::from_millis(2);
+/// The most steps one worker answers in a row on one connection.
+const LINGER_STEPS: usize = 8;
 
 /// One frame to answer.
 #[derive(Debug)]
@@ -68,8 +76,13 @@ impl Finished {
         std::mem::take(&mut *self.lock())
     }
 
-    fn push(&self, done: Done) {
-        self.lock().push(done);
+    /// Adds a finished job; true when it is the first since the event
+    /// loop last took them (only then does the event loop need waking: a
+    /// wake-up for the first is still to come or being served).
+    fn push(&self, done: Done) -> bool {
+        let mut finished = self.lock();
+        finished.push(done);
+        finished.len() == 1
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Done>> {
@@ -171,9 +184,11 @@ fn work(shared: &Shared) {
     loop {
         if let Some(job) = queue.jobs.pop() {
             drop(queue);
-            shared.finished.push(run(&shared.daemon, *job));
-            if let Err(e) = shared.waker.wake() {
-                log::error!("a worker cannot wake the event loop: {e}");
+            let first = shared.finished.push(run_conversation(shared, *job));
+            if first {
+                if let Err(e) = shared.waker.wake() {
+                    log::error!("a worker cannot wake the event loop: {e}");
+                }
             }
             queue = shared.queue();
             continue;
@@ -192,15 +207,52 @@ fn work(shared: &Shared) {
     }
 }
 
-/// Answers one frame. A panic in a handler ends that connection with an
-/// error, not the worker.
-fn run(daemon: &Daemon, job: Job) -> Done {
+/// Answers the job's frame, then, while the connection is in a login
+/// conversation whose answer went out whole and no other job waits for a
+/// worker, the steps that follow at once (up to [`LINGER_STEPS`]).
+fn run_conversation(shared: &Shared, job: Job) -> Done {
     let Job {
         token,
-        mut state,
-        mut frame,
+        state,
+        frame,
         stream,
     } = job;
+    let mut done = run(&shared.daemon, token, state, frame, stream.as_ref());
+    let Some(stream) = stream else {
+        return done;
+    };
+    for _ in 0..LINGER_STEPS {
+        let answered_whole = done.sent == done.answer.len();
+        if !(done.keep_open && answered_whole && done.state.in_login_conversation()) {
+            break;
+        }
+        if !shared.queue().jobs.is_empty() {
+            break;
+        }
+        match next_frame::take_whole_frame(&stream, LINGER) {
+            Next::Frame(frame) => {
+                done.answer.zeroize();
+                done = run(&shared.daemon, token, done.state, frame, Some(&stream));
+            }
+            Next::NotYet => break,
+            Next::Broken => {
+                done.keep_open = false;
+                break;
+            }
+        }
+    }
+    done
+}
+
+/// Answers one frame. A panic in a handler ends that connection with an
+/// error, not the worker.
+fn run(
+    daemon: &Daemon,
+    token: usize,
+    mut state: ConnState,
+    mut frame: Vec<u8>,
+    stream: Option<&UnixStream>,
+) -> Done {
     let answered = catch_unwind(AssertUnwindSafe(|| {
         connection::answer_request(daemon, &mut state, &frame)
     }));
@@ -219,7 +271,7 @@ fn run(daemon: &Daemon, job: Job) -> Done {
         }
     });
     let encoded = connection::encode(&answer.response, &state.caller);
-    let sent = stream.map_or(0, |stream| send_what_fits(&stream, &encoded));
+    let sent = stream.map_or(0, |stream| send_what_fits(stream, &encoded));
     Done {
         token,
         state,

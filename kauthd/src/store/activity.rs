@@ -55,7 +55,10 @@ pub struct ActivityRow {
 }
 
 impl Store {
+    /// Stores an event now (after the failures held in memory, so that
+    /// the events keep their order).
     pub fn record_activity(&mut self, event: &NewEvent<'_>, now: i64) -> StoreResult<()> {
+        self.write_behind_now()?;
         let host = self.host_name.as_str();
         self.db.run(|c| insert(c, event, host, now))
     }
@@ -67,6 +70,7 @@ impl Store {
         from: Option<ActivityPosition>,
         limit: u32,
     ) -> StoreResult<Vec<ActivityRow>> {
+        self.write_behind_now()?;
         let from = from.unwrap_or(ActivityPosition {
             at: i64::MAX,
             id: i64::MAX,

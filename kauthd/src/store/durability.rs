@@ -12,9 +12,10 @@
 //! thread, that the store changed while it was held; the request handler
 //! waits for a sync when its request changed something (a request runs on
 //! one thread from its start to its answer). Writes made inside `relaxed`
-//! (a failure count that locked nothing, a failure's activity row) do not
-//! make the request wait: they become durable with the next sync, which
-//! the flusher runs within `FLUSH_INTERVAL` if no request does.
+//! do not make the request wait: they become durable with the next sync,
+//! which the flusher runs within `FLUSH_INTERVAL` if no request does (a
+//! failure that locks nothing is not even written then: it is held in
+//! memory, see `write_behind`).
 //!
 //! An fdatasync error is final: the page cache can no longer be trusted,
 //! so every waiter gets an error (its request is refused, never

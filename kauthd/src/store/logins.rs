@@ -53,25 +53,34 @@ impl Store {
         now: i64,
     ) -> StoreResult<Option<Option<u64>>> {
         let host = self.host_name.clone();
-        self.db.transaction(|tx| {
-            let Some(left) = spend_in(tx, spend, now)? else {
-                return Ok(None); // nothing was changed
-            };
-            ratelimit::clear_failures_in(tx, clear)?;
-            if let Some(login) = login {
-                for (event, detail) in (login.events)(left) {
-                    let row = NewEvent {
-                        user: Some(login.user),
-                        event,
-                        service: Some(login.service),
-                        rhost: login.rhost,
-                        detail: &detail,
-                    };
-                    activity::insert(tx, &row, &host, now)?;
+        self.db
+            .transaction(|tx| {
+                let Some(left) = spend_in(tx, spend, now)? else {
+                    return Ok(None); // nothing was changed
+                };
+                // The failures held in memory go in first, so that the activity
+                // keeps its order and the count cleared below is the whole count.
+                self.write_behind.borrow().write(tx, &host)?;
+                ratelimit::clear_failures_in(tx, clear)?;
+                if let Some(login) = login {
+                    for (event, detail) in (login.events)(left) {
+                        let row = NewEvent {
+                            user: Some(login.user),
+                            event,
+                            service: Some(login.service),
+                            rhost: login.rhost,
+                            detail: &detail,
+                        };
+                        activity::insert(tx, &row, &host, now)?;
+                    }
                 }
-            }
-            Ok(Some(left))
-        })
+                Ok(Some(left))
+            })
+            .inspect(|left| {
+                if left.is_some() {
+                    self.write_behind.borrow_mut().clear();
+                }
+            })
     }
 }
 

@@ -26,7 +26,9 @@ mod sealing;
 mod sessions;
 mod twofactor;
 mod upkeep;
+mod write_behind;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -39,6 +41,7 @@ use rusqlite::{Connection, ErrorCode};
 use db::{Db, Dialect};
 
 use crate::secrets::secret_box::{SealError, SecretKey};
+use write_behind::WriteBehind;
 
 pub use accounts::Account;
 pub use activity::{ActivityPosition, ActivityRow, NewEvent};
@@ -51,6 +54,7 @@ pub use sealing::KeyUse;
 pub use sessions::{NewSession, SessionPosition, SessionRecord};
 pub use twofactor::GuardRow;
 pub use twofactor::{NewTotp, PendingTotp, StoredRecoveryCode, TotpCredential, TwoFactorRow};
+pub use write_behind::WRITE_BEHIND_INTERVAL;
 
 pub const DATABASE_FILE: &str = "kauthd.sqlite";
 
@@ -171,6 +175,8 @@ pub struct Store {
     key: SecretKey,
     /// The group fsync that makes acknowledged writes durable.
     durability: Arc<Durability>,
+    /// Failed attempts not written yet (see `write_behind`).
+    write_behind: RefCell<WriteBehind>,
 }
 
 /// Distinct statements kept prepared (the store has about 90).
@@ -216,6 +222,7 @@ impl Store {
             host_name: crate::clock::hostname(),
             key,
             durability,
+            write_behind: RefCell::default(),
         };
         schema::migrate(&store.db)?;
         store.seal_plaintext_secrets(scrub)?;
@@ -234,6 +241,7 @@ impl Store {
             host_name: crate::clock::hostname(),
             key,
             durability: Durability::by_the_server(),
+            write_behind: RefCell::default(),
         };
         schema::migrate(&store.db)?;
         store.seal_plaintext_secrets(false)?;

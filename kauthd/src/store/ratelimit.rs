@@ -12,7 +12,7 @@ pub enum LimitKey<'a> {
 }
 
 impl LimitKey<'_> {
-    fn parts(&self) -> (&'static str, &str) {
+    pub(super) fn parts(&self) -> (&'static str, &str) {
         match self {
             LimitKey::Account(name) => ("account", name),
             LimitKey::Host(host) => ("host", host),
@@ -82,12 +82,37 @@ impl Store {
         row.map(|r| r.get(0)).transpose()
     }
 
-    /// Counts a failure against each key, in one transaction; a key that
-    /// reaches the limit within the window is locked. Returns the keys that
-    /// became locked. On a shared database, failures counted by every
-    /// server add up (each key's count is taken under a lock of its own,
-    /// so two servers cannot both miss the limit).
+    /// Counts a failure against each key; a key that reaches the limit
+    /// within the window is locked. Returns the keys that became locked.
+    ///
+    /// On SQLite a failure that locks nothing is held in memory and
+    /// written behind (see `write_behind`); one that locks writes the
+    /// held ones, itself and the lock in one transaction. On a shared
+    /// database every failure is written at once, and failures counted
+    /// by every server add up (each key's count is taken under a lock of
+    /// its own, so two servers cannot both miss the limit).
     pub fn record_failure<'a>(
+        &mut self,
+        keys: &[LimitKey<'a>],
+        limits: Limits,
+        now: i64,
+    ) -> StoreResult<Vec<LimitKey<'a>>> {
+        let mut locks = false;
+        for key in keys {
+            let counted = self.failure_count(*key, limits, now)?;
+            locks |= counted.saturating_add(1) >= limits.max_failures;
+        }
+        if !locks && self.writes_behind() {
+            self.hold_failures(keys, now)?;
+            return Ok(Vec::new());
+        }
+        self.write_behind_now()?;
+        self.write_failures(keys, limits, now)
+    }
+
+    /// Writes a failure against each key, in one transaction, locking the
+    /// keys that reach the limit within the window.
+    fn write_failures<'a>(
         &mut self,
         keys: &[LimitKey<'a>],
         limits: Limits,
@@ -138,27 +163,33 @@ impl Store {
     /// The failures counted against `key` within the window before `now`
     /// (cleared by a success and by a lock).
     pub fn failure_count(&self, key: LimitKey<'_>, limits: Limits, now: i64) -> StoreResult<u32> {
-        let (kind, key) = key.parts();
+        let (kind, name) = key.parts();
         let window_start = now - i64::try_from(limits.window_seconds).unwrap_or(i64::MAX);
         let count: i64 = self.db.run(|c| {
             c.query_one(
                 "SELECT COUNT(*) FROM failures WHERE kind = ?1 AND key = ?2 AND at > ?3",
-                values![kind, key, window_start],
+                values![kind, name, window_start],
             )?
             .get(0)
         })?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        let held = self.held_failures(key, window_start);
+        Ok(u32::try_from(count)
+            .unwrap_or(u32::MAX)
+            .saturating_add(u32::try_from(held).unwrap_or(u32::MAX)))
     }
 
     /// Forgets the failures counted against `key` (after a success).
     pub fn clear_failures(&mut self, key: LimitKey<'_>) -> StoreResult<()> {
-        self.db.run(|c| clear_failures_in(c, key))
+        self.db.run(|c| clear_failures_in(c, key))?;
+        self.forget_held_failures(key);
+        Ok(())
     }
 
     /// Deletes failures older than the window and locks that have ended;
     /// returns how many rows went. It deletes in small transactions, so
     /// the WAL stays small (and the deletion works on a nearly full disk).
     pub fn prune_limits(&mut self, limits: Limits, now: i64) -> StoreResult<usize> {
+        self.write_behind_now()?;
         let window_start = now - i64::try_from(limits.window_seconds).unwrap_or(i64::MAX);
         let mut total = 0;
         for (table, key, column, before) in [
@@ -191,6 +222,7 @@ impl Store {
             clear_failures_in(tx, key)?;
             Ok(n)
         })?;
+        self.forget_held_failures(key);
         Ok(n > 0)
     }
 
@@ -198,6 +230,7 @@ impl Store {
     /// log tells), by name. Their locks are keyed by network: the caller
     /// maps each to its key (see `host_net`).
     pub fn hosts_failed_from(&self, user: &str, since: i64) -> StoreResult<Vec<String>> {
+        self.write_behind_now()?;
         // The user's recent activity (the `(user, at)` index) only.
         let sql = format!(
             "SELECT DISTINCT rhost FROM activity
@@ -212,6 +245,7 @@ impl Store {
     /// the latest [`RECENT_EVENTS_SEARCHED`] events are looked at (there
     /// is no index by host), so the cost stays small in a flood.
     pub fn failures_from_hosts(&self, since: i64) -> StoreResult<Vec<(String, String)>> {
+        self.write_behind_now()?;
         let sql = format!(
             "SELECT DISTINCT \"user\", rhost FROM (
                  SELECT \"user\", rhost, event FROM activity WHERE at >= ?1

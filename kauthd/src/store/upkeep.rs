@@ -26,6 +26,13 @@ impl Store {
     /// failure is logged: the WAL then stays as it was and the next
     /// checkpoint tries again.
     pub fn checkpoint(&self) {
+        // On a full filesystem they stay held (whoever hit that said so);
+        // the checkpoint below frees the WAL's space.
+        if let Err(e) = self.write_behind_now() {
+            if !e.is_disk_full() {
+                log::error!("could not write the failed attempts held in memory: {e}");
+            }
+        }
         // PostgreSQL checkpoints by itself.
         let Db::Sqlite(conn) = &self.db else {
             return;

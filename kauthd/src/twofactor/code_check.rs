@@ -6,10 +6,11 @@
 //! - an accepted code is spent, the account's failure count cleared and
 //!   the login's activity rows stored in one transaction, made durable
 //!   (one shared sync) before the login is acknowledged;
-//! - a counted failure that locks nothing is written without waiting for
-//!   a sync, and answered at once; it is synced within a second. So a
-//!   failure count may be lost on a power loss, never on a `kill -9` of
-//!   kauthd;
+//! - a counted failure that locks nothing is held in memory with its
+//!   activity row and answered at once; held failures are written in one
+//!   transaction a quarter second apart and synced within a second after
+//!   (`store::write_behind`). So a failure count may be lost on a
+//!   `kill -9` of kauthd or a power loss, never on a clean stop;
 //! - a failure that locks the account or the host is durable, with its
 //!   lockout activity row, before the answer: a lock that was reported is
 //!   always durable.
