@@ -204,20 +204,11 @@ fn request_sign_out(daemon: &Daemon, record: &SessionRecord, by: &str) -> Result
         // Already asked for: still open until its server ends it.
         return Ok(record.signout_requested.is_some());
     }
-    activity::record(
-        daemon,
-        &NewEvent {
-            user: Some(&record.info.user),
-            event: EventKind::SignOut,
-            service: Some(&record.info.service),
-            rhost: record.info.rhost.as_deref(),
-            detail: &format!(
-                "session {} signed out by {by}: {} asked to end it",
-                short(&record.info.id),
-                crate::escape::escape(&record.info.host)
-            ),
-        },
+    let how = format!(
+        "{} asked to end it",
+        crate::escape::escape(&record.info.host)
     );
+    record_sign_out(daemon, record, by, &how);
     Ok(true)
 }
 
@@ -285,6 +276,12 @@ fn sign_out_here(daemon: &Daemon, record: &SessionRecord, by: &str) -> Result<bo
     } else {
         "process already gone"
     };
+    record_sign_out(daemon, record, by, how);
+    Ok(true)
+}
+
+/// The activity row of a sign-out: who did it and `how` it ended.
+fn record_sign_out(daemon: &Daemon, record: &SessionRecord, by: &str, how: &str) {
     activity::record(
         daemon,
         &NewEvent {
@@ -298,7 +295,6 @@ fn sign_out_here(daemon: &Daemon, record: &SessionRecord, by: &str) -> Result<bo
             ),
         },
     );
-    Ok(true)
 }
 
 /// SIGTERM to the process's children, then to the process.
