@@ -405,16 +405,7 @@ fn a_kauthd_password_login_enrolls_after_the_right_password_only() {
     const PASSWORD: &str = "Marble-juniper-4417-osprey";
     const PANEL: &str = "kauth-enroll-panel";
     let daemon = TestDaemon::start("");
-    let out = daemon.ctl_with(
-        &["user", "add", "ann", "--password-stdin"],
-        Some(&format!("{PASSWORD}\n")),
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    daemon.add_account("ann", PASSWORD);
     let conf = PamConfDir::new();
     conf.kpanel_service(PANEL, &daemon.socket, "");
     let login = |answers: &[&str]| {

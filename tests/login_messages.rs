@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use kauth_tests::daemon::{json, stderr, TestDaemon};
+use kauth_tests::daemon::{json, TestDaemon};
 use kauth_tests::login::{
     login_code, now, oathtool_at_step, recovery_codes, step_with_margin, wrong_code_near,
 };
@@ -48,12 +48,7 @@ fn services(daemon: &TestDaemon) -> PamConfDir {
 
 /// A kauthd account with a password and 2FA on.
 fn add_user(daemon: &TestDaemon, name: &str) {
-    let out = daemon.ctl_with(
-        &["user", "add", name, "--password-stdin"],
-        Some(&format!("{PASSWORD}\n")),
-        None,
-    );
-    assert!(out.status.success(), "user add: {}", stderr(&out));
+    daemon.add_account(name, PASSWORD);
     daemon.import_secret(name, SECRET);
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kauth_proto::{LoginMode, Request};
-use kauth_tests::daemon::{stderr, TestDaemon};
+use kauth_tests::daemon::TestDaemon;
 use kauth_tests::login::{
     begin, connect, converse, login_code, login_code_from, oathtool_at_step, step_with_margin,
     wrong_code_near,
@@ -105,12 +105,7 @@ fn fail2ban_matches_every_failure_with_a_host_and_no_success() {
         "[ratelimit]\nmax_failures = 3\n\
          [password]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n",
     );
-    let out = daemon.ctl_with(
-        &["user", "add", "ann", "--password-stdin"],
-        Some(&format!("{PASSWORD}\n")),
-        None,
-    );
-    assert!(out.status.success(), "user add: {}", stderr(&out));
+    daemon.add_account("ann", PASSWORD);
     for user in ["ann", "bob", "carol"] {
         daemon.import_secret(user, SECRET);
     }

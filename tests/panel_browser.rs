@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kauth_tests::daemon::{bin_dir, running_as_root, stderr, TestDaemon};
+use kauth_tests::daemon::{bin_dir, running_as_root, TestDaemon};
 use kauth_tests::sshd::{
     example_lines, example_pam_stack, SshLogin, SshdSetup, SystemUser, TestSshd,
 };
@@ -70,12 +70,7 @@ fn daemon_requiring(require: &str) -> TestDaemon {
 }
 
 fn add_account(daemon: &TestDaemon, name: &str) {
-    let out = daemon.ctl_with(
-        &["user", "add", name, "--password-stdin"],
-        Some(PASSWORD),
-        None,
-    );
-    assert!(out.status.success(), "user add: {}", stderr(&out));
+    daemon.add_account(name, PASSWORD);
 }
 
 /// The reference panel, running on a port of its own; stopped on drop.

@@ -21,12 +21,7 @@ const AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Fi
 
 fn daemon_with_ann(extra: &str) -> TestDaemon {
     let daemon = TestDaemon::start(extra);
-    let out = daemon.ctl_with(
-        &["user", "add", "ann", "--password-stdin"],
-        Some(&format!("{PASSWORD}\n")),
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    daemon.add_account("ann", PASSWORD);
     daemon.import_secret("ann", SECRET);
     daemon
 }

@@ -19,12 +19,7 @@ const NOBODY: u32 = 65534;
 /// A daemon with `ann` (a password and 2FA on).
 fn daemon_with_ann(extra: &str) -> TestDaemon {
     let daemon = TestDaemon::start(extra);
-    let out = daemon.ctl_with(
-        &["user", "add", "ann", "--password-stdin"],
-        Some(&format!("{PASSWORD}\n")),
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    daemon.add_account("ann", PASSWORD);
     daemon.import_secret("ann", SECRET);
     daemon
 }
@@ -404,12 +399,7 @@ fn signing_out_a_panel_session_revokes_it_without_signalling_the_panel() {
 fn an_enrollment_at_login_parks_at_its_code_prompt_too() {
     // The default policy requires 2FA of everyone and sets it up at login.
     let daemon = TestDaemon::start("");
-    let out = daemon.ctl_with(
-        &["user", "add", "bob", "--password-stdin"],
-        Some(&format!("{PASSWORD}\n")),
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    daemon.add_account("bob", PASSWORD);
     let mut client = connect(&daemon.socket);
     let mut response = client.call(&begin("bob", PASSWORD)).unwrap();
     let mut setup_key = None;

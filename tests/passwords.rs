@@ -30,12 +30,7 @@ fn start(extra: &str) -> TestDaemon {
 }
 
 fn add_user(daemon: &TestDaemon, name: &str, password: &str) {
-    let out = daemon.ctl_with(
-        &["user", "add", name, "--password-stdin"],
-        Some(&format!("{password}\n")),
-        None,
-    );
-    assert!(out.status.success(), "user add: {}", stderr(&out));
+    daemon.add_account(name, password);
 }
 
 fn logs_in(daemon: &TestDaemon, user: &str, password: &str) -> bool {

@@ -167,6 +167,16 @@ impl TestDaemon {
             .unwrap_or_default()
     }
 
+    /// Adds the kauthd account `name` with `password` (as root).
+    pub fn add_account(&self, name: &str, password: &str) {
+        let out = self.ctl_with(
+            &["user", "add", name, "--password-stdin"],
+            Some(&format!("{password}\n")),
+            None,
+        );
+        assert!(out.status.success(), "user add {name}: {}", stderr(&out));
+    }
+
     /// Imports the base32 `secret` for `user`: 2FA is on at once.
     pub fn import_secret(&self, user: &str, secret: &str) {
         let out = self.ctl(&["2fa", "import", "--user", user, "--secret", secret]);
