@@ -28,6 +28,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use argon2::{Argon2, Block};
 use zeroize::Zeroize;
 
+use crate::host_net::{self, Prefixes};
 use crate::round_robin::RoundRobin;
 
 /// Who an argon2 run is for: the queue it waits in.
@@ -43,10 +44,12 @@ pub enum QueueKey {
 }
 
 impl QueueKey {
-    /// The remote host when there is one, else the caller's uid.
-    pub fn of(rhost: Option<&str>, uid: u32) -> QueueKey {
+    /// The remote host's network (as the rate limit counts it, see
+    /// `host_net`) when there is one, else the caller's uid: the addresses
+    /// of one network share one turn.
+    pub fn of(rhost: Option<&str>, uid: u32, prefixes: Prefixes) -> QueueKey {
         match rhost.filter(|host| !host.is_empty()) {
-            Some(host) => QueueKey::Host(host.to_owned()),
+            Some(host) => QueueKey::Host(host_net::limit_key(host, prefixes)),
             None => QueueKey::Uid(uid),
         }
     }
@@ -431,9 +434,17 @@ mod tests {
     }
 
     #[test]
-    fn the_key_is_the_remote_host_else_the_uid() {
-        assert_eq!(QueueKey::of(Some("10.0.0.1"), 1000), host("10.0.0.1"));
-        assert_eq!(QueueKey::of(Some(""), 1000), QueueKey::Uid(1000));
-        assert_eq!(QueueKey::of(None, 0), QueueKey::Uid(0));
+    fn the_key_is_the_remote_hosts_network_else_the_uid() {
+        let prefixes = Prefixes { ipv4: 32, ipv6: 64 };
+        let key = |rhost, uid| QueueKey::of(rhost, uid, prefixes);
+        assert_eq!(key(Some("10.0.0.1"), 1000), host("10.0.0.1"));
+        assert_eq!(key(Some("2001:db8:1:2::5"), 0), host("2001:db8:1:2::/64"));
+        assert_eq!(
+            key(Some("2001:db8:1:2::5"), 0),
+            key(Some("2001:db8:1:2:ffff::9"), 0),
+            "the addresses of one /64 share a turn"
+        );
+        assert_eq!(key(Some(""), 1000), QueueKey::Uid(1000));
+        assert_eq!(key(None, 0), QueueKey::Uid(0));
     }
 }

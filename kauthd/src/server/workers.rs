@@ -16,11 +16,13 @@ use mio::Waker;
 use zeroize::Zeroize;
 
 use crate::daemon::Daemon;
+use crate::host_net::Prefixes;
 use crate::passwords::argon2_pool::QueueKey;
 use crate::round_robin::RoundRobin;
 use crate::server::api::ConnState;
 use crate::server::connection::{self, Answer};
 use crate::server::next_frame::{self, Next};
+use crate::twofactor::code_check;
 
 /// Workers running requests at once: enough that concurrent logins wait
 /// on argon2's per-core queue or the store, not on a free worker.
@@ -48,9 +50,9 @@ pub struct Job {
 }
 
 impl Job {
-    fn queue_key(&self) -> QueueKey {
+    fn queue_key(&self, prefixes: Prefixes) -> QueueKey {
         self.state
-            .queue_key(|| connection::named_rhost(&self.frame))
+            .queue_key(prefixes, || connection::named_rhost(&self.frame))
     }
 }
 
@@ -148,7 +150,7 @@ impl Workers {
     /// Queues a job for a waiting worker, or a new one. Gives the job
     /// back if no worker runs and none can be started.
     pub fn submit(&self, job: Box<Job>) -> Result<(), Box<Job>> {
-        let key = job.queue_key();
+        let key = job.queue_key(code_check::prefixes(&self.shared.daemon.config()));
         let mut queue = self.shared.queue();
         queue.jobs.push(key.clone(), job);
         if queue.jobs.len() <= queue.idle {

@@ -214,7 +214,8 @@ fn record_host_lockout_for_users(daemon: &Daemon, name: &str, host: &str, detail
 
 /// Where an attempt comes from: the remote host a login names, if any,
 /// and the local uid that connected. The locks are counted per remote
-/// host; argon2 runs queue per remote host, else per uid.
+/// network (`host_net`); argon2 runs queue per remote network, else per
+/// uid.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
     pub rhost: Option<&'a str>,
@@ -227,8 +228,8 @@ impl Origin<'_> {
         Origin { rhost: None, uid }
     }
 
-    fn queue_key(&self) -> QueueKey {
-        QueueKey::of(self.rhost, self.uid)
+    fn queue_key(&self, prefixes: host_net::Prefixes) -> QueueKey {
+        QueueKey::of(self.rhost, self.uid, prefixes)
     }
 }
 
@@ -277,7 +278,8 @@ pub fn attempt<T>(
             false
         }
     };
-    let right = verify(&Turn::checked(origin.queue_key(), &still_unlocked))?;
+    let key = origin.queue_key(prefixes(&daemon.config()));
+    let right = verify(&Turn::checked(key, &still_unlocked))?;
     if let Some(lock) = stopped.into_inner() {
         return Ok(Attempt::Locked { until: lock? });
     }

@@ -20,6 +20,7 @@ mod twofactor;
 use kauth_proto::{ErrorCode, Request, Response};
 
 use crate::daemon::Daemon;
+use crate::host_net::Prefixes;
 use crate::passwords::argon2_pool::QueueKey;
 use crate::server::access::Caller;
 use crate::server::client_fields;
@@ -56,17 +57,21 @@ impl ConnState {
         self.pam.in_conversation()
     }
 
-    /// Whose turn the next request waits in for a worker: the remote host
-    /// of the login in progress or of the one `named_rhost` starts, else
-    /// the connecting uid. Only root and PAM callers name remote hosts; a
+    /// Whose turn the next request waits in for a worker: the network of
+    /// the remote host of the login in progress or of the one `named_rhost`
+    /// starts, else the connecting uid. Only root and PAM callers name remote hosts; a
     /// local user's requests all wait in their uid's turn.
-    pub fn queue_key(&self, named_rhost: impl FnOnce() -> Option<String>) -> QueueKey {
+    pub fn queue_key(
+        &self,
+        prefixes: Prefixes,
+        named_rhost: impl FnOnce() -> Option<String>,
+    ) -> QueueKey {
         if !self.caller.is_privileged() {
             return QueueKey::Uid(self.caller.uid);
         }
         match self.pam.rhost() {
-            Some(rhost) => QueueKey::of(Some(rhost), self.caller.uid),
-            None => QueueKey::of(named_rhost().as_deref(), self.caller.uid),
+            Some(rhost) => QueueKey::of(Some(rhost), self.caller.uid, prefixes),
+            None => QueueKey::of(named_rhost().as_deref(), self.caller.uid, prefixes),
         }
     }
 }
@@ -336,20 +341,23 @@ mod tests {
         })
     }
 
+    const PREFIXES: Prefixes = Prefixes { ipv4: 32, ipv6: 64 };
+
     fn named() -> Option<String> {
         Some("203.0.113.9".to_owned())
     }
 
     #[test]
     fn a_pam_callers_login_waits_in_its_remote_hosts_turn() {
-        let key = state(0, Role::Root).queue_key(named);
+        let key = state(0, Role::Root).queue_key(PREFIXES, named);
         assert_eq!(key, QueueKey::Host("203.0.113.9".to_owned()));
-        assert_eq!(state(0, Role::Root).queue_key(|| None), QueueKey::Uid(0));
+        let key = state(0, Role::Root).queue_key(PREFIXES, || None);
+        assert_eq!(key, QueueKey::Uid(0));
     }
 
     #[test]
     fn a_local_user_cannot_pick_a_turn_by_naming_a_host() {
-        let key = state(1000, Role::User).queue_key(named);
+        let key = state(1000, Role::User).queue_key(PREFIXES, named);
         assert_eq!(key, QueueKey::Uid(1000));
     }
 }
