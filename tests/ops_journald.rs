@@ -108,10 +108,10 @@ fn with_stderr_on_the_journal_each_event_is_logged_once_natively_with_its_fields
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
-    // SAFETY: prctl, unshare, mount and mkdir are system calls on strings
-    // made before the fork; nothing allocates or touches Rust state. The
-    // mounts are in kauthd's own mount namespace: the machine's /run is
+    // The mounts are in kauthd's own mount namespace: the machine's /run is
     // left alone.
+    // SAFETY: prctl, unshare, mount and mkdir are system calls on strings
+    // made before the fork; nothing allocates or touches Rust state.
     unsafe {
         cmd.pre_exec(move || {
             let fail = || Err(std::io::Error::last_os_error());
