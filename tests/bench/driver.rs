@@ -260,3 +260,21 @@ pub fn concurrent_spread(
         unexpected: unexpected.into_inner().expect("lock"),
     }
 }
+
+/// Prints whether every login of each run (named) ended as expected;
+/// returns true if so. `problems` pairs a run's name with what went wrong
+/// in it (empty when nothing did).
+pub fn report_problems<'a>(problems: impl IntoIterator<Item = (&'a str, String)>) -> bool {
+    let problems: Vec<String> = problems
+        .into_iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(what, p)| format!("{what}: {p}"))
+        .collect();
+    if problems.is_empty() {
+        println!("every login ended as expected");
+    } else {
+        println!("UNEXPECTED RESULTS (the figures above are not valid):");
+        problems.iter().for_each(|p| println!("  {p}"));
+    }
+    problems.is_empty()
+}

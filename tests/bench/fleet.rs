@@ -72,16 +72,5 @@ fn print_table(users: usize, clients: usize, single: &Throughput, spread: &Throu
         spread.per_second() / single.per_second()
     );
     println!();
-    let problems: Vec<String> = [("SQLite", single.problems()), ("fleet", spread.problems())]
-        .into_iter()
-        .filter(|(_, p)| !p.is_empty())
-        .map(|(what, p)| format!("{what}: {p}"))
-        .collect();
-    if problems.is_empty() {
-        println!("every login ended as expected");
-    } else {
-        println!("UNEXPECTED RESULTS (the figures above are not valid):");
-        problems.iter().for_each(|p| println!("  {p}"));
-    }
-    problems.is_empty()
+    driver::report_problems([("SQLite", single.problems()), ("fleet", spread.problems())])
 }

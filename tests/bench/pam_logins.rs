@@ -386,7 +386,7 @@ fn print_table(r: &Results<'_>) -> bool {
         timing(r.floor)
     );
     println!();
-    let problems: Vec<String> = [
+    driver::report_problems([
         ("kauthd valid", r.valid[0].problems()),
         ("google-authenticator valid", r.valid[1].problems()),
         ("kauthd wrong", r.wrong[0].problems()),
@@ -398,18 +398,7 @@ fn print_table(r: &Results<'_>) -> bool {
         ("kauthd small, next to large", r.large[0].problems()),
         ("kauthd large", r.large[1].problems()),
         ("google-authenticator large", r.large[2].problems()),
-    ]
-    .into_iter()
-    .filter(|(_, p)| !p.is_empty())
-    .map(|(what, p)| format!("{what}: {p}"))
-    .collect();
-    if problems.is_empty() {
-        println!("every login ended as expected");
-    } else {
-        println!("UNEXPECTED RESULTS (the figures above are not valid):");
-        problems.iter().for_each(|p| println!("  {p}"));
-    }
-    problems.is_empty()
+    ])
 }
 
 fn row(what: &str, kauthd: &str, google: &str, ratio: f64, goal: &str, met: bool) {
