@@ -101,18 +101,8 @@ fn code(step: u64) -> String {
 /// Starts an enrollment of `user` through `daemon` and confirms it with
 /// the code of `step`; returns the secret.
 fn enroll(daemon: &TestDaemon, user: &str, step: u64) -> String {
-    let begun = json(&daemon.ctl(&["--json", "2fa", "enroll", "--begin", "--user", user]));
-    let secret = begun["secret"].as_str().unwrap().to_owned();
-    let code = oathtool_at_step(&secret, step);
-    json(&daemon.ctl(&[
-        "--json",
-        "2fa",
-        "enroll",
-        "--confirm",
-        &code,
-        "--user",
-        user,
-    ]));
+    let secret = daemon.enroll_begin(user);
+    daemon.enroll_confirm(user, &oathtool_at_step(&secret, step));
     secret
 }
 

@@ -17,8 +17,7 @@ const IMPORTED: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 
 /// Starts an enrollment; returns the secret (base32).
 fn enroll_begin(daemon: &TestDaemon, user: &str) -> String {
-    let begun = json(&daemon.ctl(&["--json", "2fa", "enroll", "--begin", "--user", user]));
-    begun["secret"].as_str().unwrap().to_owned()
+    daemon.enroll_begin(user)
 }
 
 /// A full enrollment confirmed with an oathtool code; returns the secret.
@@ -30,16 +29,7 @@ fn enroll(daemon: &TestDaemon, user: &str) -> String {
 
 /// Confirms `user`'s pending enrollment of `secret` with a current code.
 fn enroll_confirm(daemon: &TestDaemon, user: &str, secret: &str) {
-    let code = oathtool_at_step(secret, step_with_margin(3));
-    json(&daemon.ctl(&[
-        "--json",
-        "2fa",
-        "enroll",
-        "--confirm",
-        &code,
-        "--user",
-        user,
-    ]));
+    daemon.enroll_confirm(user, &oathtool_at_step(secret, step_with_margin(3)));
 }
 
 /// RFC 4648 base32 (no padding) to bytes.

@@ -9,7 +9,9 @@ use std::process::Command;
 
 use kauth_proto::{Client, ErrorCode, LoginMode, Outcome, Request, Response, Secret, SessionInfo};
 use kauth_tests::daemon::{binary, running_as_root, stderr, world_executable_copy, TestDaemon};
-use kauth_tests::login::{connect, oathtool_at_step, recovery_codes, step_with_margin};
+use kauth_tests::login::{
+    connect, oathtool_at_step, recovery_codes, session_valid, step_with_margin,
+};
 
 const SECRET: &str = "JBSWY3DPEHPK3PXP";
 const PASSWORD: &str = "a long enough password 1";
@@ -314,16 +316,6 @@ fn session(client: &mut Client, id: &str) -> SessionInfo {
     }
 }
 
-fn check(client: &mut Client, id: &str) -> bool {
-    match client
-        .call(&Request::SessionCheck { id: id.to_owned() })
-        .unwrap()
-    {
-        Response::SessionValidity { valid, .. } => valid,
-        other => panic!("{other:?}"),
-    }
-}
-
 #[test]
 fn sessions_show_the_client_and_when_the_panel_last_checked_them() {
     let daemon = daemon_with_ann("");
@@ -342,13 +334,13 @@ fn sessions_show_the_client_and_when_the_panel_last_checked_them() {
     assert!(shown.len() <= 200 && shown.len() > 190, "{}", shown.len());
     assert_eq!(listed.last_active, None);
 
-    assert!(check(&mut client, &id));
+    assert!(session_valid(&mut client, &id));
     let first = session(&mut client, &id).last_active.expect("noted");
     let now = kauth_tests::login::now() as i64;
     assert!((now - first).abs() <= 5, "{first} vs {now}");
     // Within ten seconds, another check writes nothing.
     std::thread::sleep(std::time::Duration::from_millis(1_100));
-    assert!(check(&mut client, &id));
+    assert!(session_valid(&mut client, &id));
     assert_eq!(session(&mut client, &id).last_active, Some(first));
 
     let text = kauth_tests::daemon::stdout(&daemon.ctl(&["sessions", "--user", "ann"]));
@@ -374,8 +366,8 @@ fn signing_out_a_panel_session_revokes_it_without_signalling_the_panel() {
         client.call(&request).unwrap(),
         Response::SignedOut { .. }
     ));
-    assert!(!check(&mut client, &one));
-    assert!(check(&mut client, &two));
+    assert!(!session_valid(&mut client, &one));
+    assert!(session_valid(&mut client, &two));
     let everywhere = Request::SignOut {
         id: None,
         user: Some("ann".to_owned()),
@@ -386,7 +378,7 @@ fn signing_out_a_panel_session_revokes_it_without_signalling_the_panel() {
         client.call(&everywhere).unwrap(),
         Response::SignedOut { .. }
     ));
-    assert!(!check(&mut client, &two));
+    assert!(!session_valid(&mut client, &two));
     // Still here, and so is the connection.
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(matches!(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kauth_proto::{Request, Response};
 use kauth_tests::daemon::{running_as_root, stderr, stdout, TestDaemon};
-use kauth_tests::login::{connect, login_password};
+use kauth_tests::login::{self, connect, login_password};
 use kauth_tests::pam::{Harness, PamConfDir};
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_kauth-pam-harness");
@@ -372,14 +372,7 @@ fn a_user_changes_their_own_password_with_the_current_one() {
 }
 
 fn session_valid(daemon: &TestDaemon, id: &str) -> bool {
-    let mut client = connect(&daemon.socket);
-    match client
-        .call(&Request::SessionCheck { id: id.to_owned() })
-        .unwrap()
-    {
-        Response::SessionValidity { valid, .. } => valid,
-        other => panic!("{other:?}"),
-    }
+    login::session_valid(&mut connect(&daemon.socket), id)
 }
 
 #[test]

@@ -177,6 +177,18 @@ impl TestDaemon {
         assert!(out.status.success(), "user add {name}: {}", stderr(&out));
     }
 
+    /// Begins an enrollment of `user` (as root); returns the secret.
+    pub fn enroll_begin(&self, user: &str) -> String {
+        let begun = json(&self.ctl(&["--json", "2fa", "enroll", "--begin", "--user", user]));
+        begun["secret"].as_str().expect("a secret").to_owned()
+    }
+
+    /// Confirms `user`'s pending enrollment with `code` (as root); returns
+    /// the answer (with the recovery codes).
+    pub fn enroll_confirm(&self, user: &str, code: &str) -> serde_json::Value {
+        json(&self.ctl(&["--json", "2fa", "enroll", "--confirm", code, "--user", user]))
+    }
+
     /// Imports the base32 `secret` for `user`: 2FA is on at once.
     pub fn import_secret(&self, user: &str, secret: &str) {
         let out = self.ctl(&["2fa", "import", "--user", user, "--secret", secret]);

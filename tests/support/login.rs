@@ -108,6 +108,17 @@ pub fn login_password(socket: &Path, user: &str, password: &str, code: &str) -> 
     )
 }
 
+/// Whether kauthd holds session `id` valid (`session_check`).
+pub fn session_valid(client: &mut Client, id: &str) -> bool {
+    match client
+        .call(&Request::SessionCheck { id: id.to_owned() })
+        .expect("session_check")
+    {
+        Response::SessionValidity { valid, .. } => valid,
+        other => panic!("session_check: {other:?}"),
+    }
+}
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
