@@ -208,6 +208,34 @@ fn an_unknown_or_expired_token_is_not_found_and_logged() {
     assert!(!daemon.syslog().contains(token.expose()));
 }
 
+#[test]
+fn a_flood_of_made_up_tokens_is_refused_without_flooding_the_log() {
+    let daemon = daemon_with_ann("");
+    let mut client = connect(&daemon.socket);
+    for i in 0..300u32 {
+        let token = Secret::from(format!("{i:048x}").as_str());
+        assert_not_found(&resume(&mut client, &token, "123456"));
+    }
+    // A real login still parks and resumes after the flood.
+    let token = park(&daemon, "ann", PASSWORD);
+    let code = oathtool_at_step(SECRET, step_with_margin(5));
+    let mut again = connect(&daemon.socket);
+    assert!(
+        !matches!(resume(&mut again, &token, &code), Response::Error { .. }),
+        "the real token was refused after the flood"
+    );
+    assert!(daemon.syslog_receives("refused to resume a login"));
+    let lines = daemon
+        .syslog()
+        .lines()
+        .filter(|l| l.contains("refused to resume a login"))
+        .count();
+    assert!(
+        (1..=20).contains(&lines),
+        "300 refused tokens gave {lines} log lines"
+    );
+}
+
 /// Runs `kauth-frame-client` as `uid` with `requests` (JSON); returns the
 /// answers, one per line.
 fn frame_client_as(daemon: &TestDaemon, uid: u32, requests: &[String]) -> Vec<serde_json::Value> {
