@@ -230,20 +230,39 @@ impl EventLoop {
         let token = self.next_token;
         self.next_token += 1;
         self.conns.insert(token, conn);
-        let registered = self.conns.get(&token).map(|conn| {
-            self.poll.registry().register(
-                &mut SourceFd(&conn.stream.as_raw_fd()),
-                Token(token),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-        });
-        if let Some(Err(e)) = registered {
+        if let Err(e) = self.watch(token) {
             log::error!("cannot watch a new connection: {e}");
             self.close(token);
             return;
         }
         // The hello may be there already.
         self.advance(token);
+    }
+
+    /// Watches the connection's socket for the event loop. Its readiness
+    /// is reported at once if it is ready now (edge-triggered, so nothing
+    /// that arrived while it was not watched is missed).
+    fn watch(&self, token: usize) -> io::Result<()> {
+        let Some(conn) = self.conns.get(&token) else {
+            return Ok(());
+        };
+        self.poll.registry().register(
+            &mut SourceFd(&conn.stream.as_raw_fd()),
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    /// Stops watching the socket while a worker has the connection: the
+    /// worker reads and writes it itself, and each of its reads and writes
+    /// would otherwise wake this thread for nothing.
+    fn unwatch(&self, token: usize) {
+        if let Some(conn) = self.conns.get(&token) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&conn.stream.as_raw_fd()));
+        }
     }
 
     /// Moves a connection on after its socket became ready.
@@ -260,6 +279,7 @@ impl EventLoop {
         match step {
             Step::Wait => {}
             Step::Run(job) => {
+                self.unwatch(token);
                 if let Err(job) = self.workers.submit(job) {
                     if let Some(conn) = self.conns.get_mut(&token) {
                         conn.give_back(job.state);
@@ -284,6 +304,11 @@ impl EventLoop {
             // A connection closed meanwhile (at stop) just drops the answer.
             if let Some(conn) = self.conns.get_mut(&token) {
                 conn.finish(done, Instant::now(), timeouts);
+                if let Err(e) = self.watch(token) {
+                    log::error!("cannot watch a connection again: {e}");
+                    self.close(token);
+                    continue;
+                }
                 self.advance(token);
             }
         }
