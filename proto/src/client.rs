@@ -403,6 +403,74 @@ mod tests {
         }
     }
 
+    /// A server that answers the hello and each later request with
+    /// `Done`, each answer `delay` after the request.
+    fn slow_server(path: &Path, delay: Duration, requests: usize) -> std::thread::JoinHandle<()> {
+        let listener = UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            for i in 0..requests {
+                let _: Request = read_frame(&mut conn).unwrap();
+                std::thread::sleep(delay);
+                let answer = if i == 0 {
+                    Response::Welcome {
+                        version: PROTOCOL_VERSION,
+                        server: "test".into(),
+                    }
+                } else {
+                    Response::Done
+                };
+                write_frame(&mut conn, &answer).unwrap();
+            }
+        })
+    }
+
+    #[test]
+    fn a_login_connection_still_reads_answers_that_come_after_its_brief_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let delay = LOGIN_REPLY_SPIN * 40;
+        let server = slow_server(&path, delay, 3);
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        let started = Instant::now();
+        let (mut client, first) = Client::connect_and_call(
+            &path,
+            Duration::from_secs(5),
+            &[me],
+            "t",
+            &Request::Continue,
+        )
+        .unwrap();
+        assert!(matches!(first, Response::Done), "{first:?}");
+        assert!(matches!(
+            client.call(&Request::Continue).unwrap(),
+            Response::Done
+        ));
+        assert!(started.elapsed() >= delay * 3);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_login_connection_closed_by_kauthd_fails_at_once_not_after_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let server = slow_server(&path, Duration::ZERO, 1);
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        let started = Instant::now();
+        let r = Client::connect_and_call(
+            &path,
+            Duration::from_secs(5),
+            &[me],
+            "t",
+            &Request::Continue,
+        );
+        server.join().unwrap();
+        assert!(matches!(r, Err(ClientError::Frame(_))), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
     #[test]
     fn untrusted_listener_is_refused_before_sending() {
         let dir = tempfile::tempdir().unwrap();
