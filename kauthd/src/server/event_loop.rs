@@ -122,6 +122,9 @@ impl EventLoop {
             return;
         }
         let ready: Vec<Token> = self.events.iter().map(|event| event.token()).collect();
+        // First what the workers finished: connections they closed free
+        // their slots before new ones are admitted.
+        self.collect_finished();
         for token in ready {
             match token {
                 LISTENER => self.accept_all(),
@@ -303,7 +306,12 @@ impl EventLoop {
             let token = done.token;
             // A connection closed meanwhile (at stop) just drops the answer.
             if let Some(conn) = self.conns.get_mut(&token) {
+                let only_close = !done.keep_open && done.sent == done.answer.len();
                 conn.finish(done, Instant::now(), timeouts);
+                if only_close {
+                    self.close(token);
+                    continue;
+                }
                 if let Err(e) = self.watch(token) {
                     log::error!("cannot watch a connection again: {e}");
                     self.close(token);

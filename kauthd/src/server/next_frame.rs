@@ -27,8 +27,10 @@ pub enum Next {
     /// A whole frame, length included, taken from the socket. The receiver
     /// wipes it once decoded.
     Frame(Vec<u8>),
-    /// Nothing whole yet (or the peer closed): the event loop takes over.
+    /// Nothing whole yet: the event loop takes over.
     NotYet,
+    /// The peer closed its end: nothing more will come.
+    Closed,
     /// Reading what was peeked failed: the connection is unusable.
     Broken,
 }
@@ -43,6 +45,7 @@ pub fn take_whole_frame(stream: &UnixStream, wait: Duration) -> Next {
     let mut header = [0u8; HEADER];
     match recv(fd, &mut header, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
         Ok(HEADER) => {}
+        Ok(0) => return Next::Closed,
         _ => return Next::NotYet,
     }
     let len = u32::from_be_bytes(header) as usize;
@@ -173,8 +176,19 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_peer_is_left_for_the_event_loop() {
+    fn a_closed_peer_is_told_apart() {
         let (ours, theirs) = pair();
+        drop(theirs);
+        assert!(matches!(
+            take_whole_frame(&ours, Duration::from_millis(50)),
+            Next::Closed
+        ));
+    }
+
+    #[test]
+    fn part_of_a_frame_then_a_close_is_left_for_the_event_loop() {
+        let (ours, mut theirs) = pair();
+        theirs.write_all(&[0, 0]).unwrap();
         drop(theirs);
         assert!(matches!(
             take_whole_frame(&ours, Duration::from_millis(50)),

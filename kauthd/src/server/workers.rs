@@ -70,24 +70,39 @@ pub struct Done {
 
 /// The finished jobs, for the event loop to collect.
 #[derive(Debug, Default)]
-pub struct Finished(Mutex<Vec<Done>>);
+pub struct Finished(Mutex<Pending>);
+
+#[derive(Debug, Default)]
+struct Pending {
+    done: Vec<Done>,
+    /// A wake-up of the event loop was asked for since it last took them.
+    wake_asked: bool,
+}
 
 impl Finished {
     /// Everything finished so far.
     pub fn take(&self) -> Vec<Done> {
-        std::mem::take(&mut *self.lock())
+        let mut pending = self.lock();
+        pending.wake_asked = false;
+        std::mem::take(&mut pending.done)
     }
 
-    /// Adds a finished job; true when it is the first since the event
-    /// loop last took them (only then does the event loop need waking: a
-    /// wake-up for the first is still to come or being served).
+    /// Adds a finished job; true when the event loop needs waking for it:
+    /// it is the first job with something left to do (an answer to send,
+    /// a connection to watch again) since the event loop last took them.
+    /// A job with nothing left but closing its connection waits for the
+    /// event loop's next turn (at the latest its next tick; a new
+    /// connection takes them first, so a freed slot is free for it).
     fn push(&self, done: Done) -> bool {
-        let mut finished = self.lock();
-        finished.push(done);
-        finished.len() == 1
+        let urgent = done.keep_open || done.sent < done.answer.len();
+        let mut pending = self.lock();
+        pending.done.push(done);
+        let wake = urgent && !pending.wake_asked;
+        pending.wake_asked |= wake;
+        wake
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Done>> {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
         match self.0.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -186,8 +201,8 @@ fn work(shared: &Shared) {
     loop {
         if let Some(job) = queue.jobs.pop() {
             drop(queue);
-            let first = shared.finished.push(run_conversation(shared, *job));
-            if first {
+            let wake = shared.finished.push(run_conversation(shared, *job));
+            if wake {
                 if let Err(e) = shared.waker.wake() {
                     log::error!("a worker cannot wake the event loop: {e}");
                 }
@@ -237,7 +252,7 @@ fn run_conversation(shared: &Shared, job: Job) -> Done {
                 done = run(&shared.daemon, token, done.state, frame, Some(&stream));
             }
             Next::NotYet => break,
-            Next::Broken => {
+            Next::Closed | Next::Broken => {
                 done.keep_open = false;
                 break;
             }
@@ -296,4 +311,42 @@ fn send_what_fits(mut stream: &UnixStream, answer: &[u8]) -> usize {
         }
     }
     sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::access::{Caller, Role};
+
+    fn done(keep_open: bool, sent: usize) -> Done {
+        Done {
+            token: 7,
+            state: ConnState::new(Caller {
+                uid: 1000,
+                gid: 1000,
+                pid: 1,
+                role: Role::User,
+                name: None,
+            }),
+            answer: vec![1, 2, 3, 4],
+            sent,
+            keep_open,
+        }
+    }
+
+    #[test]
+    fn only_a_job_with_something_left_to_do_wakes_the_event_loop() {
+        let finished = Finished::default();
+        assert!(!finished.push(done(false, 4)), "only a close is left");
+        assert!(finished.push(done(true, 4)), "the connection stays open");
+        assert!(
+            !finished.push(done(true, 4)),
+            "a wake-up is already asked for"
+        );
+        assert_eq!(finished.take().len(), 3);
+        assert!(
+            finished.push(done(false, 2)),
+            "part of the answer is unsent"
+        );
+    }
 }
