@@ -419,6 +419,47 @@ fn a_connection_that_never_says_hello_is_closed_within_seconds() {
     );
 }
 
+/// A login whose client hangs up while kauthd waits for its next step
+/// frees its slot for the next connection: with one slot, each of twenty
+/// logins in a row gets it a moment after the last one hung up.
+#[test]
+fn a_login_the_client_hangs_up_on_frees_its_slot_for_the_next_connection() {
+    let daemon = TestDaemon::start(&format!(
+        "max_connections = 1\nreserved_connections = 0\n[access]\npam_callers = [{}]\n",
+        my_uid()
+    ));
+    daemon.import_secret("ann", SECRET);
+    let begin = Request::Begin {
+        user: "ann".into(),
+        service: SERVICE.into(),
+        rhost: None,
+        tty: None,
+        ruser: None,
+        mode: LoginMode::OtpOnly,
+        authtok: None,
+        enroll_at_login: false,
+        resumable: false,
+    };
+    for round in 0..20 {
+        let (client, first) = Client::connect_and_call(
+            &daemon.socket,
+            Duration::from_secs(5),
+            &[0, my_uid()],
+            "t",
+            &begin,
+        )
+        .unwrap_or_else(|e| panic!("login {round} got no slot: {e}"));
+        assert!(
+            matches!(first, Response::Prompt { .. }),
+            "login {round}: {first:?}"
+        );
+        // The client hangs up at the code prompt, as a person pressing
+        // Ctrl-C does; the next login comes a moment later.
+        drop(client);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_login_conversation_held_open_past_login_timeout_is_closed() {
     let daemon = TestDaemon::start(&format!(
