@@ -22,7 +22,7 @@ use kauth_proto::{
     PROTOCOL_VERSION,
 };
 use kauth_tests::daemon::{world_executable_copy, TestDaemon};
-use kauth_tests::login::{now, oathtool_at_step};
+use kauth_tests::login::{begin, now, oathtool_at_step};
 use kauth_tests::pam::{Harness, PamConfDir};
 
 const FLOOD: &str = env!("CARGO_BIN_EXE_kauth-flood");
@@ -429,17 +429,7 @@ fn a_login_the_client_hangs_up_on_frees_its_slot_for_the_next_connection() {
         my_uid()
     ));
     daemon.import_secret("ann", SECRET);
-    let begin = Request::Begin {
-        user: "ann".into(),
-        service: SERVICE.into(),
-        rhost: None,
-        tty: None,
-        ruser: None,
-        mode: LoginMode::OtpOnly,
-        authtok: None,
-        enroll_at_login: false,
-        resumable: false,
-    };
+    let begin = begin("ann", LoginMode::OtpOnly, None);
     for round in 0..20 {
         let (client, first) = Client::connect_and_call(
             &daemon.socket,
@@ -469,21 +459,7 @@ fn a_login_conversation_held_open_past_login_timeout_is_closed() {
     daemon.import_secret("ann", SECRET);
     let mut stream = greeted(&daemon);
     let start = Instant::now();
-    write_frame(
-        &mut stream,
-        &Request::Begin {
-            user: "ann".into(),
-            service: SERVICE.into(),
-            rhost: None,
-            tty: None,
-            ruser: None,
-            mode: LoginMode::OtpOnly,
-            authtok: None,
-            enroll_at_login: false,
-            resumable: false,
-        },
-    )
-    .unwrap();
+    write_frame(&mut stream, &begin("ann", LoginMode::OtpOnly, None)).unwrap();
     match read_frame::<_, Response>(&mut stream) {
         Ok(Response::Prompt { .. }) => {}
         other => panic!("expected the code prompt, got {other:?}"),
