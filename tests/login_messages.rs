@@ -14,9 +14,7 @@
 use std::time::Duration;
 
 use kauth_tests::daemon::{json, TestDaemon};
-use kauth_tests::login::{
-    login_code, now, oathtool_at_step, recovery_codes, step_with_margin, wrong_code_near,
-};
+use kauth_tests::login::{login_code, now, oathtool_at_step, step_with_margin, wrong_code_near};
 use kauth_tests::pam::{Harness, HarnessRun, PamConfDir};
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_kauth-pam-harness");
@@ -393,14 +391,7 @@ fn a_recovery_code_login_updates_last_used_and_advises_when_few_are_left() {
     let daemon = TestDaemon::start(NO_LOCKS);
     add_user(&daemon, "ann");
     let conf = services(&daemon);
-    let codes = recovery_codes(&json(&daemon.ctl(&[
-        "--json",
-        "2fa",
-        "recovery-codes",
-        "--regenerate",
-        "--user",
-        "ann",
-    ])));
+    let codes = daemon.regenerate_recovery_codes("ann");
     assert_eq!(codes.len(), 10);
     assert!(status(&daemon, "ann")["last_used"].is_null());
 

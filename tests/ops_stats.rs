@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kauth_proto::{LoginMode, Outcome, Request};
 use kauth_tests::daemon::{json, stdout, TestDaemon};
-use kauth_tests::login::{begin, connect, converse, now, oathtool_at_step, recovery_codes};
+use kauth_tests::login::{begin, connect, converse, now, oathtool_at_step};
 use serde_json::{json, Value};
 
 const SERVICES: [&str; 2] = ["ssh-test", "panel-test"];
@@ -68,14 +68,7 @@ fn stats_after_a_scripted_mix_of_100_logins_report_the_exact_counts() {
         daemon.import_secret(&format!("s{i}"), &secret_of(i));
     }
     daemon.import_secret("r0", &secret_of(99));
-    let codes = recovery_codes(&json(&daemon.ctl(&[
-        "--json",
-        "2fa",
-        "recovery-codes",
-        "--regenerate",
-        "--user",
-        "r0",
-    ])));
+    let codes = daemon.regenerate_recovery_codes("r0");
     let started = Instant::now();
     let mut expected = Expected {
         per_service: [(0, 0, 0); 2],

@@ -9,9 +9,7 @@ use std::process::Command;
 
 use kauth_proto::{Client, ErrorCode, LoginMode, Outcome, Request, Response, Secret, SessionInfo};
 use kauth_tests::daemon::{binary, running_as_root, stderr, world_executable_copy, TestDaemon};
-use kauth_tests::login::{
-    connect, oathtool_at_step, recovery_codes, session_valid, step_with_margin,
-};
+use kauth_tests::login::{connect, oathtool_at_step, session_valid, step_with_margin};
 
 const SECRET: &str = "JBSWY3DPEHPK3PXP";
 const PASSWORD: &str = "a long enough password 1";
@@ -291,16 +289,7 @@ fn only_root_and_pam_callers_may_begin_a_resumable_login() {
 #[test]
 fn a_recovery_code_through_resume_says_how_many_are_left() {
     let daemon = daemon_with_ann("");
-    let out = daemon.ctl(&[
-        "--json",
-        "2fa",
-        "recovery-codes",
-        "--regenerate",
-        "--user",
-        "ann",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let codes = recovery_codes(&serde_json::from_slice(&out.stdout).unwrap());
+    let codes = daemon.regenerate_recovery_codes("ann");
     let token = park(&daemon, "ann", PASSWORD);
     let mut second = connect(&daemon.socket);
     let first = resume(&mut second, &token, &codes[0]);

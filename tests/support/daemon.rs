@@ -189,6 +189,18 @@ impl TestDaemon {
         json(&self.ctl(&["--json", "2fa", "enroll", "--confirm", code, "--user", user]))
     }
 
+    /// Regenerates `user`'s recovery codes (as root); returns the new codes.
+    pub fn regenerate_recovery_codes(&self, user: &str) -> Vec<String> {
+        crate::login::recovery_codes(&json(&self.ctl(&[
+            "--json",
+            "2fa",
+            "recovery-codes",
+            "--regenerate",
+            "--user",
+            user,
+        ])))
+    }
+
     /// Imports the base32 `secret` for `user`: 2FA is on at once.
     pub fn import_secret(&self, user: &str, secret: &str) {
         let out = self.ctl(&["2fa", "import", "--user", user, "--secret", secret]);
