@@ -74,6 +74,20 @@ pub fn take_whole_frame(stream: &UnixStream, wait: Duration) -> Next {
     }
 }
 
+/// Whether the peer closes its end within `wait`. Nothing is taken from
+/// the socket: a request that comes instead stays there.
+pub fn closed_within(stream: &UnixStream, wait: Duration) -> bool {
+    if !readable_within(stream, wait) {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    recv(
+        stream.as_raw_fd(),
+        &mut byte,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) == Ok(0)
+}
+
 /// Whether the stream has something to read (or was closed) within `wait`:
 /// watched for up to [`SPIN`] first, then slept for.
 fn readable_within(stream: &UnixStream, wait: Duration) -> bool {
@@ -221,6 +235,24 @@ mod tests {
             take_whole_frame(&ours, Duration::from_millis(50)),
             Next::Closed
         ));
+    }
+
+    #[test]
+    fn a_close_is_seen_and_a_request_is_left_in_the_socket() {
+        let (ours, theirs) = pair();
+        drop(theirs);
+        assert!(closed_within(&ours, Duration::from_millis(50)));
+
+        let (ours, mut theirs) = pair();
+        let whole = framed(b"{\"type\":\"continue\"}");
+        theirs.write_all(&whole).unwrap();
+        assert!(!closed_within(&ours, Duration::from_millis(50)));
+        let mut all = vec![0u8; whole.len()];
+        (&ours).read_exact(&mut all).unwrap();
+        assert_eq!(all, whole);
+
+        let (ours, _theirs) = pair();
+        assert!(!closed_within(&ours, Duration::from_millis(5)));
     }
 
     #[test]

@@ -238,11 +238,13 @@ fn run_conversation(shared: &Shared, job: Job) -> Done {
     let Some(stream) = stream else {
         return done;
     };
+    let mut in_login = done.state.in_login_conversation();
     for _ in 0..LINGER_STEPS {
         let answered_whole = done.sent == done.answer.len();
         if !(done.keep_open && answered_whole && done.state.in_login_conversation()) {
             break;
         }
+        in_login = true;
         if !shared.queue().jobs.is_empty() {
             break;
         }
@@ -258,7 +260,21 @@ fn run_conversation(shared: &Shared, job: Job) -> Done {
             }
         }
     }
+    if in_login && login_just_ended(&done) && shared.queue().jobs.is_empty() {
+        // A PAM module closes its connection as soon as the conversation
+        // is over: seen here, the event loop need not watch the
+        // connection again only to see it close.
+        if next_frame::closed_within(&stream, next_frame::SPIN) {
+            done.keep_open = false;
+        }
+    }
     done
+}
+
+/// The last step answered ended the login conversation (its whole answer
+/// went out, and the connection stays open for whatever comes next).
+fn login_just_ended(done: &Done) -> bool {
+    done.keep_open && done.sent == done.answer.len() && !done.state.in_login_conversation()
 }
 
 /// Answers one frame. A panic in a handler ends that connection with an
