@@ -93,6 +93,23 @@ pub fn format_date(unix: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Formats a Unix time as a syslog line's time stamp, `Mmm DD HH:MM:SS`
+/// (UTC, as the syslog crate writes it).
+pub fn format_syslog_time(unix: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = unix.rem_euclid(86_400);
+    let (_, m, d) = civil_from_days(unix.div_euclid(86_400));
+    let month = MONTHS[(m as usize - 1) % 12];
+    format!(
+        "{month} {d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
 fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
@@ -138,6 +155,13 @@ pub fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syslog_time_stamps_are_written_as_the_syslog_crate_writes_them() {
+        assert_eq!(format_syslog_time(0), "Jan 01 00:00:00");
+        assert_eq!(format_syslog_time(1_796_295_455), "Dec 03 10:57:35");
+        assert_eq!(format_syslog_time(951_782_400), "Feb 29 00:00:00");
+    }
 
     #[test]
     fn dates_round_trip() {

@@ -12,16 +12,17 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use syslog::{Facility, Formatter3164, LoggerBackend};
+use syslog::{Facility, LogFormat, LoggerBackend, Severity};
 use systemd_journal_logger::JournalLog;
 
+use crate::clock;
 use crate::escape;
 
 /// Longest log line written; the rest is cut, saying how long it was.
 pub const MAX_LINE_CHARS: usize = 2048;
 
 struct DaemonLogger {
-    syslog: Option<Mutex<syslog::Logger<LoggerBackend, Formatter3164>>>,
+    syslog: Option<Mutex<syslog::Logger<LoggerBackend, SyslogLine>>>,
     /// Set when stderr is the journal: then nothing goes to stderr or
     /// syslog (the journal reads both: each line would be there thrice).
     journal: Option<JournalLog>,
@@ -78,6 +79,28 @@ impl Log for DaemonLogger {
     }
 }
 
+/// A syslog line as the syslog crate's `Formatter3164` writes it
+/// (`<priority>Mmm DD HH:MM:SS kauthd[pid]: message`, UTC), without
+/// parsing a time format for each line as it does.
+#[derive(Debug, Clone)]
+struct SyslogLine {
+    facility: Facility,
+    pid: u32,
+}
+
+impl<T: std::fmt::Display> LogFormat<T> for SyslogLine {
+    fn format<W: Write>(&self, w: &mut W, severity: Severity, message: T) -> syslog::Result<()> {
+        write!(
+            w,
+            "<{}>{} kauthd[{}]: {message}",
+            self.facility as u8 | severity as u8,
+            clock::format_syslog_time(clock::now()),
+            self.pid
+        )
+        .map_err(syslog::Error::Write)
+    }
+}
+
 /// What is written for a message: escaped, and cut when too long.
 fn line(message: &str) -> String {
     let escaped = escape::escape(message);
@@ -90,10 +113,8 @@ fn line(message: &str) -> String {
 /// Installs the daemon's logger. Without a syslog socket (a container, a
 /// test) it logs to stderr only.
 pub fn init(debug: bool) {
-    let formatter = Formatter3164 {
+    let formatter = SyslogLine {
         facility: Facility::LOG_AUTHPRIV,
-        hostname: None,
-        process: "kauthd".into(),
         pid: std::process::id(),
     };
     // KAUTHD_SYSLOG_SOCKET points syslog elsewhere than /dev/log (tests
@@ -138,6 +159,34 @@ mod tests {
             "rhost=1.2.3.4\\x0akauthd: info: login_success: user=root"
         );
         assert_eq!(line("\u{1b}[2J"), "\\x1b[2J");
+    }
+
+    #[test]
+    fn syslog_lines_are_written_as_the_syslog_crate_writes_them() {
+        let ours = SyslogLine {
+            facility: Facility::LOG_AUTHPRIV,
+            pid: 4242,
+        };
+        let crates = syslog::Formatter3164 {
+            facility: Facility::LOG_AUTHPRIV,
+            hostname: None,
+            process: "kauthd".into(),
+            pid: 4242,
+        };
+        // Both read the clock: retry if a second passed in between.
+        for _ in 0..5 {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            ours.format(&mut a, Severity::LOG_WARNING, "login_failure: user=ann")
+                .unwrap();
+            crates
+                .format(&mut b, Severity::LOG_WARNING, "login_failure: user=ann")
+                .unwrap();
+            if a == b {
+                assert!(a.starts_with(b"<84>"), "{}", String::from_utf8_lossy(&a));
+                return;
+            }
+        }
+        panic!("the lines differ");
     }
 
     #[test]
