@@ -65,6 +65,10 @@ pub struct EventLoop {
     /// When the last request was answered, if memory was not given back
     /// since.
     answered_since_trim: Option<Instant>,
+    /// Connections closed this turn (their slots are free already), their
+    /// sockets closed at its end: after the turn's requests went to the
+    /// workers, not before.
+    closing: Vec<Conn>,
 }
 
 impl EventLoop {
@@ -98,6 +102,7 @@ impl EventLoop {
             last_sweep: Instant::now(),
             last_fd_warning: None,
             answered_since_trim: None,
+            closing: Vec::new(),
         })
     }
 
@@ -139,7 +144,18 @@ impl EventLoop {
         if self.last_sweep.elapsed() >= TICK {
             self.sweep();
         }
+        self.close_sockets();
         self.trim_when_quiet();
+    }
+
+    /// Closes the sockets of the connections closed this turn.
+    fn close_sockets(&mut self) {
+        for conn in self.closing.drain(..) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&conn.stream.as_raw_fd()));
+        }
     }
 
     /// Gives back what a burst of requests freed, once it is over.
@@ -357,13 +373,10 @@ impl EventLoop {
             self.conns.insert(token, conn);
             return;
         }
-        let _ = self
-            .poll
-            .registry()
-            .deregister(&mut SourceFd(&conn.stream.as_raw_fd()));
         match conn.take_slot() {
             Some(slot) => self.admission.release(slot),
             None => self.turning_away = self.turning_away.saturating_sub(1),
         }
+        self.closing.push(conn);
     }
 }
