@@ -87,6 +87,8 @@ pub enum Step {
 #[derive(Debug)]
 pub struct Conn {
     pub stream: UnixStream,
+    /// The event loop watches the socket (see `EventLoop::watch`).
+    pub watched: bool,
     caller: Caller,
     /// None for a turned-away connection.
     slot: Option<Slot>,
@@ -131,6 +133,7 @@ impl Conn {
         };
         Conn {
             stream,
+            watched: false,
             caller,
             slot,
             state,

@@ -21,7 +21,7 @@ use crate::server::admission::{Admission, Limits};
 use crate::server::caller_cache::CallerCache;
 use crate::server::conn_io::{Conn, Step, Timeouts};
 use crate::server::refusal_log;
-use crate::server::workers::{Finished, Workers};
+use crate::server::workers::{Finished, Job, Workers};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -150,11 +150,8 @@ impl EventLoop {
 
     /// Closes the sockets of the connections closed this turn.
     fn close_sockets(&mut self) {
-        for conn in self.closing.drain(..) {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&conn.stream.as_raw_fd()));
+        for mut conn in self.closing.drain(..) {
+            stop_watching(&self.poll, &mut conn);
         }
     }
 
@@ -249,38 +246,50 @@ impl EventLoop {
         let token = self.next_token;
         self.next_token += 1;
         self.conns.insert(token, conn);
+        // A PAM module sends its hello and first request right behind the
+        // connect: then the request goes to a worker before the socket is
+        // ever watched (watching it only to stop at once costs two system
+        // calls).
+        let timeouts = self.timeouts();
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        match conn.advance(token, now, timeouts) {
+            Step::Wait => {}
+            Step::Run(job) => return self.hand_to_worker(token, job),
+            Step::Close => return self.close(token),
+        }
         if let Err(e) = self.watch(token) {
             log::error!("cannot watch a new connection: {e}");
             self.close(token);
             return;
         }
-        // The hello may be there already.
+        // What came since the first read is reported at once.
         self.advance(token);
     }
 
     /// Watches the connection's socket for the event loop. Its readiness
     /// is reported at once if it is ready now (edge-triggered, so nothing
     /// that arrived while it was not watched is missed).
-    fn watch(&self, token: usize) -> io::Result<()> {
-        let Some(conn) = self.conns.get(&token) else {
+    fn watch(&mut self, token: usize) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(&token) else {
             return Ok(());
         };
         self.poll.registry().register(
             &mut SourceFd(&conn.stream.as_raw_fd()),
             Token(token),
             Interest::READABLE | Interest::WRITABLE,
-        )
+        )?;
+        conn.watched = true;
+        Ok(())
     }
 
     /// Stops watching the socket while a worker has the connection: the
     /// worker reads and writes it itself, and each of its reads and writes
     /// would otherwise wake this thread for nothing.
-    fn unwatch(&self, token: usize) {
-        if let Some(conn) = self.conns.get(&token) {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&conn.stream.as_raw_fd()));
+    fn unwatch(&mut self, token: usize) {
+        if let Some(conn) = self.conns.get_mut(&token) {
+            stop_watching(&self.poll, conn);
         }
     }
 
@@ -299,14 +308,20 @@ impl EventLoop {
             Step::Wait => {}
             Step::Run(job) => {
                 self.unwatch(token);
-                if let Err(job) = self.workers.submit(job) {
-                    if let Some(conn) = self.conns.get_mut(&token) {
-                        conn.give_back(job.state);
-                    }
-                    self.close(token);
-                }
+                self.hand_to_worker(token, job);
             }
             Step::Close => self.close(token),
+        }
+    }
+
+    /// Queues the connection's request for a worker (its socket is not
+    /// watched meanwhile); closes the connection if no worker can run it.
+    fn hand_to_worker(&mut self, token: usize, job: Box<Job>) {
+        if let Err(job) = self.workers.submit(job) {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                conn.give_back(job.state);
+            }
+            self.close(token);
         }
     }
 
@@ -378,5 +393,13 @@ impl EventLoop {
             None => self.turning_away = self.turning_away.saturating_sub(1),
         }
         self.closing.push(conn);
+    }
+}
+
+fn stop_watching(poll: &Poll, conn: &mut Conn) {
+    if std::mem::take(&mut conn.watched) {
+        let _ = poll
+            .registry()
+            .deregister(&mut SourceFd(&conn.stream.as_raw_fd()));
     }
 }
