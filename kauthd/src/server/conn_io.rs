@@ -16,6 +16,7 @@
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kauth_proto::{ErrorCode, MAX_FRAME};
@@ -86,7 +87,8 @@ pub enum Step {
 
 #[derive(Debug)]
 pub struct Conn {
-    pub stream: UnixStream,
+    /// Shared with the worker that runs the connection's request.
+    pub stream: Arc<UnixStream>,
     /// The event loop watches the socket (see `EventLoop::watch`).
     pub watched: bool,
     caller: Caller,
@@ -132,7 +134,7 @@ impl Conn {
             None => (Phase::Hello, now + HELLO_TIMEOUT),
         };
         Conn {
-            stream,
+            stream: Arc::new(stream),
             watched: false,
             caller,
             slot,
@@ -186,7 +188,7 @@ impl Conn {
                     } else {
                         MAX_FRAME
                     };
-                    match self.reading.read_from(&mut &self.stream, limit, now) {
+                    match self.reading.read_from(&mut &*self.stream, limit, now) {
                         Progress::Pending => return Step::Wait,
                         Progress::Closed | Progress::Broken => return Step::Close,
                         Progress::Frame(mut frame) => {
@@ -213,7 +215,7 @@ impl Conn {
                                 frame,
                                 // The worker sends the answer itself when
                                 // the socket takes it at once.
-                                stream: self.stream.try_clone().ok(),
+                                stream: Some(Arc::clone(&self.stream)),
                             }));
                         }
                         Progress::TooLarge(n) => {
@@ -367,7 +369,7 @@ impl Conn {
     /// Writes what the socket takes; true once the whole answer is out.
     fn flush(&mut self) -> io::Result<bool> {
         while self.sent < self.out.len() {
-            match (&self.stream).write(&self.out[self.sent..]) {
+            match (&*self.stream).write(&self.out[self.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -44,9 +44,10 @@ pub struct Job {
     pub state: ConnState,
     /// The whole frame, length included; wiped once decoded.
     pub frame: Vec<u8>,
-    /// The connection (non-blocking), to send the answer without waiting
-    /// for the event loop.
-    pub stream: Option<UnixStream>,
+    /// The connection's socket (non-blocking, shared with the event loop,
+    /// which does not touch it while the job runs), to send the answer
+    /// without waiting for the event loop.
+    pub stream: Option<Arc<UnixStream>>,
 }
 
 impl Job {
@@ -234,7 +235,7 @@ fn run_conversation(shared: &Shared, job: Job) -> Done {
         frame,
         stream,
     } = job;
-    let mut done = run(&shared.daemon, token, state, frame, stream.as_ref());
+    let mut done = run(&shared.daemon, token, state, frame, stream.as_deref());
     let Some(stream) = stream else {
         return done;
     };
