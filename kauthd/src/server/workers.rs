@@ -235,11 +235,12 @@ fn run_conversation(shared: &Shared, job: Job) -> Done {
         frame,
         stream,
     } = job;
+    // The connection was in a login conversation, or enters one below.
+    let mut in_login = state.in_login_conversation();
     let mut done = run(&shared.daemon, token, state, frame, stream.as_deref());
     let Some(stream) = stream else {
         return done;
     };
-    let mut in_login = done.state.in_login_conversation();
     for _ in 0..LINGER_STEPS {
         let answered_whole = done.sent == done.answer.len();
         if !(done.keep_open && answered_whole && done.state.in_login_conversation()) {
