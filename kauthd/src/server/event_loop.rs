@@ -259,13 +259,12 @@ impl EventLoop {
             Step::Run(job) => return self.hand_to_worker(token, job),
             Step::Close => return self.close(token),
         }
+        // What came since the first read is reported by the next poll: a
+        // socket that is ready when it is registered is reported at once.
         if let Err(e) = self.watch(token) {
             log::error!("cannot watch a new connection: {e}");
             self.close(token);
-            return;
         }
-        // What came since the first read is reported at once.
-        self.advance(token);
     }
 
     /// Watches the connection's socket for the event loop. Its readiness
