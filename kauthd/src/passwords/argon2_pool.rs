@@ -18,8 +18,8 @@
 //! waiting run holds a few dozen bytes here, no argon2 memory. Each slot
 //! keeps its own block memory, reused from run to run, so the memory the
 //! runs need is allocated once per slot instead of once per login. A free
-//! slot's memory is always wiped: the last run of a burst wipes it (runs
-//! within a burst overwrite each other's blocks).
+//! slot's memory is always wiped: memory handed straight to a waiting run
+//! is not (that run overwrites the blocks it uses), memory kept free is.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -108,6 +108,13 @@ impl std::fmt::Display for RunError {
     }
 }
 
+/// What a [`FairSemaphore`] does with a resource that no waiter takes.
+pub trait Reusable: Default {
+    /// Called before the resource is kept free (outside the semaphore's
+    /// lock); not when it goes straight to a waiter.
+    fn before_kept_free(&mut self);
+}
+
 /// A counting semaphore whose permits are resources (here: argon2 memory),
 /// handed out round-robin across the keys of those waiting, and in
 /// arrival order within a key.
@@ -151,12 +158,12 @@ impl<T> Queue<T> {
 /// A resource on loan from a [`FairSemaphore`]; given back on drop (also
 /// when the holder panics).
 #[derive(Debug)]
-pub struct Permit<'a, T: Default> {
+pub struct Permit<'a, T: Reusable> {
     semaphore: &'a FairSemaphore<T>,
     resource: T,
 }
 
-impl<T: Default> FairSemaphore<T> {
+impl<T: Reusable> FairSemaphore<T> {
     /// One permit per resource.
     pub fn new(resources: Vec<T>) -> Self {
         FairSemaphore {
@@ -214,8 +221,16 @@ impl<T: Default> FairSemaphore<T> {
         }
     }
 
-    fn give_back(&self, resource: T) {
-        self.lock().pass_on(resource);
+    /// Hands `resource` to the next waiter; if none waits, readies it to
+    /// be kept free first (a waiter that comes meanwhile gets it readied).
+    fn give_back(&self, mut resource: T) {
+        let mut queue = self.lock();
+        if queue.waiting.is_empty() {
+            drop(queue);
+            resource.before_kept_free();
+            queue = self.lock();
+        }
+        queue.pass_on(resource);
     }
 
     /// How many runs are waiting.
@@ -224,7 +239,7 @@ impl<T: Default> FairSemaphore<T> {
     }
 }
 
-impl<T: Default> Deref for Permit<'_, T> {
+impl<T: Reusable> Deref for Permit<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -232,13 +247,13 @@ impl<T: Default> Deref for Permit<'_, T> {
     }
 }
 
-impl<T: Default> DerefMut for Permit<'_, T> {
+impl<T: Reusable> DerefMut for Permit<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         &mut self.resource
     }
 }
 
-impl<T: Default> Drop for Permit<'_, T> {
+impl<T: Reusable> Drop for Permit<'_, T> {
     fn drop(&mut self) {
         self.semaphore.give_back(std::mem::take(&mut self.resource));
     }
@@ -263,17 +278,13 @@ struct Memory {
     dirty: usize,
 }
 
-impl Memory {
-    /// Called by each holder when done: wipes what runs left behind, unless
-    /// another run is waiting for a slot. That run overwrites the blocks it
-    /// uses (argon2's first pass writes every block before reading it), so
-    /// during a burst the memory is not wiped between runs but once the
-    /// burst is over, by the last run out. Wiping 19 MiB costs about a
-    /// twentieth of the run itself.
-    fn leave(&mut self) {
-        if slots().waiting() > 0 {
-            return;
-        }
+/// Memory going straight to a waiting run is not wiped: that run
+/// overwrites the blocks it uses (argon2's first pass writes every block
+/// before reading one), so during a burst the memory is wiped once the
+/// burst is over, not between runs. Wiping 19 MiB costs about a twentieth
+/// of the run itself.
+impl Reusable for Memory {
+    fn before_kept_free(&mut self) {
         let dirty = self.dirty.min(self.blocks.len());
         self.blocks[..dirty].iter_mut().for_each(Zeroize::zeroize);
         self.dirty = 0;
@@ -289,7 +300,7 @@ fn slots() -> &'static FairSemaphore<Memory> {
 /// Runs argon2 (with `argon2`'s algorithm, version and cost) over
 /// `password` and `salt` into `out` when `turn` comes and its check still
 /// allows it. The slot's memory grows to the largest cost seen and is
-/// wiped once no other run waits (see `Memory::leave`).
+/// wiped when it is kept free (see `Reusable for Memory`).
 pub fn hash_into(
     turn: &Turn<'_>,
     argon2: &Argon2<'_>,
@@ -300,7 +311,6 @@ pub fn hash_into(
     let needed = argon2.params().block_count();
     let mut memory = slots().acquire(turn.key.clone());
     if !turn.may_run() {
-        memory.leave();
         return Err(RunError::Stopped);
     }
     if memory.blocks.len() < needed {
@@ -309,7 +319,6 @@ pub fn hash_into(
     memory.dirty = memory.dirty.max(needed);
     let result =
         argon2.hash_password_into_with_memory(password, salt, out, &mut memory.blocks[..needed]);
-    memory.leave();
     result.map_err(RunError::Argon2)
 }
 
@@ -322,6 +331,48 @@ mod tests {
 
     fn host(name: &str) -> QueueKey {
         QueueKey::Host(name.to_owned())
+    }
+
+    impl Reusable for () {
+        fn before_kept_free(&mut self) {}
+    }
+
+    impl Reusable for u8 {
+        fn before_kept_free(&mut self) {}
+    }
+
+    /// A resource that records whether it was readied to be kept free.
+    #[derive(Debug, Default)]
+    struct Tracked {
+        readied: bool,
+    }
+
+    impl Reusable for Tracked {
+        fn before_kept_free(&mut self) {
+            self.readied = true;
+        }
+    }
+
+    #[test]
+    fn a_resource_is_readied_when_kept_free_and_not_when_handed_to_a_waiter() {
+        let semaphore = Arc::new(FairSemaphore::new(vec![
+            Tracked::default(),
+            Tracked::default(),
+        ]));
+        let first = semaphore.acquire(QueueKey::Uid(1));
+        let second = semaphore.acquire(QueueKey::Uid(2));
+        let s = Arc::clone(&semaphore);
+        let waiter = std::thread::spawn(move || s.acquire(QueueKey::Uid(3)).readied);
+        while semaphore.waiting() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Both holders finish while a run waits: only one slot goes to it.
+        drop(first);
+        drop(second);
+        assert!(!waiter.join().unwrap(), "the waiter got memory as it was");
+        let queue = semaphore.lock();
+        assert_eq!(queue.free.len(), 2);
+        assert!(queue.free.iter().all(|t| t.readied), "{:?}", queue.free);
     }
 
     #[test]
