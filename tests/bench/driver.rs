@@ -150,6 +150,13 @@ impl Samples {
     pub fn problems(&self) -> String {
         summarize(&self.unexpected, self.times.len())
     }
+
+    /// These samples and `other`'s together.
+    pub fn joined(mut self, other: Samples) -> Samples {
+        self.times.extend(other.times);
+        self.unexpected.extend(other.unexpected);
+        self
+    }
 }
 
 fn summarize(unexpected: &[String], total: usize) -> String {

@@ -7,13 +7,14 @@
 //! ```text
 //! cargo bench -p kauth-tests --bench pam_logins -- [--users N] [--clients N]
 //!     [--concurrent-users N] [--password-users N] [--password-clients N] [--large N]
-//!     [--fleet]
+//!     [--fleet] [--floor]
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod driver;
 mod fleet;
+mod floor;
 mod setup;
 mod totp;
 
@@ -46,6 +47,8 @@ struct Options {
     /// Only the fleet comparison (three kauthd on PostgreSQL next to one
     /// on SQLite).
     fleet: bool,
+    /// Only the sequential runs, next to a daemon that does nothing.
+    floor: bool,
 }
 
 fn parse_options() -> Options {
@@ -57,6 +60,7 @@ fn parse_options() -> Options {
         password_clients: 8,
         large: 100_000,
         fleet: false,
+        floor: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -66,6 +70,10 @@ fn parse_options() -> Options {
         }
         if flag == "--fleet" {
             o.fleet = true;
+            continue;
+        }
+        if flag == "--floor" {
+            o.floor = true;
             continue;
         }
         let value: usize = args
@@ -93,7 +101,7 @@ fn parse_options() -> Options {
 fn usage(why: &str) -> ! {
     eprintln!(
         "pam_logins: {why}\nusage: pam_logins [--users N] [--clients N] [--concurrent-users N] \
-         [--password-users N] [--password-clients N] [--large N] [--fleet]"
+         [--password-users N] [--password-clients N] [--large N] [--fleet] [--floor]"
     );
     std::process::exit(2);
 }
@@ -112,6 +120,11 @@ fn main() {
     println!("machine: {} cores, load {}", cores(), load_average());
     if options.fleet {
         let all_as_expected = fleet::run(options.concurrent_users, options.clients);
+        println!("machine load at the end: {}", load_average());
+        std::process::exit(if all_as_expected { 0 } else { 1 });
+    }
+    if options.floor {
+        let all_as_expected = floor::run(options.users);
         println!("machine load at the end: {}", load_average());
         std::process::exit(if all_as_expected { 0 } else { 1 });
     }
