@@ -26,7 +26,7 @@ const NOOP_DENY: &str = "bench-floor-noop-deny";
 /// Runs the comparison; false when a login ended otherwise than expected.
 pub fn run(users: usize) -> bool {
     let secrets = totp::random_secrets(users);
-    let kauthd = TestDaemon::start("");
+    let kauthd = TestDaemon::start_with_system_syslog("");
     let dir = tempfile::Builder::new()
         .prefix("bench-noop-daemon-")
         .tempdir()

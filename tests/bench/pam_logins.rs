@@ -133,9 +133,9 @@ fn main() {
     // One kauthd per size, so that sizes are compared login by login in
     // one run: `small` holds exactly `users` accounts, `busy` the users of
     // the concurrent and password runs, `large` all `large` accounts.
-    let small = TestDaemon::start("");
-    let busy = TestDaemon::start("");
-    let large_daemon = TestDaemon::start("");
+    let small = TestDaemon::start_with_system_syslog("");
+    let busy = TestDaemon::start_with_system_syslog("");
+    let large_daemon = TestDaemon::start_with_system_syslog("");
     let google = setup::GoogleDir::new();
     let conf = PamConfDir::new();
     setup::write_kauthd_service(&conf, setup::KAUTHD_OTP, &small.socket, "otp_only");

@@ -37,6 +37,9 @@ pub struct TestDaemon {
     pub stderr_path: PathBuf,
     child: Option<Child>,
     syslog: Option<SyslogCapture>,
+    /// kauthd logs to the machine's syslog (`/dev/log`), not to a capture
+    /// in this process.
+    system_syslog: bool,
 }
 
 impl TestDaemon {
@@ -45,6 +48,15 @@ impl TestDaemon {
     /// unprivileged client can reach the socket).
     pub fn start(extra: &str) -> TestDaemon {
         Self::start_prepared(extra, |_| {})
+    }
+
+    /// Starts kauthd like [`TestDaemon::start`], logging to the machine's
+    /// syslog as an installed kauthd does, instead of to a capture thread
+    /// in this process: for the benchmark, where that thread would take
+    /// CPU time from the logins it measures, and where
+    /// google-authenticator logs to the machine's syslog too.
+    pub fn start_with_system_syslog(extra: &str) -> TestDaemon {
+        Self::start_prepared(extra, |daemon| daemon.system_syslog = true)
     }
 
     /// Starts kauthd like [`TestDaemon::start`] with a copy of `key_file` as
@@ -56,7 +68,7 @@ impl TestDaemon {
     }
 
     /// Creates the directory and config, runs `prepare`, then starts kauthd.
-    fn start_prepared(extra: &str, prepare: impl FnOnce(&TestDaemon)) -> TestDaemon {
+    fn start_prepared(extra: &str, prepare: impl FnOnce(&mut TestDaemon)) -> TestDaemon {
         let dir = tempfile::Builder::new()
             .prefix("kauthd-test-")
             .tempdir()
@@ -74,9 +86,10 @@ impl TestDaemon {
             dir,
             child: None,
             syslog: None,
+            system_syslog: false,
         };
         daemon.write_config(extra);
-        prepare(&daemon);
+        prepare(&mut daemon);
         daemon.spawn();
         daemon
     }
@@ -103,13 +116,16 @@ impl TestDaemon {
             .append(true)
             .open(&self.stderr_path)
             .expect("stderr file");
-        if self.syslog.is_none() {
-            self.syslog = Some(SyslogCapture::start(&self.dir.path().join("syslog.sock")));
-        }
         let mut cmd = Command::new(binary("kauthd"));
+        if !self.system_syslog {
+            let path = self.dir.path().join("syslog.sock");
+            if self.syslog.is_none() {
+                self.syslog = Some(SyslogCapture::start(&path));
+            }
+            cmd.env("KAUTHD_SYSLOG_SOCKET", path);
+        }
         cmd.arg("--config")
             .arg(&self.config_path)
-            .env("KAUTHD_SYSLOG_SOCKET", self.dir.path().join("syslog.sock"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
