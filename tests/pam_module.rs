@@ -409,3 +409,41 @@ fn module_exports_only_the_six_hooks() {
         "{listing}"
     );
 }
+
+/// The benchmark's floor (`scripts/bench --floor`) logs in through the
+/// module to kauth-noop-daemon: it must keep speaking the module's
+/// protocol, accepting after its commit or denying.
+#[test]
+fn the_benchmarks_noop_daemon_accepts_and_denies_through_the_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let commits = dir.path().join("commits");
+    for (mode, expected) in [("accept", "PAM_SUCCESS"), ("deny", "PAM_AUTH_ERR")] {
+        let socket = dir.path().join(format!("{mode}.sock"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kauth-noop-daemon"));
+        command.arg(&socket).arg(mode);
+        if mode == "accept" {
+            command.arg(&commits);
+        }
+        let mut daemon = command.spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kauth-noop-daemon did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let conf = setup(&socket, "otp_only");
+        let run = harness(&conf).user("ann").answer("123456").run();
+        daemon.kill().unwrap();
+        daemon.wait().unwrap();
+        run.assert_completed();
+        assert_eq!(run.code("auth"), Some(expected), "{}", run.stdout);
+        assert_eq!(run.prompts(), vec!["Verification code: "]);
+    }
+    assert_eq!(
+        std::fs::metadata(&commits).unwrap().len(),
+        4 << 20,
+        "the accepting daemon prepares its commit file"
+    );
+}

@@ -9,6 +9,7 @@
 //! the target logged in right after another one of ours runs faster
 //! than the one right after google-authenticator.
 
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -137,7 +138,7 @@ impl NoopDaemon {
         };
         let child = command.spawn().expect("start kauth-noop-daemon");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
+        while UnixStream::connect(socket).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "kauth-noop-daemon did not start listening"
