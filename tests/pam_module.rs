@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use kauth_proto::testing::{scripts, Connection, FakeDaemon};
 use kauth_proto::{LoginMode, MessageStyle, Outcome, Request};
+use kauth_tests::noop_daemon::NoopDaemon;
 use kauth_tests::pam::{module_path, Harness, HarnessRun, PamConfDir};
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_kauth-pam-harness");
@@ -419,24 +420,10 @@ fn the_benchmarks_noop_daemon_accepts_and_denies_through_the_module() {
     let commits = dir.path().join("commits");
     for (mode, expected) in [("accept", "PAM_SUCCESS"), ("deny", "PAM_AUTH_ERR")] {
         let socket = dir.path().join(format!("{mode}.sock"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kauth-noop-daemon"));
-        command.arg(&socket).arg(mode);
-        if mode == "accept" {
-            command.arg(&commits);
-        }
-        let mut daemon = command.spawn().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "kauth-noop-daemon did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let daemon = NoopDaemon::start(&socket, (mode == "accept").then_some(commits.as_path()));
         let conf = setup(&socket, "otp_only");
         let run = harness(&conf).user("ann").answer("123456").run();
-        daemon.kill().unwrap();
-        daemon.wait().unwrap();
+        drop(daemon);
         run.assert_completed();
         assert_eq!(run.code("auth"), Some(expected), "{}", run.stdout);
         assert_eq!(run.prompts(), vec!["Verification code: "]);

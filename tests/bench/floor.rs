@@ -9,12 +9,8 @@
 //! the target logged in right after another one of ours runs faster
 //! than the one right after google-authenticator.
 
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
-
 use kauth_tests::daemon::TestDaemon;
+use kauth_tests::noop_daemon::NoopDaemon;
 use kauth_tests::pam::PamConfDir;
 
 use crate::driver::{self, Answer, Samples, Target};
@@ -118,43 +114,4 @@ fn print_table(users: usize, valid: &[Samples; 3], wrong: &[Samples; 3], floor: 
         ("google-authenticator wrong", wrong[2].problems()),
         ("pam_permit", floor.problems()),
     ])
-}
-
-/// A kauth-noop-daemon process, killed on drop.
-struct NoopDaemon {
-    socket: PathBuf,
-    child: Child,
-}
-
-impl NoopDaemon {
-    /// Accepts every code after a commit to `commits`; denies every code
-    /// without writing when `commits` is `None`.
-    fn start(socket: &Path, commits: Option<&Path>) -> NoopDaemon {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kauth-noop-daemon"));
-        command.arg(socket);
-        match commits {
-            Some(file) => command.arg("accept").arg(file),
-            None => command.arg("deny"),
-        };
-        let child = command.spawn().expect("start kauth-noop-daemon");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "kauth-noop-daemon did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        NoopDaemon {
-            socket: socket.to_owned(),
-            child,
-        }
-    }
-}
-
-impl Drop for NoopDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

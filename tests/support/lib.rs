@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod login;
+pub mod noop_daemon;
 pub mod pam;
 pub mod pam_ffi;
 pub mod postgres;
